@@ -1,0 +1,58 @@
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import ort from 'onnxruntime-node'
+import type { ShardGraph } from '../../shared/model/buildShardGraph.ts'
+import { EXTERNAL_DATA_FILE } from '../../shared/model/onnxGraph.ts'
+import { DeviceUnavailableError, type Device, type DeviceOption, type ShardRuntime } from '../../shared/engine/runtime.ts'
+
+/** Writes the shard model and its external weights to a temporary folder (ORT Node loads models from paths). */
+async function writeArtifact(graph: ShardGraph): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'shardmesh-shard-'))
+  await writeFile(join(dir, 'model.onnx'), graph.model)
+  const file = await open(join(dir, EXTERNAL_DATA_FILE), 'w')
+  try {
+    for (const chunk of graph.weights) await file.write(chunk)
+  } finally {
+    await file.close()
+  }
+  return dir
+}
+
+function sessionOptions(device: Device, graph: ShardGraph): ort.InferenceSession.SessionOptions {
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: [device],
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+  }
+  if (device === 'webgpu') {
+    // Keep the KV cache on the GPU between steps; only logits and hidden states come back.
+    options.preferredOutputLocation = Object.fromEntries(
+      graph.io.layers.flatMap((i) => [`present_key.${i}`, `present_value.${i}`]).map((n) => [n, 'gpu-buffer' as const]),
+    )
+  }
+  return options
+}
+
+/** onnxruntime-node: `webgpu` (Dawn; Vulkan on Linux) with `cpu` fallback when no adapter exists. */
+export function nodeRuntime(): ShardRuntime {
+  return {
+    ort,
+    async createSession(graph: ShardGraph, device: DeviceOption) {
+      const dir = await writeArtifact(graph)
+      try {
+        const path = join(dir, 'model.onnx')
+        const tryDevice = async (d: Device) => ({ session: await ort.InferenceSession.create(path, sessionOptions(d, graph)), device: d })
+        if (device === 'cpu' || device === 'wasm') return await tryDevice('cpu')
+        try {
+          return await tryDevice('webgpu')
+        } catch (e) {
+          if (device === 'webgpu') throw new DeviceUnavailableError('webgpu', e)
+          return await tryDevice('cpu')
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true })
+      }
+    },
+  }
+}

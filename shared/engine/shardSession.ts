@@ -1,0 +1,173 @@
+import type * as ort from 'onnxruntime-common'
+import type { ShardGraph } from '../model/buildShardGraph.ts'
+import type { ModelSpec } from '../model/modelSpec.ts'
+import { POSITION_OFFSET, type LayerRange, type ShardIO } from '../model/shardGraph.ts'
+import type { Device, DeviceOption, ShardRuntime } from './runtime.ts'
+
+/** Input of one shard call: token ids on the first shard, else a hidden state `[T, hidden]`. */
+export type ShardInput = { tokens: number[] } | { hidden: Float32Array }
+
+export type ShardOutput = {
+  /** `[T, hidden]` on every shard but the last. */
+  hidden?: Float32Array
+  /** `[T, vocab]` on the last shard. */
+  logits?: Float32Array
+  seqLen: number
+  /** Cached positions of this session after the call. */
+  length: number
+}
+
+export type ShardSessionInit = {
+  spec: ModelSpec
+  graph: ShardGraph
+  runtime: ShardRuntime
+  /** @default 'auto' */
+  device?: DeviceOption
+  /** KV cache budget across all sessions; idle sessions are evicted, oldest first. @default 1 GiB */
+  kvBudgetBytes?: number
+}
+
+export class ShardInputError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'ShardInputError'
+  }
+}
+
+export class KvBudgetError extends Error {
+  readonly needed: number
+  readonly budget: number
+
+  constructor(needed: number, budget: number) {
+    super(`KV cache of one session needs ${needed} bytes, over the budget of ${budget}`)
+    this.needed = needed
+    this.budget = budget
+    this.name = 'KvBudgetError'
+  }
+}
+
+type CacheEntry = { length: number; tensors: Map<string, ort.Tensor>; lastUsed: number; bytes: number; busy: boolean }
+
+/** A loaded shard: its layers on one device, with a KV cache per session id. */
+export type ShardSession = {
+  readonly range: LayerRange
+  readonly io: ShardIO
+  readonly device: Device
+  readonly spec: ModelSpec
+  /** Runs the shard for a session, appending to its KV cache. `reset` starts the session over. */
+  forward(sessionId: string, input: ShardInput, opts?: { reset?: boolean }): Promise<ShardOutput>
+  /** Cached length of a session (0 when unknown). */
+  cachedLength(sessionId: string): number
+  drop(sessionId: string): void
+  /** Total bytes held by KV caches. */
+  kvBytes(): number
+  dispose(): Promise<void>
+}
+
+export async function createShardSession(init: ShardSessionInit): Promise<ShardSession> {
+  const { spec, graph, runtime } = init
+  const { Tensor } = runtime.ort
+  const { session, device } = await runtime.createSession(graph, init.device ?? 'auto')
+  const budget = init.kvBudgetBytes ?? 1 << 30
+  const io = graph.io
+  const cache = new Map<string, CacheEntry>()
+  const H = spec.hiddenSize
+  const kvNames = io.layers.flatMap((i) => [`key.${i}`, `value.${i}`])
+  let queue: Promise<unknown> = Promise.resolve()
+
+  const total = () => [...cache.values()].reduce((a, e) => a + e.bytes, 0)
+  const release = (e: CacheEntry) => {
+    for (const t of e.tensors.values()) t.dispose()
+    e.tensors.clear()
+  }
+  const evict = (keep: string) => {
+    const idle = [...cache.entries()].filter(([id, e]) => id !== keep && !e.busy).sort((a, b) => a[1].lastUsed - b[1].lastUsed)
+    while (total() > budget && idle.length) {
+      const [id, e] = idle.shift()!
+      release(e)
+      cache.delete(id)
+    }
+  }
+
+  const run = async (sessionId: string, input: ShardInput, reset: boolean): Promise<ShardOutput> => {
+    if (reset) drop(sessionId)
+    let entry = cache.get(sessionId)
+    if (!entry) {
+      entry = { length: 0, tensors: new Map(), lastUsed: 0, bytes: 0, busy: false }
+      cache.set(sessionId, entry)
+    }
+    const feeds: Record<string, ort.Tensor> = {}
+    let seqLen: number
+    if (io.input === 'input_ids') {
+      if (!('tokens' in input)) throw new ShardInputError(`shard [${graph.range.start}, ${graph.range.end}) takes token ids, got a hidden state`)
+      seqLen = input.tokens.length
+      if (input.tokens.some((t) => !Number.isInteger(t) || t < 0 || t >= spec.vocabSize)) {
+        throw new ShardInputError(`token id out of range [0, ${spec.vocabSize})`)
+      }
+      feeds.input_ids = new Tensor('int64', BigInt64Array.from(input.tokens, BigInt), [1, seqLen])
+    } else {
+      if (!('hidden' in input)) throw new ShardInputError(`shard [${graph.range.start}, ${graph.range.end}) takes a hidden state, got token ids`)
+      if (input.hidden.length === 0 || input.hidden.length % H !== 0) {
+        throw new ShardInputError(`hidden state of ${input.hidden.length} values is not a whole number of rows of ${H}`)
+      }
+      seqLen = input.hidden.length / H
+      feeds.hidden_states = new Tensor('float32', input.hidden, [1, seqLen, H])
+    }
+    if (seqLen === 0) throw new ShardInputError('empty input')
+    if (entry.length + seqLen > spec.maxPositions) {
+      throw new ShardInputError(`sequence of ${entry.length + seqLen} positions exceeds the model's ${spec.maxPositions}`)
+    }
+    feeds[POSITION_OFFSET] = new Tensor('int64', BigInt64Array.of(BigInt(entry.length)), [1])
+    for (const name of kvNames) {
+      feeds[`past_${name}`] = entry.tensors.get(name) ?? new Tensor('float32', new Float32Array(0), [1, io.kvHeads, 0, io.headDim])
+    }
+    entry.busy = true
+    let results: ort.InferenceSession.ReturnType
+    try {
+      results = await session.run(feeds)
+    } finally {
+      entry.busy = false
+    }
+    const old = entry.tensors
+    entry.tensors = new Map(kvNames.map((n) => [n, results[`present_${n}`]!]))
+    for (const t of old.values()) t.dispose()
+    entry.length += seqLen
+    entry.lastUsed = performance.now()
+    entry.bytes = kvNames.length * io.kvHeads * io.headDim * entry.length * 4
+    if (entry.bytes > budget) {
+      drop(sessionId)
+      throw new KvBudgetError(entry.bytes, budget)
+    }
+    evict(sessionId)
+    const out = results[io.output]!
+    const data = (await out.getData(true)) as Float32Array
+    return io.output === 'logits' ? { logits: data, seqLen, length: entry.length } : { hidden: data, seqLen, length: entry.length }
+  }
+
+  const drop = (sessionId: string) => {
+    const e = cache.get(sessionId)
+    if (e) release(e)
+    cache.delete(sessionId)
+  }
+
+  return {
+    range: graph.range,
+    io,
+    device,
+    spec,
+    forward(sessionId, input, opts) {
+      // One run at a time per shard: ORT sessions are not re-entrant on every backend.
+      const next = queue.then(() => run(sessionId, input, opts?.reset ?? false))
+      queue = next.catch(() => undefined)
+      return next
+    },
+    cachedLength: (id) => cache.get(id)?.length ?? 0,
+    drop,
+    kvBytes: total,
+    async dispose() {
+      await queue
+      for (const id of [...cache.keys()]) drop(id)
+      await session.release()
+    },
+  }
+}

@@ -1,0 +1,106 @@
+import { bloomFamily } from './bloomFamily.ts'
+import { gpt2Family } from './gpt2Family.ts'
+import { llamaFamily } from './llamaFamily.ts'
+import type { ModelSpec } from './modelSpec.ts'
+import { OnnxGraph, type OnnxArtifact } from './onnxGraph.ts'
+import { readTensors, tensorInfo, type SafetensorsIndex } from './safetensors.ts'
+import { POSITION_OFFSET, ShardGraphContext, type FamilyBuilder, type LayerRange, type ShardIO } from './shardGraph.ts'
+
+export class LayerRangeError extends RangeError {
+  readonly range: LayerRange
+  readonly numLayers: number
+
+  constructor(range: LayerRange, numLayers: number) {
+    super(`layer range [${range.start}, ${range.end}) is outside [0, ${numLayers}) or empty`)
+    this.range = range
+    this.numLayers = numLayers
+    this.name = 'LayerRangeError'
+  }
+}
+
+export type BuildShardGraphParameters = {
+  spec: ModelSpec
+  index: SafetensorsIndex
+  range: LayerRange
+  /** Called after each piece is read and built. */
+  onProgress?: (done: number, total: number) => void
+  signal?: AbortSignal
+}
+
+export type ShardGraph = OnnxArtifact & { io: ShardIO; range: LayerRange }
+
+export function assertLayerRange(range: LayerRange, numLayers: number): void {
+  const { start, end } = range
+  if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > numLayers || start >= end) {
+    throw new LayerRangeError(range, numLayers)
+  }
+}
+
+export function familyBuilder(spec: ModelSpec, index: SafetensorsIndex): FamilyBuilder {
+  const has = (n: string) => index.tensors.has(n)
+  switch (spec.family) {
+    case 'llama':
+      return llamaFamily(spec, has)
+    case 'bloom':
+      return bloomFamily(spec, has)
+    case 'gpt2':
+      return gpt2Family(spec, has)
+  }
+}
+
+/**
+ * Builds the ONNX model of layers `[start, end)`: the first shard embeds token ids, the last
+ * applies the final norm and LM head; every shard takes the position offset and its layers'
+ * past KV and returns the present KV. Reads only the tensors those layers need, one layer at a time.
+ */
+export async function buildShardGraph(params: BuildShardGraphParameters): Promise<ShardGraph> {
+  const { spec, index, range, signal } = params
+  assertLayerRange(range, spec.numLayers)
+  const family = familyBuilder(spec, index)
+  const isFirst = range.start === 0
+  const isLast = range.end === spec.numLayers
+  // Fail on a missing tensor before reading anything.
+  const pieces: string[][] = []
+  if (isFirst) pieces.push(family.embeddingTensors())
+  for (let i = range.start; i < range.end; i++) pieces.push(family.layerTensors(i))
+  if (isLast) pieces.push(family.finalTensors())
+  for (const names of pieces) for (const n of names) tensorInfo(index, n)
+
+  const g = new OnnxGraph(`${spec.architecture}_${range.start}_${range.end}`)
+  const H = spec.hiddenSize
+  const input = isFirst ? g.input('input_ids', 'int64', [1, 'T']) : g.input('hidden_states', 'float32', [1, 'T', H])
+  g.input(POSITION_OFFSET, 'int64', [1])
+  const ctx = new ShardGraphContext(g, spec, input)
+  const kvHeads = spec.family === 'llama' ? spec.numKvHeads : spec.numHeads
+  const layers: number[] = []
+  let piece = 0
+  const read = async () => {
+    const names = pieces[piece++]!
+    const t = await readTensors(index, names, signal)
+    params.onProgress?.(piece, pieces.length)
+    return t
+  }
+  let x = input
+  if (isFirst) x = family.embed(ctx, input, await read())
+  for (let i = range.start; i < range.end; i++) {
+    const cache = {
+      pastKey: g.input(`past_key.${i}`, 'float32', [1, kvHeads, 'P', spec.headDim]),
+      pastValue: g.input(`past_value.${i}`, 'float32', [1, kvHeads, 'P', spec.headDim]),
+      presentKey: `present_key.${i}`,
+      presentValue: `present_value.${i}`,
+    }
+    x = family.layer(ctx, i, x, await read(), cache)
+    layers.push(i)
+  }
+  const output = isLast ? 'logits' : 'hidden_states_out'
+  if (isLast) {
+    g.output(family.head(ctx, x, await read()), 'logits', 'float32', [1, 'T', spec.vocabSize])
+  } else {
+    g.output(x, 'hidden_states_out', 'float32', [1, 'T', H])
+  }
+  for (const i of layers) {
+    g.output(`present_key.${i}`, `present_key.${i}`, 'float32', [1, kvHeads, 'S', spec.headDim])
+    g.output(`present_value.${i}`, `present_value.${i}`, 'float32', [1, kvHeads, 'S', spec.headDim])
+  }
+  return { ...g.build(), range, io: { input: isFirst ? 'input_ids' : 'hidden_states', output, layers, kvHeads, headDim: spec.headDim } }
+}
