@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { fileModelSource } from '../model/fileModelSource.ts'
-import { openSafetensors, readTensors, toFloat32 } from '../../shared/model/safetensors.ts'
+import { openSafetensorsFile, readTensors, toFloat32 } from '../../shared/model/safetensors.ts'
 
 /** The repository root. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
@@ -35,8 +35,7 @@ export async function loadFixture(name: FixtureName): Promise<Fixture> {
   const dir = join(FIXTURES_DIR, name)
   const src = fileModelSource(dir)
   const meta = JSON.parse(await src.readText('reference.json')) as { prompts: FixturePrompt[] }
-  const refSource = { ...src, has: async () => false, readRange: (_f: string, s: number, e: number) => src.readRange('reference.safetensors', s, e) }
-  const index = await openSafetensors(refSource)
+  const index = await openSafetensorsFile(src, 'reference.safetensors')
   return {
     name,
     dir,

@@ -46,6 +46,17 @@ export class KvBudgetError extends Error {
   }
 }
 
+/** A continuation for a session this shard does not hold (never started, dropped or evicted). */
+export class UnknownSessionError extends Error {
+  readonly sessionId: string
+
+  constructor(sessionId: string) {
+    super(`session "${sessionId}" is not cached on this shard (never started, dropped or evicted): start it over with reset`)
+    this.sessionId = sessionId
+    this.name = 'UnknownSessionError'
+  }
+}
+
 type CacheEntry = { length: number; tensors: Map<string, ort.Tensor>; lastUsed: number; bytes: number; busy: boolean }
 
 /** A loaded shard: its layers on one device, with a KV cache per session id. */
@@ -54,7 +65,10 @@ export type ShardSession = {
   readonly io: ShardIO
   readonly device: Device
   readonly spec: ModelSpec
-  /** Runs the shard for a session, appending to its KV cache. `reset` starts the session over. */
+  /**
+   * Runs the shard for a session, appending to its KV cache. `reset` starts the session (over);
+   * without it the session must be cached here, else UnknownSessionError.
+   */
   forward(sessionId: string, input: ShardInput, opts?: { reset?: boolean }): Promise<ShardOutput>
   /** Cached length of a session (0 when unknown). */
   cachedLength(sessionId: string): number
@@ -91,11 +105,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
 
   const run = async (sessionId: string, input: ShardInput, reset: boolean): Promise<ShardOutput> => {
     if (reset) drop(sessionId)
-    let entry = cache.get(sessionId)
-    if (!entry) {
-      entry = { length: 0, tensors: new Map(), lastUsed: 0, bytes: 0, busy: false }
-      cache.set(sessionId, entry)
-    }
+    else if (!cache.has(sessionId)) throw new UnknownSessionError(sessionId)
     const feeds: Record<string, ort.Tensor> = {}
     let seqLen: number
     if (io.input === 'input_ids') {
@@ -114,6 +124,11 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       feeds.hidden_states = new Tensor('float32', input.hidden, [1, seqLen, H])
     }
     if (seqLen === 0) throw new ShardInputError('empty input')
+    let entry = cache.get(sessionId)
+    if (!entry) {
+      entry = { length: 0, tensors: new Map(), lastUsed: 0, bytes: 0, busy: false }
+      cache.set(sessionId, entry)
+    }
     if (entry.length + seqLen > spec.maxPositions) {
       throw new ShardInputError(`sequence of ${entry.length + seqLen} positions exceeds the model's ${spec.maxPositions}`)
     }

@@ -73,6 +73,11 @@ async function readHeader(source: ModelSource, file: string, signal?: AbortSigna
   return out
 }
 
+/** Reads the header of one named safetensors file (outputs, references: not a checkpoint). */
+export async function openSafetensorsFile(source: ModelSource, file: string, signal?: AbortSignal): Promise<SafetensorsIndex> {
+  return { source, tensors: new Map((await readHeader(source, file, signal)).map((t) => [t.name, t])) }
+}
+
 /** Reads the header(s) only: `model.safetensors`, or every file of `model.safetensors.index.json`. */
 export async function openSafetensors(source: ModelSource, signal?: AbortSignal): Promise<SafetensorsIndex> {
   let files: string[]

@@ -1,0 +1,34 @@
+import { GENERATE_USAGE, UsageError, parseGenerateArgs, runGenerate } from './generateCommand.ts'
+
+const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
+
+commands:
+  generate   run a prompt through a model's shards in this process
+${GENERATE_USAGE}`
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'generate':
+      await runGenerate(parseGenerateArgs(rest))
+      return 0
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`)
+      return 0
+    default:
+      throw new UsageError(`unknown command "${command}"`)
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    const err = e as Error
+    process.stderr.write(`shardmesh: ${err.message}\n`)
+    if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') process.stderr.write(`${USAGE}\n`)
+    process.exit(err instanceof UsageError ? 2 : 1)
+  },
+)

@@ -1,0 +1,74 @@
+import { assertLayerRange, buildShardGraph } from '../model/buildShardGraph.ts'
+import type { ModelSource } from '../model/modelSource.ts'
+import { parseModelConfig, type ModelSpec } from '../model/modelSpec.ts'
+import { openSafetensors } from '../model/safetensors.ts'
+import type { LayerRange } from '../model/shardGraph.ts'
+import type { DeviceOption, ShardRuntime } from './runtime.ts'
+import { createShardSession, type ShardSession } from './shardSession.ts'
+
+export class StagesError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'StagesError'
+  }
+}
+
+/** Parses `0-3,3-8` into layer ranges (end exclusive). */
+export function parseStages(text: string): LayerRange[] {
+  return text.split(',').map((part) => {
+    const m = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(part)
+    if (!m) throw new StagesError(`stage "${part}" is not of the form <start>-<end>`)
+    return { start: Number(m[1]), end: Number(m[2]) }
+  })
+}
+
+/** Checks that ranges are contiguous and cover `[0, L)` exactly. */
+export function assertCoverage(ranges: LayerRange[], numLayers: number): void {
+  let next = 0
+  for (const r of ranges) {
+    assertLayerRange(r, numLayers)
+    if (r.start !== next) throw new StagesError(`stages must be contiguous from 0: expected a stage starting at layer ${next}, got ${r.start}-${r.end}`)
+    next = r.end
+  }
+  if (next !== numLayers) throw new StagesError(`stages end at layer ${next}; the model has ${numLayers} layers`)
+}
+
+export type LoadShardsParameters = {
+  source: ModelSource
+  runtime: ShardRuntime
+  /** Layer ranges to load; the whole model when absent. */
+  ranges?: LayerRange[]
+  /** Require the ranges to cover `[0, L)` contiguously (a whole pipeline in one process). */
+  requireCoverage?: boolean
+  device?: DeviceOption
+  kvBudgetBytes?: number
+  /** Progress of reading and building, across all shards. */
+  onProgress?: (done: number, total: number) => void
+  signal?: AbortSignal
+}
+
+/** Reads config and safetensors headers, builds each shard's graph and opens its session. */
+export async function loadShards(params: LoadShardsParameters): Promise<{ spec: ModelSpec; shards: ShardSession[] }> {
+  const { source, runtime, signal } = params
+  const spec = parseModelConfig(await source.readText('config.json', signal))
+  const ranges = params.ranges ?? [{ start: 0, end: spec.numLayers }]
+  if (params.requireCoverage) assertCoverage(ranges, spec.numLayers)
+  else for (const r of ranges) assertLayerRange(r, spec.numLayers)
+  const index = await openSafetensors(source, signal)
+  const pieces = ranges.map((r) => r.end - r.start + (r.start === 0 ? 1 : 0) + (r.end === spec.numLayers ? 1 : 0))
+  const total = pieces.reduce((a, b) => a + b, 0)
+  let before = 0
+  const shards: ShardSession[] = []
+  try {
+    for (const [k, range] of ranges.entries()) {
+      const offset = before
+      const graph = await buildShardGraph({ spec, index, range, signal, onProgress: (done) => params.onProgress?.(offset + done, total) })
+      before += pieces[k]!
+      shards.push(await createShardSession({ spec, graph, runtime, device: params.device, kvBudgetBytes: params.kvBudgetBytes }))
+    }
+  } catch (e) {
+    await Promise.all(shards.map((s) => s.dispose()))
+    throw e
+  }
+  return { spec, shards }
+}
