@@ -1,10 +1,14 @@
 import { GENERATE_USAGE, UsageError, parseGenerateArgs, runGenerate } from './generateCommand.ts'
+import { SERVE_USAGE, parseServeArgs, runServe } from './serveCommand.ts'
 
 const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
 
 commands:
   generate   run a prompt through a model's shards in this process
-${GENERATE_USAGE}`
+  serve      serve a model over the Plumise agent API and the OpenAI API
+
+${GENERATE_USAGE}
+${SERVE_USAGE}`
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -12,6 +16,9 @@ async function main(argv: string[]): Promise<number> {
     case 'generate':
       await runGenerate(parseGenerateArgs(rest))
       return 0
+    case 'serve':
+      await runServe(parseServeArgs(rest))
+      return new Promise<number>(() => {}) // runs until a signal stops it
     case undefined:
     case 'help':
     case '--help':

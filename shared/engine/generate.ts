@@ -18,13 +18,14 @@ export type GenerateParameters = {
   sessionId?: string
   /** Keep every row of logits (prefill and each decode step). */
   keepLogits?: boolean
-  onToken?: (id: number, index: number) => void
+  /** Called with each new token; return `'stop'` to end generation there (stop sequences). */
+  onToken?: (id: number, index: number) => void | 'stop'
   signal?: AbortSignal
 }
 
 export type GenerateResult = {
   outputIds: number[]
-  finishReason: 'length' | 'eos'
+  finishReason: 'length' | 'eos' | 'stop'
   prefillMs: number
   /** Mean over decode steps (tokens after the first). */
   decodeMsPerToken: number
@@ -73,7 +74,10 @@ export async function generate(params: GenerateParameters): Promise<GenerateResu
       if (params.keepLogits) decodeLogits.push(row.slice())
       const id = sampleToken(row, sampling, out, rng)
       out.push(id)
-      params.onToken?.(id, i)
+      if (params.onToken?.(id, i) === 'stop') {
+        finishReason = 'stop'
+        break
+      }
       if (eos.has(id)) {
         finishReason = 'eos'
         break

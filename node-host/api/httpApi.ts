@@ -1,0 +1,269 @@
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http'
+import { z } from 'zod'
+import { renderChat } from '../../shared/model/chatTemplate.ts'
+import type { TextGenerator, TextRequest, TextResult } from '../../shared/engine/textGenerator.ts'
+import type { Logger } from '../logger.ts'
+
+export type HttpApiInit = {
+  /** Model name on the wire (folder name or Hub repository id). */
+  model: string
+  /** Agent address or peer id reported by /health. */
+  address: string
+  /** Layers this host serves. */
+  layers: { start: number; end: number; total: number }
+  /** Bearer token required on every route but /health (API_SECRET). */
+  apiSecret?: string
+  /** `tokenizer_config.json`, for the chat template. */
+  tokenizerConfig?: Record<string, unknown>
+  /** @default 1 MiB */
+  maxBodyBytes?: number
+}
+
+export type HttpApiComponents = {
+  logger: Logger
+  /** The generator once the model is loaded; null while loading (requests get 503). */
+  generator: () => TextGenerator | null
+}
+
+class HttpError extends Error {
+  readonly status: number
+
+  constructor(status: number, message: string) {
+    super(message)
+    this.status = status
+  }
+}
+
+// Plumise agent API: POST /api/v1/generate.
+const plumiseGenerateSchema = z.object({
+  inputs: z.string().min(1),
+  parameters: z
+    .object({
+      max_new_tokens: z.number().int().min(1).max(4096).default(128),
+      temperature: z.number().min(0).max(2).default(0.7),
+      top_p: z.number().min(0).max(1).default(0.9),
+      repetition_penalty: z.number().min(1).max(2).default(1.2),
+      do_sample: z.boolean().default(true),
+    })
+    .strict()
+    .default({ max_new_tokens: 128, temperature: 0.7, top_p: 0.9, repetition_penalty: 1.2, do_sample: true }),
+  stream: z.boolean().default(false),
+})
+
+const openAiCommon = {
+  model: z.string().optional(),
+  max_tokens: z.number().int().min(1).max(4096).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  seed: z.number().int().nullish(),
+  stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
+  stream: z.boolean().nullish(),
+  n: z.literal(1).nullish(),
+  frequency_penalty: z.number().nullish(),
+  presence_penalty: z.number().nullish(),
+  user: z.string().nullish(),
+}
+const completionSchema = z.object({ ...openAiCommon, prompt: z.union([z.string(), z.array(z.string()).length(1)]) })
+const chatSchema = z.object({
+  ...openAiCommon,
+  max_completion_tokens: z.number().int().min(1).max(4096).nullish(),
+  messages: z
+    .array(
+      z.object({
+        role: z.enum(['system', 'user', 'assistant', 'tool', 'developer']),
+        content: z.union([z.string(), z.array(z.object({ type: z.literal('text'), text: z.string() }))]),
+      }),
+    )
+    .min(1),
+})
+
+async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    // Past the limit, drain (so the client reads the 413 rather than a reset) up to a hard cap.
+    if (size > 16 * limit) req.destroy()
+    if (size <= limit) chunks.push(chunk as Buffer)
+  }
+  if (size > limit) throw new HttpError(413, `request body over ${limit} bytes`)
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch {
+    throw new HttpError(400, 'request body is not valid JSON')
+  }
+}
+
+function parse<T>(schema: z.ZodType<T>, body: unknown): T {
+  const r = schema.safeParse(body)
+  if (!r.success) {
+    const issue = r.error.issues[0]!
+    throw new HttpError(400, `${issue.path.join('.') || 'body'}: ${issue.message}`)
+  }
+  return r.data
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+function startSse(res: ServerResponse): (data: unknown) => void {
+  res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' })
+  return (data) => res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`)
+}
+
+let idCounter = 0
+const newId = (prefix: string) => `${prefix}-${Date.now().toString(36)}${(idCounter++).toString(36)}`
+const openAiFinish = (r: TextResult) => (r.finishReason === 'length' ? 'length' : 'stop')
+
+/**
+ * The agent's HTTP API: Plumise (`/health`, `/api/v1/generate` with Server-Sent Events,
+ * `/api/v1/pipeline/status`, `/api/v1/metrics`) and OpenAI (`/v1/models`, `/v1/completions`,
+ * `/v1/chat/completions`, streaming and not).
+ */
+export function createHttpApi(init: HttpApiInit, components: HttpApiComponents): RequestListener {
+  const { logger } = components
+  const started = Date.now()
+  const limit = init.maxBodyBytes ?? 1 << 20
+  const uptime = () => Math.floor((Date.now() - started) / 1000)
+  const isFull = init.layers.start === 0 && init.layers.end === init.layers.total
+  const ready = () => {
+    const g = components.generator()
+    if (!g) throw new HttpError(503, 'model is loading')
+    return g
+  }
+
+  const health = () => ({
+    status: components.generator() ? 'ok' : 'loading',
+    model: init.model,
+    mode: isFull ? 'single' : 'pipeline',
+    address: init.address,
+    uptime: uptime(),
+    layers: init.layers,
+  })
+
+  const metrics = () => {
+    const m = components.generator()?.metrics() ?? { totalTokensProcessed: 0, totalRequests: 0, totalLatencyMs: 0 }
+    return {
+      total_tokens_processed: m.totalTokensProcessed,
+      total_requests: m.totalRequests,
+      total_latency_ms: Math.round(m.totalLatencyMs),
+      avg_latency_ms: m.totalRequests ? Math.round(m.totalLatencyMs / m.totalRequests) : 0,
+      uptime_seconds: uptime(),
+      tokens_per_second: m.totalLatencyMs ? m.totalTokensProcessed / (m.totalLatencyMs / 1000) : 0,
+    }
+  }
+
+  /** Runs a request; streams through `onText` when given; aborts when the client goes away. */
+  const run = (req: IncomingMessage, request: Omit<TextRequest, 'signal'>) => {
+    const abort = new AbortController()
+    req.once('close', () => abort.abort(new Error('client closed the connection')))
+    return ready().generateText({ ...request, signal: abort.signal })
+  }
+
+  async function plumiseGenerate(req: IncomingMessage, res: ServerResponse) {
+    const body = parse(plumiseGenerateSchema, await readJson(req, limit))
+    const p = body.parameters
+    const request = {
+      prompt: body.inputs,
+      maxNewTokens: p.max_new_tokens,
+      sampling: { temperature: p.temperature, topP: p.top_p, repetitionPenalty: p.repetition_penalty, doSample: p.do_sample, seed: Math.floor(Math.random() * 2 ** 31) },
+    }
+    if (!body.stream) {
+      const r = await run(req, request)
+      return sendJson(res, 200, { generated_text: r.text, num_tokens: r.outputIds.length, latency_ms: Math.round(r.latencyMs) })
+    }
+    ready()
+    const send = startSse(res)
+    try {
+      await run(req, { ...request, onText: (token) => send({ token }) })
+      send('[DONE]')
+    } catch (e) {
+      send({ error: (e as Error).message })
+    }
+    res.end()
+  }
+
+  async function openAi(req: IncomingMessage, res: ServerResponse, kind: 'completion' | 'chat') {
+    const raw = await readJson(req, limit)
+    const body = kind === 'chat' ? parse(chatSchema, raw) : parse(completionSchema, raw)
+    if (body.model && body.model !== init.model) throw new HttpError(404, `model "${body.model}" is not served here; this host serves "${init.model}"`)
+    let prompt: string
+    if ('messages' in body) {
+      const messages = body.messages.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map((c) => c.text).join('') }))
+      prompt = renderChat(messages, init.tokenizerConfig ?? {})
+    } else {
+      prompt = Array.isArray(body.prompt) ? body.prompt[0]! : body.prompt
+    }
+    const maxTokens = ('max_completion_tokens' in body ? body.max_completion_tokens : null) ?? body.max_tokens ?? (kind === 'chat' ? 256 : 16)
+    const request = {
+      prompt,
+      maxNewTokens: maxTokens,
+      sampling: { temperature: body.temperature ?? 1, topP: body.top_p ?? 1, seed: body.seed ?? Math.floor(Math.random() * 2 ** 31) },
+      stop: body.stop == null ? undefined : Array.isArray(body.stop) ? body.stop : [body.stop],
+    }
+    const id = newId(kind === 'chat' ? 'chatcmpl' : 'cmpl')
+    const created = Math.floor(Date.now() / 1000)
+    const object = kind === 'chat' ? 'chat.completion' : 'text_completion'
+    const usage = (r: TextResult) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.outputIds.length, total_tokens: r.promptTokens + r.outputIds.length })
+    if (!body.stream) {
+      const r = await run(req, request)
+      const choice = kind === 'chat'
+        ? { index: 0, message: { role: 'assistant', content: r.text }, finish_reason: openAiFinish(r), logprobs: null }
+        : { index: 0, text: r.text, finish_reason: openAiFinish(r), logprobs: null }
+      return sendJson(res, 200, { id, object, created, model: init.model, choices: [choice], usage: usage(r) })
+    }
+    ready()
+    const send = startSse(res)
+    const chunkObject = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion'
+    const chunk = (payload: Record<string, unknown>, finish: string | null) =>
+      send({ id, object: chunkObject, created, model: init.model, choices: [{ index: 0, ...payload, finish_reason: finish, logprobs: null }] })
+    if (kind === 'chat') chunk({ delta: { role: 'assistant', content: '' } }, null)
+    try {
+      const r = await run(req, { ...request, onText: (text) => chunk(kind === 'chat' ? { delta: { content: text } } : { text }, null) })
+      chunk(kind === 'chat' ? { delta: {} } : { text: '' }, openAiFinish(r))
+      send('[DONE]')
+    } catch (e) {
+      send({ error: { message: (e as Error).message, type: 'server_error' } })
+    }
+    res.end()
+  }
+
+  const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void> | void> = {
+    'GET /health': (_req, res) => sendJson(res, 200, health()),
+    'POST /api/v1/generate': plumiseGenerate,
+    'GET /api/v1/pipeline/status': (_req, res) =>
+      sendJson(res, 200, { model: init.model, address: init.address, assignment: { ...init.layers, is_full: isFull }, topology: null }),
+    'GET /api/v1/metrics': (_req, res) => sendJson(res, 200, metrics()),
+    'GET /v1/models': (_req, res) =>
+      sendJson(res, 200, { object: 'list', data: [{ id: init.model, object: 'model', created: Math.floor(started / 1000), owned_by: 'shardmesh' }] }),
+    'POST /v1/completions': (req, res) => openAi(req, res, 'completion'),
+    'POST /v1/chat/completions': (req, res) => openAi(req, res, 'chat'),
+  }
+
+  return (req, res) => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname
+    const route = routes[`${req.method} ${path}`]
+    const isOpenAi = path.startsWith('/v1/')
+    const fail = (status: number, message: string) => {
+      if (res.headersSent) return void res.end()
+      sendJson(res, status, isOpenAi ? { error: { message, type: status >= 500 ? 'server_error' : 'invalid_request_error' } } : { error: message })
+    }
+    if (!route) return fail(404, `no route ${req.method} ${path}`)
+    if (init.apiSecret && path !== '/health') {
+      const auth = req.headers.authorization
+      if (!auth) return fail(401, 'missing bearer token')
+      if (auth !== `Bearer ${init.apiSecret}`) return fail(403, 'wrong bearer token')
+    }
+    Promise.resolve()
+      .then(() => route(req, res))
+      .catch((e: unknown) => {
+        const status = e instanceof HttpError ? e.status : 500
+        if (status >= 500 && status !== 503) logger.error({ err: e, path }, 'request failed')
+        else logger.warn({ path, status, message: (e as Error).message }, 'request refused')
+        fail(status, (e as Error).message)
+      })
+  }
+}

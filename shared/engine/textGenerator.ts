@@ -1,0 +1,98 @@
+import type { TextTokenizer } from '../model/tokenizer.ts'
+import { generate, type ShardStage } from './generate.ts'
+import type { SamplingParams } from './sampling.ts'
+import { createTextStream } from './textStream.ts'
+
+export type TextRequest = {
+  prompt: string
+  maxNewTokens: number
+  sampling?: SamplingParams
+  /** Generation ends before the first occurrence of any of these; they are not returned. */
+  stop?: string[]
+  /** Receives the text as it is generated (never past a stop sequence). */
+  onText?: (piece: string) => void
+  signal?: AbortSignal
+}
+
+export type TextResult = {
+  text: string
+  outputIds: number[]
+  promptTokens: number
+  finishReason: 'length' | 'eos' | 'stop'
+  latencyMs: number
+}
+
+export type GeneratorMetrics = {
+  totalTokensProcessed: number
+  totalRequests: number
+  totalLatencyMs: number
+}
+
+/** Text in, text out over a pipeline of shard stages: the origin side of a generation. */
+export type TextGenerator = {
+  readonly tokenizer: TextTokenizer
+  generateText(request: TextRequest): Promise<TextResult>
+  metrics(): GeneratorMetrics
+}
+
+export type CreateTextGeneratorParameters = {
+  tokenizer: TextTokenizer
+  /** Returns the stages to run a request through (a fixed list, or a fresh route per request). */
+  stages: () => ShardStage[] | Promise<ShardStage[]>
+  eosTokenIds: number[]
+}
+
+export function createTextGenerator(params: CreateTextGeneratorParameters): TextGenerator {
+  const { tokenizer } = params
+  const totals: GeneratorMetrics = { totalTokensProcessed: 0, totalRequests: 0, totalLatencyMs: 0 }
+  return {
+    tokenizer,
+    metrics: () => ({ ...totals }),
+    async generateText(req) {
+      const t0 = performance.now()
+      const inputIds = tokenizer.encode(req.prompt)
+      if (inputIds.length === 0) throw new RangeError('the prompt encodes to no tokens')
+      const stops = (req.stop ?? []).filter((s) => s.length > 0)
+      const holdBack = stops.length ? Math.max(...stops.map((s) => s.length)) - 1 : 0
+      const stream = createTextStream(tokenizer)
+      let sent = 0
+      let cut: number | null = null
+      const emit = (upTo: number) => {
+        if (upTo > sent) req.onText?.(stream.text().slice(sent, upTo))
+        sent = Math.max(sent, upTo)
+      }
+      const result = await generate({
+        stages: await params.stages(),
+        inputIds,
+        maxNewTokens: req.maxNewTokens,
+        sampling: req.sampling,
+        eosTokenIds: params.eosTokenIds,
+        signal: req.signal,
+        onToken: (id) => {
+          stream.push(id)
+          const text = stream.text()
+          for (const s of stops) {
+            const at = text.indexOf(s, Math.max(0, sent - s.length))
+            if (at >= 0 && (cut === null || at < cut)) cut = at
+          }
+          if (cut !== null) {
+            emit(cut)
+            return 'stop'
+          }
+          // Hold back what could still become a stop sequence, and a half-decoded character.
+          const safe = text.endsWith('\uFFFD') ? text.length - 1 : text.length
+          emit(Math.max(0, safe - holdBack))
+          return undefined
+        },
+      })
+      const full = stream.text()
+      const text = cut !== null ? full.slice(0, cut) : full
+      emit(text.length)
+      const latencyMs = performance.now() - t0
+      totals.totalRequests++
+      totals.totalTokensProcessed += inputIds.length + result.outputIds.length
+      totals.totalLatencyMs += latencyMs
+      return { text, outputIds: result.outputIds, promptTokens: inputIds.length, finishReason: result.finishReason, latencyMs }
+    },
+  }
+}
