@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:http'
+import { createServer, type RequestListener, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import OpenAI from 'openai'
@@ -14,7 +14,7 @@ import { DEFAULT_MODEL_DIR } from '../model/resolveModelSource.ts'
 import { loadFixture, type FixturePrompt } from '../testing/fixtures.ts'
 import { createHttpApi } from './httpApi.ts'
 
-async function listen(handler: Parameters<typeof createServer>[0]): Promise<{ server: Server; url: string }> {
+async function listen(handler: RequestListener): Promise<{ server: Server; url: string }> {
   const server = createServer(handler)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }

@@ -10,7 +10,7 @@ import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { progressBar } from './progressBar.ts'
 
 export const GENERATE_USAGE = `usage: shardmesh generate [--model <folder|url|owner/name>] --prompt <text> [--max-new-tokens <n>]
-       [--stages 0-3,3-8] [--device auto|webgpu|cpu|wasm] [--temperature 0] [--top-k 0] [--top-p 1]
+       [--stages 0-3,3-8] [--device auto|webgpu|cpu|wasm] [--weights float32|int4] [--temperature 0] [--top-k 0] [--top-p 1]
        [--repetition-penalty 1] [--seed <n>] [--json] [--logits-out <file.safetensors>]`
 
 const optionsSchema = z.object({
@@ -19,6 +19,7 @@ const optionsSchema = z.object({
   maxNewTokens: z.coerce.number().int().min(1).max(4096).default(32),
   stages: z.string().optional(),
   device: z.enum(['auto', 'webgpu', 'cpu', 'wasm']).default('auto'),
+  weights: z.enum(['float32', 'int4']).default('float32'),
   temperature: z.coerce.number().min(0).max(2).default(0),
   topK: z.coerce.number().int().min(0).default(0),
   topP: z.coerce.number().gt(0).max(1).default(1),
@@ -46,6 +47,7 @@ export function parseGenerateArgs(argv: string[]): GenerateOptions {
       'max-new-tokens': { type: 'string' },
       stages: { type: 'string' },
       device: { type: 'string' },
+      weights: { type: 'string' },
       temperature: { type: 'string' },
       'top-k': { type: 'string' },
       'top-p': { type: 'string' },
@@ -62,6 +64,7 @@ export function parseGenerateArgs(argv: string[]): GenerateOptions {
     maxNewTokens: values['max-new-tokens'],
     stages: values.stages,
     device: values.device,
+    weights: values.weights,
     temperature: values.temperature,
     topK: values['top-k'],
     topP: values['top-p'],
@@ -85,7 +88,7 @@ export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStr
   const tokenizer = await loadTokenizer(source)
   const ranges = opts.stages ? parseStages(opts.stages) : undefined
   const bar = progressBar(`loading ${source.name}`)
-  const { spec, shards } = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, onProgress: bar.update })
+  const { spec, shards } = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights, onProgress: bar.update })
   bar.done()
   try {
     const loadMs = performance.now() - t0
@@ -118,6 +121,7 @@ export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStr
     const summary = {
       model: source.name,
       device: shards[0]!.device,
+      weights: opts.weights,
       stages: shards.map((s) => [s.range.start, s.range.end]),
       input_ids: inputIds,
       output_ids: ids,

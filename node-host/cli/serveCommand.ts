@@ -13,13 +13,14 @@ import { createLogger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { UsageError } from './generateCommand.ts'
 
-export const SERVE_USAGE = `usage: shardmesh serve [--model <folder|url|owner/name>] [--stages 0-3,3-8] [--device auto|webgpu|cpu|wasm]
+export const SERVE_USAGE = `usage: shardmesh serve [--model <folder|url|owner/name>] [--stages 0-3,3-8] [--device auto|webgpu|cpu|wasm] [--weights float32|int4]
        [--api-port 31331] [--host 127.0.0.1]      (API_SECRET in the environment requires a bearer token)`
 
 const optionsSchema = z.object({
   model: z.string().optional(),
   stages: z.string().optional(),
   device: z.enum(['auto', 'webgpu', 'cpu', 'wasm']).default('auto'),
+  weights: z.enum(['float32', 'int4']).default('float32'),
   apiPort: z.coerce.number().int().min(0).max(65535).default(Number(process.env.API_PORT ?? 31331)),
   host: z.string().default('127.0.0.1'),
 })
@@ -29,7 +30,7 @@ export type ServeOptions = z.infer<typeof optionsSchema>
 export function parseServeArgs(argv: string[]): ServeOptions {
   const { values } = parseArgs({
     args: argv,
-    options: { model: { type: 'string' }, stages: { type: 'string' }, device: { type: 'string' }, 'api-port': { type: 'string' }, host: { type: 'string' } },
+    options: { model: { type: 'string' }, stages: { type: 'string' }, device: { type: 'string' }, weights: { type: 'string' }, 'api-port': { type: 'string' }, host: { type: 'string' } },
     strict: true,
   })
   const parsed = optionsSchema.safeParse({ ...values, apiPort: values['api-port'] })
@@ -77,7 +78,7 @@ export async function runServe(opts: ServeOptions): Promise<void> {
   process.once('SIGTERM', () => void stop('SIGTERM'))
 
   const tokenizer = await loadTokenizer(source)
-  const loaded = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device })
+  const loaded = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights })
   shards = loaded.shards
   generator = createTextGenerator({ tokenizer, stages: () => shards, eosTokenIds: spec.eosTokenIds })
   const url = `http://${opts.host}:${port}`

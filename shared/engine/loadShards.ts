@@ -2,7 +2,7 @@ import { assertLayerRange, buildShardGraph } from '../model/buildShardGraph.ts'
 import type { ModelSource } from '../model/modelSource.ts'
 import { parseModelConfig, type ModelSpec } from '../model/modelSpec.ts'
 import { openSafetensors } from '../model/safetensors.ts'
-import type { LayerRange } from '../model/shardGraph.ts'
+import type { Int4AccuracyLevel, LayerRange, WeightFormat } from '../model/shardGraph.ts'
 import type { DeviceOption, ShardRuntime } from './runtime.ts'
 import { createShardSession, type ShardSession } from './shardSession.ts'
 
@@ -41,6 +41,10 @@ export type LoadShardsParameters = {
   /** Require the ranges to cover `[0, L)` contiguously (a whole pipeline in one process). */
   requireCoverage?: boolean
   device?: DeviceOption
+  /** Projection weights as float32 (exact) or 4-bit blocks. @default 'float32' */
+  weights?: WeightFormat
+  /** MatMulNBits accuracy level for int4 weights. @default 4 */
+  int4AccuracyLevel?: Int4AccuracyLevel
   kvBudgetBytes?: number
   /** Progress of reading and building, across all shards. */
   onProgress?: (done: number, total: number) => void
@@ -62,7 +66,7 @@ export async function loadShards(params: LoadShardsParameters): Promise<{ spec: 
   try {
     for (const [k, range] of ranges.entries()) {
       const offset = before
-      const graph = await buildShardGraph({ spec, index, range, signal, onProgress: (done) => params.onProgress?.(offset + done, total) })
+      const graph = await buildShardGraph({ spec, index, range, signal, weights: params.weights, int4AccuracyLevel: params.int4AccuracyLevel, onProgress: (done) => params.onProgress?.(offset + done, total) })
       before += pieces[k]!
       shards.push(await createShardSession({ spec, graph, runtime, device: params.device, kvBudgetBytes: params.kvBudgetBytes }))
     }

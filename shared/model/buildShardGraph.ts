@@ -4,7 +4,7 @@ import { llamaFamily } from './llamaFamily.ts'
 import type { ModelSpec } from './modelSpec.ts'
 import { OnnxGraph, type OnnxArtifact } from './onnxGraph.ts'
 import { readTensors, tensorInfo, type SafetensorsIndex } from './safetensors.ts'
-import { POSITION_OFFSET, ShardGraphContext, type FamilyBuilder, type LayerRange, type ShardIO } from './shardGraph.ts'
+import { POSITION_OFFSET, ShardGraphContext, type FamilyBuilder, type LayerRange, type Int4AccuracyLevel, type ShardIO, type WeightFormat } from './shardGraph.ts'
 
 export class LayerRangeError extends RangeError {
   readonly range: LayerRange
@@ -22,6 +22,10 @@ export type BuildShardGraphParameters = {
   spec: ModelSpec
   index: SafetensorsIndex
   range: LayerRange
+  /** @default 'float32' */
+  weights?: WeightFormat
+  /** @default 4 */
+  int4AccuracyLevel?: Int4AccuracyLevel
   /** Called after each piece is read and built. */
   onProgress?: (done: number, total: number) => void
   signal?: AbortSignal
@@ -70,7 +74,7 @@ export async function buildShardGraph(params: BuildShardGraphParameters): Promis
   const H = spec.hiddenSize
   const input = isFirst ? g.input('input_ids', 'int64', [1, 'T']) : g.input('hidden_states', 'float32', [1, 'T', H])
   g.input(POSITION_OFFSET, 'int64', [1])
-  const ctx = new ShardGraphContext(g, spec, input)
+  const ctx = new ShardGraphContext(g, spec, input, params.weights, params.int4AccuracyLevel)
   const kvHeads = spec.family === 'llama' ? spec.numKvHeads : spec.numHeads
   const layers: number[] = []
   let piece = 0

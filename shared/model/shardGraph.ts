@@ -1,6 +1,21 @@
 import type { ModelSpec } from './modelSpec.ts'
 import { OnnxGraph, float } from './onnxGraph.ts'
+import { quantizeInt4 } from './quantizeInt4.ts'
 import { toFloat32, type RawTensor } from './safetensors.ts'
+
+/** How projection weights are stored: float32, or 4-bit blocks (MatMulNBits: ~7× fewer bytes read per token). */
+export type WeightFormat = 'float32' | 'int4'
+
+/** A projection's weights: a float32 `[in, out]` MatMul operand, or MatMulNBits inputs. */
+export type Projection = string | { codes: string; scales: string; zeroPoints: string; K: number; N: number }
+
+/**
+ * MatMulNBits `accuracy_level`: 4 quantizes activations to int8 per block for the CPU's integer
+ * dot products (fast; what llama.cpp's q4_0 × q8_0 does), 0 computes in float32 (exact dequantization).
+ */
+export type Int4AccuracyLevel = 0 | 1 | 2 | 3 | 4
+
+const INT4_BLOCK = 32
 
 /** A contiguous range of decoder layers `[start, end)`. */
 export type LayerRange = { start: number; end: number }
@@ -28,11 +43,15 @@ export class ShardGraphContext {
   readonly spec: ModelSpec
   /** The `[1, T, hidden]` or `[1, T]` input, whose dim 1 is the sequence length. */
   readonly sequenceSource: string
+  readonly weightFormat: WeightFormat
+  readonly int4AccuracyLevel: Int4AccuracyLevel
 
-  constructor(g: OnnxGraph, spec: ModelSpec, sequenceSource: string) {
+  constructor(g: OnnxGraph, spec: ModelSpec, sequenceSource: string, weightFormat: WeightFormat = 'float32', int4AccuracyLevel: Int4AccuracyLevel = 4) {
     this.g = g
     this.spec = spec
     this.sequenceSource = sequenceSource
+    this.weightFormat = weightFormat
+    this.int4AccuracyLevel = int4AccuracyLevel
   }
 
   /** Computes a value once per graph. */
@@ -72,24 +91,53 @@ export class ShardGraphContext {
     return this.g.weight(name, 'float32', dims, data)
   }
 
-  /** HF `nn.Linear` weights `[out, in]` (several are stacked along out) → MatMul operand `[in, out]`. */
-  linear(name: string, raws: RawTensor[]): string {
+  /** HF `nn.Linear` weights `[out, in]` (several are stacked along out) → a projection `[in] → [out]`. */
+  linear(name: string, raws: RawTensor[]): Projection {
     return this.linearFloat32(name, raws.map((r) => ({ data: toFloat32(r), rows: r.info.shape[0]!, cols: r.info.shape[1]! })))
   }
 
-  linearFloat32(name: string, mats: Array<{ data: Float32Array; rows: number; cols: number }>): string {
-    const inDim = mats[0]!.cols
-    const totalOut = mats.reduce((a, m) => a + m.rows, 0)
-    const t = new Float32Array(inDim * totalOut)
+  /** Row-major `[out, in]` matrices stacked along out → a projection, in the context's weight format. */
+  linearFloat32(name: string, mats: Array<{ data: Float32Array; rows: number; cols: number }>): Projection {
+    const K = mats[0]!.cols
+    const N = mats.reduce((a, m) => a + m.rows, 0)
+    if (this.weightFormat === 'int4') {
+      const stacked = mats.length === 1 ? mats[0]!.data : new Float32Array(N * K)
+      if (mats.length > 1) {
+        let at = 0
+        for (const m of mats) {
+          stacked.set(m.data, at)
+          at += m.data.length
+        }
+      }
+      const q = quantizeInt4(stacked, N, K, INT4_BLOCK)
+      return {
+        codes: this.g.weight(`${name}.q4`, 'uint8', [N, q.blocks, INT4_BLOCK / 2], q.codes),
+        scales: this.g.weight(`${name}.scales`, 'float32', [N * q.blocks], q.scales),
+        zeroPoints: this.g.weight(`${name}.zp`, 'uint8', [q.zeroPoints.length], q.zeroPoints),
+        K,
+        N,
+      }
+    }
+    const t = new Float32Array(K * N)
     let col = 0
     for (const m of mats) {
       for (let o = 0; o < m.rows; o++) {
-        const src = o * inDim
-        for (let i = 0; i < inDim; i++) t[i * totalOut + col + o] = m.data[src + i]!
+        const src = o * K
+        for (let i = 0; i < K; i++) t[i * N + col + o] = m.data[src + i]!
       }
       col += m.rows
     }
-    return this.weight(name, t, [inDim, totalOut])
+    return this.weight(name, t, [K, N])
+  }
+
+  /** A weight stored `[in, out]` (GPT-2's Conv1D) → a projection. */
+  linearInOut(name: string, raw: RawTensor): Projection {
+    const [K, N] = raw.info.shape as [number, number]
+    const data = toFloat32(raw)
+    if (this.weightFormat === 'float32') return this.weight(name, data, [K, N])
+    const rows = new Float32Array(N * K)
+    for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) rows[n * K + k] = data[k * N + n]!
+    return this.linearFloat32(name, [{ data: rows, rows: N, cols: K }])
   }
 
   /** A vector (norm gamma, bias), concatenated when several are given. */
@@ -133,8 +181,10 @@ export class ShardGraphContext {
     return out!
   }
 
-  matmul(x: string, w: string, bias?: string): string {
-    const y = this.g.op1('MatMul', [x, w])
+  matmul(x: string, w: Projection, bias?: string): string {
+    const y = typeof w === 'string'
+      ? this.g.op1('MatMul', [x, w])
+      : this.g.op1('MatMulNBits', [x, w.codes, w.scales, w.zeroPoints], { K: w.K, N: w.N, bits: 4, block_size: INT4_BLOCK, accuracy_level: this.int4AccuracyLevel }, 'com.microsoft')
     return bias ? this.g.op1('Add', [y, bias]) : y
   }
 
