@@ -2,12 +2,19 @@ import type { ModelSpec } from './modelSpec.ts'
 import { toFloat32 } from './safetensors.ts'
 import { prefixed, type FamilyBuilder } from './shardGraph.ts'
 
-/** GPT-2: learned positions, pre-LayerNorm, Conv1D weights stored `[in, out]`, GELU (tanh), tied head. */
+/** GPT-2: learned positions, pre-LayerNorm, Conv1D weights stored `[in, out]`, GELU (tanh), tied head (or `lm_head.weight` when untied). */
 export function gpt2Family(spec: ModelSpec, has: (name: string) => boolean): FamilyBuilder {
   const P = prefixed(has, ['transformer.', ''], 'wte.weight')
   const L = (i: number) => `${P}h.${i}.`
   const both = (base: string) => [`${base}.weight`, `${base}.bias`]
   const H = spec.hiddenSize
+  const lmHead = spec.tiedEmbeddings ? `${P}wte.weight` : 'lm_head.weight'
+  /**
+   * MultiHeadAttention scales scores by 1/sqrt(headDim); HF GPT-2 divides by sqrt(headDim) only
+   * with `scale_attn_weights`, and also by (layer + 1) with `scale_attn_by_inverse_layer_idx`.
+   * The difference is folded into q.
+   */
+  const queryFactor = (i: number) => (spec.scaleAttentionWeights ? 1 : Math.sqrt(spec.headDim)) / (spec.scaleAttentionByLayer ? i + 1 : 1)
 
   return {
     embeddingTensors: () => [`${P}wte.weight`, `${P}wpe.weight`],
@@ -19,7 +26,7 @@ export function gpt2Family(spec: ModelSpec, has: (name: string) => boolean): Fam
       ...both(`${L(i)}mlp.c_fc`),
       ...both(`${L(i)}mlp.c_proj`),
     ],
-    finalTensors: () => [...both(`${P}ln_f`), `${P}wte.weight`],
+    finalTensors: () => [...both(`${P}ln_f`), lmHead],
 
     embed(ctx, inputIds, t) {
       const table = (name: string) => {
@@ -43,7 +50,9 @@ export function gpt2Family(spec: ModelSpec, has: (name: string) => boolean): Fam
       }
       const qkv = conv('c_attn', `${L(i)}attn.c_attn`, ln('ln1', `${L(i)}ln_1`, x))
       const [q, k, vv] = g.op('Split', [qkv, g.constant('int64', [3], [H, H, H])], { outputs: 3, attrs: { axis: -1 } })
-      const attn = ctx.multiHeadAttention(q!, k!, vv!, ctx.attentionBias(null), cache)
+      const f = queryFactor(i)
+      const query = f === 1 ? q! : g.op1('Mul', [q!, g.constant('float32', [], [f])])
+      const attn = ctx.multiHeadAttention(query, k!, vv!, ctx.attentionBias(null), cache)
       const h = g.op1('Add', [x, conv('attn_proj', `${L(i)}attn.c_proj`, attn)])
       const up = ctx.activation(conv('c_fc', `${L(i)}mlp.c_fc`, ln('ln2', `${L(i)}ln_2`, h)))
       return g.op1('Add', [h, conv('mlp_proj', `${L(i)}mlp.c_proj`, up)])
@@ -51,7 +60,7 @@ export function gpt2Family(spec: ModelSpec, has: (name: string) => boolean): Fam
 
     head(ctx, x, t) {
       const n = ctx.layerNorm(x, ctx.vector('ln_f.weight', [t.get(`${P}ln_f.weight`)!]), ctx.vector('ln_f.bias', [t.get(`${P}ln_f.bias`)!]))
-      return ctx.matmul(n, ctx.linear('lm_head', [t.get(`${P}wte.weight`)!]))
+      return ctx.matmul(n, ctx.linear('lm_head', [t.get(lmHead)!]))
     },
   }
 }

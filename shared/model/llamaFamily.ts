@@ -1,4 +1,4 @@
-import type { ModelSpec } from './modelSpec.ts'
+import { ModelConfigError, type ModelSpec } from './modelSpec.ts'
 import { ropeCaches } from './rope.ts'
 import { toFloat32, type RawTensor } from './safetensors.ts'
 import { float } from './onnxGraph.ts'
@@ -10,8 +10,14 @@ import { POSITION_OFFSET, type FamilyBuilder, type ShardGraphContext } from './s
  * fused here so each layer runs two MatMuls fewer.
  */
 export function llamaFamily(spec: ModelSpec, has: (name: string) => boolean): FamilyBuilder {
-  const fusedQkv = has('model.layers.0.self_attn.qkv_proj.weight')
-  const fusedGateUp = has('model.layers.0.mlp.gate_up_proj.weight')
+  // Phi-3 always stores them fused (so a missing one is reported by its own name).
+  const isPhi3 = spec.architecture === 'Phi3ForCausalLM'
+  const fusedQkv = isPhi3 || has('model.layers.0.self_attn.qkv_proj.weight')
+  const fusedGateUp = isPhi3 || has('model.layers.0.mlp.gate_up_proj.weight')
+  // GroupQueryAttention's kernels take head sizes in multiples of 8 only.
+  if (spec.headDim % 8 !== 0) {
+    throw new ModelConfigError(`${spec.architecture}: head_dim ${spec.headDim} is not a multiple of 8, which GroupQueryAttention needs`)
+  }
   const L = (i: number) => `model.layers.${i}.`
   const lmHead = spec.tiedEmbeddings || !has('lm_head.weight') ? 'model.embed_tokens.weight' : 'lm_head.weight'
   const gammaOf = spec.norm.unitOffset ? (x: number) => 1 + x : undefined
@@ -23,6 +29,27 @@ export function llamaFamily(spec: ModelSpec, has: (name: string) => boolean): Fa
 
   const rmsNorm = (ctx: ShardGraphContext, x: string, gamma: string) =>
     ctx.g.op1('SimplifiedLayerNormalization', [x, gamma], { axis: -1, epsilon: float(spec.norm.eps) })
+
+  /** The cos and sin caches this call reads (LongRoPE: the short or the long block, as HF picks per call). */
+  const ropeInputs = (ctx: ShardGraphContext): [string, string] => {
+    const cos = ctx.once('ropeCos', () => {
+      const { g } = ctx
+      const c = ropeCaches(spec)
+      let cosT = ctx.weight('rope_cos', c.cos, [c.rows, c.half])
+      let sinT = ctx.weight('rope_sin', c.sin, [c.rows, c.half])
+      if (c.longOffset !== null) {
+        const long = g.op1('Greater', [ctx.totalLen, g.constant('int64', [1], [c.longOffset])])
+        const start = g.op1('Mul', [g.op1('Cast', [long], { to: 7 }), g.constant('int64', [1], [c.longOffset])])
+        const end = g.op1('Add', [start, ctx.totalLen])
+        const axes = g.constant('int64', [1], [0])
+        cosT = g.op1('Slice', [cosT, start, end, axes])
+        sinT = g.op1('Slice', [sinT, start, end, axes])
+      }
+      ctx.once('ropeSin', () => sinT)
+      return cosT
+    })
+    return [cos, ctx.once('ropeSin', () => { throw new Error('rope caches not built') })]
+  }
 
   return {
     embeddingTensors: () => ['model.embed_tokens.weight'],
@@ -54,11 +81,7 @@ export function llamaFamily(spec: ModelSpec, has: (name: string) => boolean): Fa
       const n1 = rmsNorm(ctx, x, ctx.vector(`${p}input_norm`, pick(t, [`${L(i)}input_layernorm.weight`]), gammaOf))
       const qkvBias = spec.qkvBias ? ctx.vector(`${p}qkv_bias`, pick(t, qkvNames(i, 'bias'))) : undefined
       const qkv = ctx.matmul(n1, ctx.linear(`${p}qkv`, pick(t, qkvNames(i, 'weight'))), qkvBias)
-      const cosCache = ctx.once('rope', () => {
-        const { cos, sin, half } = ropeCaches(spec)
-        ctx.weight('rope_sin', sin, [spec.maxPositions, half])
-        return ctx.weight('rope_cos', cos, [spec.maxPositions, half])
-      })
+      const [cosCache, sinCache] = ropeInputs(ctx)
       // GroupQueryAttention reads positions from seqlens_k (total length - 1) and past length.
       const seqlensK = ctx.once('seqlensK', () =>
         g.op1('Cast', [g.op1('Sub', [ctx.totalLen, g.constant('int64', [1], [1])])], { to: 6 }),
@@ -69,20 +92,21 @@ export function llamaFamily(spec: ModelSpec, has: (name: string) => boolean): Fa
         kv_num_heads: spec.numKvHeads,
         scale: float(1 / Math.sqrt(spec.headDim)),
       }
-      // HF attends to keys with q - k < window; GroupQueryAttention keeps window + 1 of them.
-      if (spec.slidingWindow) attrs.local_window_size = spec.slidingWindow - 1
+      // HF attends to keys with q - k < window; GroupQueryAttention's local_window_size is the
+      // number of keys a query sees, itself included (measured on ORT 1.30 cpu and webgpu).
+      if (spec.slidingWindow !== null && spec.layerTypes[i] === 'sliding_attention') attrs.local_window_size = spec.slidingWindow
       let gqaInputs: string[]
       // GroupQueryAttention's fused rotary needs the whole head rotated and a head size that is a
       // multiple of 16; otherwise rotate q and k with RotaryEmbedding first.
       if (spec.rope!.rotaryDim === spec.headDim && spec.headDim % 16 === 0) {
         attrs.do_rotary = 1
-        gqaInputs = [qkv, '', '', cache.pastKey, cache.pastValue, seqlensK, totalLen, cosCache, 'rope_sin']
+        gqaInputs = [qkv, '', '', cache.pastKey, cache.pastValue, seqlensK, totalLen, cosCache, sinCache]
       } else {
         const Hq = spec.numHeads * spec.headDim
         const Hkv = spec.numKvHeads * spec.headDim
         const [q, k, v] = g.op('Split', [qkv, g.constant('int64', [3], [Hq, Hkv, Hkv])], { outputs: 3, attrs: { axis: -1 } })
         const rot = (x: string, heads: number) =>
-          g.op1('RotaryEmbedding', [x, POSITION_OFFSET, cosCache, 'rope_sin'], { interleaved: 0, num_heads: heads, rotary_embedding_dim: spec.rope!.rotaryDim }, 'com.microsoft')
+          g.op1('RotaryEmbedding', [x, POSITION_OFFSET, cosCache, sinCache], { interleaved: 0, num_heads: heads, rotary_embedding_dim: spec.rope!.rotaryDim }, 'com.microsoft')
         gqaInputs = [rot(q!, spec.numHeads), rot(k!, spec.numKvHeads), v!, cache.pastKey, cache.pastValue, seqlensK, totalLen]
       }
       const [attn] = g.op('GroupQueryAttention', gqaInputs, {

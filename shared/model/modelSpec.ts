@@ -36,8 +36,14 @@ export type ModelSpec = {
   embeddingScale: number | null
   /** BLOOM normalizes the embeddings. */
   embeddingNorm: boolean
-  /** Mistral / Phi-3: keys older than this many positions are masked. */
+  /** Mistral / Phi-3 / Qwen2: a query at position q sees keys k with q - k < slidingWindow (on the layers `layerTypes` marks). */
   slidingWindow: number | null
+  /** Per decoder layer, as Hugging Face's `layer_types`: which layers use the sliding window. */
+  layerTypes: Array<'full_attention' | 'sliding_attention'>
+  /** GPT-2's `scale_attn_weights` (scores divided by sqrt(headDim)); true elsewhere. */
+  scaleAttentionWeights: boolean
+  /** GPT-2's `scale_attn_by_inverse_layer_idx`: scores of layer i also divided by i + 1. */
+  scaleAttentionByLayer: boolean
   bosTokenId: number | null
   eosTokenIds: number[]
 }
@@ -116,13 +122,17 @@ const configSchema = z
     rope_scaling: ropeScalingSchema,
     partial_rotary_factor: z.number().positive().max(1).optional(),
     hidden_act: z.string().optional(),
-    hidden_activation: z.string().nullish(),
     activation_function: z.string().optional(),
     tie_word_embeddings: z.boolean().optional(),
     attention_bias: z.boolean().optional(),
     mlp_bias: z.boolean().optional(),
     sliding_window: z.number().int().positive().nullish(),
     use_sliding_window: z.boolean().optional(),
+    max_window_layers: z.number().int().nonnegative().optional(),
+    layer_types: z.array(z.string()).optional(),
+    original_max_position_embeddings: positive.optional(),
+    scale_attn_weights: z.boolean().optional(),
+    scale_attn_by_inverse_layer_idx: z.boolean().optional(),
     apply_residual_connection_post_layernorm: z.boolean().optional(),
     bos_token_id: tokenIds,
     eos_token_id: tokenIds,
@@ -145,7 +155,7 @@ function activation(name: string | null | undefined): ModelSpec['activation'] {
   }
 }
 
-function ropeScaling(raw: z.infer<typeof ropeScalingSchema>, maxPositions: number): RopeScaling {
+function ropeScaling(raw: z.infer<typeof ropeScalingSchema>, maxPositions: number, topLevelOriginal: number | undefined): RopeScaling {
   const type = raw?.rope_type ?? raw?.type ?? 'default'
   switch (type) {
     case 'default':
@@ -162,14 +172,16 @@ function ropeScaling(raw: z.infer<typeof ropeScalingSchema>, maxPositions: numbe
       }
     case 'longrope':
     case 'su': {
-      const original = raw?.original_max_position_embeddings ?? maxPositions
-      const scale = maxPositions / original
+      // Phi-3 keeps original_max_position_embeddings at the top level of config.json (v5 also
+      // copies it into rope_parameters); without it, HF uses max_position_embeddings.
+      const original = raw?.original_max_position_embeddings ?? topLevelOriginal ?? maxPositions
+      const factor = raw?.factor ?? maxPositions / original
       return {
         type: 'longrope',
         shortFactor: raw?.short_factor ?? [],
         longFactor: raw?.long_factor ?? [],
         originalMaxPositions: original,
-        attentionFactor: raw?.attention_factor ?? (scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(original))),
+        attentionFactor: raw?.attention_factor ?? (factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original))),
       }
     }
     default:
@@ -208,7 +220,8 @@ export function parseModelConfig(input: unknown): ModelSpec {
   const numLayers = need(c.num_hidden_layers ?? c.n_layer, 'num_hidden_layers')
   const numHeads = need(c.num_attention_heads ?? c.n_head, 'num_attention_heads')
   const numKvHeads = c.num_key_value_heads ?? numHeads
-  const headDim = c.head_dim ?? hiddenSize / numHeads
+  // GemmaConfig's head_dim defaults to 256, not hidden / heads.
+  const headDim = c.head_dim ?? (architecture === 'GemmaForCausalLM' ? 256 : hiddenSize / numHeads)
   if (!Number.isInteger(headDim)) throw new ModelConfigError(`config.json: hidden_size ${hiddenSize} is not divisible by ${numHeads} heads`)
   if (numHeads % numKvHeads !== 0) throw new ModelConfigError(`config.json: ${numHeads} heads are not a multiple of ${numKvHeads} key/value heads`)
   const maxPositions = c.max_position_embeddings ?? c.n_positions ?? 2048
@@ -227,6 +240,9 @@ export function parseModelConfig(input: unknown): ModelSpec {
     bosTokenId: asIds(c.bos_token_id)[0] ?? null,
     eosTokenIds: asIds(c.eos_token_id),
     slidingWindow: null,
+    layerTypes: Array.from({ length: numLayers }, () => 'full_attention' as const),
+    scaleAttentionWeights: true,
+    scaleAttentionByLayer: false,
     embeddingScale: null,
     embeddingNorm: false,
   }
@@ -237,20 +253,32 @@ export function parseModelConfig(input: unknown): ModelSpec {
     const ropeRaw = c.rope_parameters ?? c.rope_scaling
     const theta = c.rope_parameters?.rope_theta ?? c.rope_theta ?? 10000
     const partial = c.partial_rotary_factor ?? c.rope_parameters?.partial_rotary_factor ?? 1
-    const usesWindow = architecture === 'MistralForCausalLM' || isPhi3 || (isQwen2 && c.use_sliding_window === true)
+    // Mistral and Phi-3 window every layer. Qwen2 only with use_sliding_window, and then only the
+    // layers `layer_types` marks, by default those from max_window_layers (default 28) on.
+    const window = architecture === 'MistralForCausalLM' || isPhi3 || (isQwen2 && c.use_sliding_window === true) ? (c.sliding_window ?? null) : null
+    const layerTypes = base.layerTypes.map((_, i): ModelSpec['layerTypes'][number] => {
+      if (window === null) return 'full_attention'
+      if (!isQwen2) return 'sliding_attention'
+      if (c.layer_types) return c.layer_types[i] === 'sliding_attention' ? 'sliding_attention' : 'full_attention'
+      return i >= (c.max_window_layers ?? 28) ? 'sliding_attention' : 'full_attention'
+    })
     return {
       ...base,
       intermediateSize: need(c.intermediate_size, 'intermediate_size'),
-      norm: { kind: 'rms', eps: c.rms_norm_eps ?? 1e-6, unitOffset: isGemma },
-      activation: activation(isGemma ? (c.hidden_activation ?? 'gelu_pytorch_tanh') : c.hidden_act),
+      // Phi3Config's rms_norm_eps defaults to 1e-5, the others' to 1e-6.
+      norm: { kind: 'rms', eps: c.rms_norm_eps ?? (isPhi3 ? 1e-5 : 1e-6), unitOffset: isGemma },
+      // Gemma: transformers >= 4.48 (and v5) run `hidden_act` (GemmaConfig default
+      // gelu_pytorch_tanh); the older `hidden_activation` key is no longer read.
+      activation: activation(isGemma ? (c.hidden_act ?? 'gelu_pytorch_tanh') : c.hidden_act),
       positions: 'rope',
-      rope: { theta, rotaryDim: Math.floor(headDim * partial), scaling: ropeScaling(ropeRaw, maxPositions) },
+      rope: { theta, rotaryDim: Math.floor(headDim * partial), scaling: ropeScaling(ropeRaw, maxPositions, c.original_max_position_embeddings) },
       tiedEmbeddings: c.tie_word_embeddings ?? (isGemma ? true : false),
       qkvBias: isQwen2 ? true : (c.attention_bias ?? false),
       outputBias: isQwen2 ? false : (c.attention_bias ?? false),
       mlpBias: c.mlp_bias ?? false,
       embeddingScale: isGemma ? Math.sqrt(hiddenSize) : null,
-      slidingWindow: usesWindow ? (c.sliding_window ?? null) : null,
+      slidingWindow: layerTypes.includes('sliding_attention') ? window : null,
+      layerTypes,
     }
   }
   if (family === 'bloom') {
@@ -282,5 +310,7 @@ export function parseModelConfig(input: unknown): ModelSpec {
     qkvBias: true,
     outputBias: true,
     mlpBias: true,
+    scaleAttentionWeights: c.scale_attn_weights ?? true,
+    scaleAttentionByLayer: c.scale_attn_by_inverse_layer_idx ?? false,
   }
 }

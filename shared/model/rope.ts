@@ -30,22 +30,49 @@ export function ropeInverseFrequencies(spec: ModelSpec, position = 0): Float32Ar
   return inv
 }
 
-/** `cos` and `sin` caches `[positions, rotaryDim / 2]` for the contrib attention ops. */
-export function ropeCaches(spec: ModelSpec, positions = spec.maxPositions): { cos: Float32Array; sin: Float32Array; half: number } {
+export type RopeCaches = {
+  /** `[rows, rotaryDim / 2]`, scaled by LongRoPE's attention factor. */
+  cos: Float32Array
+  sin: Float32Array
+  rows: number
+  half: number
+  /**
+   * LongRoPE only: row `p` of the cache is position `p` with the short factors for rows below
+   * `longOffset`, and row `longOffset + p` is position `p` with the long factors. Hugging Face
+   * picks the factors once per forward call (`dynamic_rope_update`): long when the call's last
+   * position + 1 exceeds `original_max_position_embeddings`, for every position of that call.
+   * The short block has min(positions, original) rows, so a call reads the long block exactly
+   * when its total length exceeds `longOffset`.
+   */
+  longOffset: number | null
+}
+
+/** `cos` and `sin` caches for the contrib attention ops (`RotaryEmbedding`, `GroupQueryAttention`). */
+export function ropeCaches(spec: ModelSpec, positions = spec.maxPositions): RopeCaches {
   const rope = spec.rope!
   const half = rope.rotaryDim / 2
-  const cos = new Float32Array(positions * half)
-  const sin = new Float32Array(positions * half)
-  const short = ropeInverseFrequencies(spec, 0)
-  const long = rope.scaling.type === 'longrope' ? ropeInverseFrequencies(spec, rope.scaling.originalMaxPositions) : short
-  const scale = rope.scaling.type === 'longrope' ? rope.scaling.attentionFactor : 1
-  for (let p = 0; p < positions; p++) {
-    const inv = rope.scaling.type === 'longrope' && p >= rope.scaling.originalMaxPositions ? long : short
-    for (let i = 0; i < half; i++) {
-      const angle = f(p * inv[i]!)
-      cos[p * half + i] = f(Math.cos(angle) * scale)
-      sin[p * half + i] = f(Math.sin(angle) * scale)
+  const s = rope.scaling
+  // Short factors only serve calls that end within the original context.
+  const blocks: Array<{ inv: Float32Array; count: number }> =
+    s.type === 'longrope'
+      ? [
+          { inv: ropeInverseFrequencies(spec, 0), count: Math.min(positions, s.originalMaxPositions) },
+          { inv: ropeInverseFrequencies(spec, s.originalMaxPositions), count: positions },
+        ]
+      : [{ inv: ropeInverseFrequencies(spec, 0), count: positions }]
+  const scale = s.type === 'longrope' ? s.attentionFactor : 1
+  const rows = blocks.reduce((a, b) => a + b.count, 0)
+  const cos = new Float32Array(rows * half)
+  const sin = new Float32Array(rows * half)
+  let row = 0
+  for (const { inv, count } of blocks) {
+    for (let p = 0; p < count; p++, row++) {
+      for (let i = 0; i < half; i++) {
+        const angle = f(p * inv[i]!)
+        cos[row * half + i] = f(Math.cos(angle) * scale)
+        sin[row * half + i] = f(Math.sin(angle) * scale)
+      }
     }
   }
-  return { cos, sin, half }
+  return { cos, sin, rows, half, longOffset: s.type === 'longrope' ? blocks[0]!.count : null }
 }
