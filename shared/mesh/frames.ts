@@ -63,7 +63,8 @@ export function decodeHidden(tensor: Tensor | undefined, hidden: number): Float3
   if (tensor.data.byteLength !== expected) {
     throw new BadTensorError(`hidden state of shape [1, ${seq}, ${hidden}] ${dtype} needs ${expected} bytes, got ${tensor.data.byteLength}`)
   }
-  const copy = tensor.data.slice()
+  // A copy with its own aligned buffer (the decoder may hand out views of a Node Buffer pool).
+  const copy = new Uint8Array(tensor.data)
   if (dtype === 'float32') return new Float32Array(copy.buffer)
   const halves = new Uint16Array(copy.buffer)
   return dtype === 'float16' ? float16ToFloat32(halves) : bfloat16ToFloat32(halves)

@@ -1,0 +1,46 @@
+/** A peer serving a layer range of a model, as the origin knows it. */
+export type PeerShard = {
+  peerId: string
+  multiaddrs: string[]
+  start: number
+  end: number
+  /** Measured round trip to the peer, ms (unknown: treated as 5). */
+  latencyMs?: number
+}
+
+export class NoRouteError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'NoRouteError'
+  }
+}
+
+/**
+ * The route of peers covering `[0, L)` with the lowest expected latency: a shortest path over
+ * layer boundaries where each peer is an edge from its start to its end (Petals-style routing).
+ */
+export function planRoute(peers: PeerShard[], numLayers: number, exclude: ReadonlySet<string> = new Set()): PeerShard[] {
+  const usable = peers.filter((p) => !exclude.has(p.peerId) && p.start < p.end && p.end <= numLayers)
+  const cost = new Array<number>(numLayers + 1).fill(Infinity)
+  const via = new Array<PeerShard | undefined>(numLayers + 1)
+  cost[0] = 0
+  for (let layer = 0; layer < numLayers; layer++) {
+    if (cost[layer] === Infinity) continue
+    for (const p of usable) {
+      if (p.start !== layer) continue
+      // Fewer hops win ties; latency dominates.
+      const c = cost[layer]! + (p.latencyMs ?? 5) + 0.001
+      if (c < cost[p.end]!) {
+        cost[p.end] = c
+        via[p.end] = p
+      }
+    }
+  }
+  if (cost[numLayers] === Infinity) {
+    const covered = usable.map((p) => `${p.start}-${p.end}`).join(', ') || 'none'
+    throw new NoRouteError(`no route covers layers [0, ${numLayers}) (peers: ${covered}${exclude.size ? `; excluded ${exclude.size}` : ''})`)
+  }
+  const route: PeerShard[] = []
+  for (let at = numLayers; at > 0; at = via[at]!.start) route.unshift(via[at]!)
+  return route
+}
