@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test'
 import OpenAI from 'openai'
 import { loadShards } from '../../shared/engine/loadShards.ts'
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
-import { createTextGenerator, type TextGenerator } from '../../shared/engine/textGenerator.ts'
+import { createTextGenerator, stagesRunner, type TextGenerator } from '../../shared/engine/textGenerator.ts'
 import { loadTokenizer } from '../../shared/model/tokenizer.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { createLogger } from '../logger.ts'
@@ -48,7 +48,7 @@ describe('HTTP API: Plumise agent and OpenAI endpoints over three shards of the 
     const loading = await fetch(`${url}/api/v1/generate`, { method: 'POST', headers: { Authorization: `Bearer ${SECRET}` }, body: JSON.stringify({ inputs: 'x' }) })
     assert.equal(loading.status, 503)
     ;({ shards } = await loadShards({ source, runtime: nodeRuntime(), device: 'cpu', ranges: [{ start: 0, end: 3 }, { start: 3, end: 6 }, { start: 6, end: 8 }] }))
-    generator = createTextGenerator({ tokenizer: await loadTokenizer(source), stages: () => shards, eosTokenIds: [0] })
+    generator = createTextGenerator({ tokenizer: await loadTokenizer(source), run: stagesRunner(() => shards), eosTokenIds: [0] })
   })
   after(async () => {
     server.close()

@@ -1,14 +1,20 @@
 import { GENERATE_USAGE, UsageError, parseGenerateArgs, runGenerate } from './generateCommand.ts'
 import { SERVE_USAGE, parseServeArgs, runServe } from './serveCommand.ts'
+import { START_USAGE, parseStartArgs, runStart } from './startCommand.ts'
+import { LOCAL_USAGE, runLocalNetwork } from './localNetwork.ts'
 
 const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
 
 commands:
   generate   run a prompt through a model's shards in this process
-  serve      serve a model over the Plumise agent API and the OpenAI API
+  serve      serve a model over the Plumise agent API and the OpenAI API, shards in this process
+  local      run a whole network on this machine (what npm start does)
+  start      run a node host: a layer range of a model on the libp2p mesh (and the HTTP API as origin)
 
 ${GENERATE_USAGE}
-${SERVE_USAGE}`
+${SERVE_USAGE}
+${START_USAGE}
+${LOCAL_USAGE}`
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -19,6 +25,12 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
       await runServe(parseServeArgs(rest))
       return new Promise<number>(() => {}) // runs until a signal stops it
+    case 'local':
+      await runLocalNetwork(rest)
+      return 0
+    case 'start':
+      await runStart(parseStartArgs(rest))
+      return new Promise<number>(() => {})
     case undefined:
     case 'help':
     case '--help':

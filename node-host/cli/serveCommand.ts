@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util'
 import { z } from 'zod'
 import { loadShards, parseStages } from '../../shared/engine/loadShards.ts'
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
-import { createTextGenerator, type TextGenerator } from '../../shared/engine/textGenerator.ts'
+import { createTextGenerator, stagesRunner, type TextGenerator } from '../../shared/engine/textGenerator.ts'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 import { loadTokenizer } from '../../shared/model/tokenizer.ts'
 import { createHttpApi } from '../api/httpApi.ts'
@@ -80,7 +80,7 @@ export async function runServe(opts: ServeOptions): Promise<void> {
   const tokenizer = await loadTokenizer(source)
   const loaded = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights })
   shards = loaded.shards
-  generator = createTextGenerator({ tokenizer, stages: () => shards, eosTokenIds: spec.eosTokenIds })
+  generator = createTextGenerator({ tokenizer, run: stagesRunner(() => shards), eosTokenIds: spec.eosTokenIds })
   const url = `http://${opts.host}:${port}`
   logger.info({ url, device: shards[0]!.device, stages: ranges.map((r) => `${r.start}-${r.end}`).join(',') }, 'ready')
   process.stdout.write(

@@ -459,6 +459,53 @@ export declare type Close = Message<"shardmesh.mesh.v1.Close"> & {
 export declare const CloseSchema: GenMessage<Close>;
 
 /**
+ * Answer of /shardmesh/info/1.0.0: what a peer serves, and the peers it knows.
+ *
+ * @generated from message shardmesh.mesh.v1.PeerInfo
+ */
+export declare type PeerInfo = Message<"shardmesh.mesh.v1.PeerInfo"> & {
+  /**
+   * @generated from field: string peer_id = 1;
+   */
+  peerId: string;
+
+  /**
+   * @generated from field: repeated string multiaddrs = 2;
+   */
+  multiaddrs: string[];
+
+  /**
+   * @generated from field: string model = 3;
+   */
+  model: string;
+
+  /**
+   * Layers served; absent on an origin-only peer.
+   *
+   * @generated from field: shardmesh.mesh.v1.LayerRange range = 4;
+   */
+  range?: LayerRange | undefined;
+
+  /**
+   * @generated from field: uint32 num_layers = 5;
+   */
+  numLayers: number;
+
+  /**
+   * Other peers serving the same model, as this peer knows them.
+   *
+   * @generated from field: repeated shardmesh.mesh.v1.Hop known = 6;
+   */
+  known: Hop[];
+};
+
+/**
+ * Describes the message shardmesh.mesh.v1.PeerInfo.
+ * Use `create(PeerInfoSchema)` to create a new message.
+ */
+export declare const PeerInfoSchema: GenMessage<PeerInfo>;
+
+/**
  * @generated from enum shardmesh.mesh.v1.DType
  */
 export enum DType {
@@ -546,6 +593,13 @@ export enum ErrorCode {
    * @generated from enum value: ERROR_CODE_INTERNAL = 10;
    */
   INTERNAL = 10,
+
+  /**
+   * The peer is stopping: route around it now.
+   *
+   * @generated from enum value: ERROR_CODE_SHUTTING_DOWN = 11;
+   */
+  SHUTTING_DOWN = 11,
 }
 
 /**

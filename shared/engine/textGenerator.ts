@@ -1,5 +1,5 @@
 import type { TextTokenizer } from '../model/tokenizer.ts'
-import { generate, type ShardStage } from './generate.ts'
+import { generate, type GenerateParameters, type GenerateResult, type ShardStage } from './generate.ts'
 import type { SamplingParams } from './sampling.ts'
 import { createTextStream } from './textStream.ts'
 
@@ -35,10 +35,15 @@ export type TextGenerator = {
   metrics(): GeneratorMetrics
 }
 
+/** Runs token ids through a pipeline: in-process stages, or a route of peers. */
+export type GenerationRunner = (params: Omit<GenerateParameters, 'stages'>) => Promise<Pick<GenerateResult, 'outputIds' | 'finishReason'>>
+
+/** A runner over shard stages in this process. */
+export const stagesRunner = (stages: () => ShardStage[]): GenerationRunner => (params) => generate({ ...params, stages: stages() })
+
 export type CreateTextGeneratorParameters = {
   tokenizer: TextTokenizer
-  /** Returns the stages to run a request through (a fixed list, or a fresh route per request). */
-  stages: () => ShardStage[] | Promise<ShardStage[]>
+  run: GenerationRunner
   eosTokenIds: number[]
 }
 
@@ -61,8 +66,7 @@ export function createTextGenerator(params: CreateTextGeneratorParameters): Text
         if (upTo > sent) req.onText?.(stream.text().slice(sent, upTo))
         sent = Math.max(sent, upTo)
       }
-      const result = await generate({
-        stages: await params.stages(),
+      const result = await params.run({
         inputIds,
         maxNewTokens: req.maxNewTokens,
         sampling: req.sampling,

@@ -62,6 +62,8 @@ export type MeshGenerateParameters = {
   signal?: AbortSignal
   /** How many re-plans after failures. @default 3 */
   maxFailovers?: number
+  /** Called before re-planning after a failure (e.g. to refresh what is known of the peers). */
+  beforeReplan?: () => Promise<void>
 }
 
 export type MeshGenerateResult = GenerateResult & {
@@ -109,6 +111,8 @@ export function createForwardService(init: ForwardServiceInit) {
   /** Origin side: sessions waiting for tokens. */
   const waiting = new Map<string, { push(f: Frame): void }>()
   let handlerInstalled = false
+  /** Sessions being served, to tell their origins when this peer stops. */
+  const active = new Map<string, Lp>()
 
   /** A stream to a hop: dialled, or an in-memory pair when the hop is this peer. */
   async function openStream(hop: { peerId: string; multiaddrs: string[] }, signal?: AbortSignal): Promise<Lp> {
@@ -225,6 +229,7 @@ export function createForwardService(init: ForwardServiceInit) {
       return close(up)
     }
 
+    active.set(sessionId, up)
     try {
       for (;;) {
         const f = await readFrame(up)
@@ -272,6 +277,7 @@ export function createForwardService(init: ForwardServiceInit) {
         : ErrorCode.INTERNAL
       await fail(code, err.message, e instanceof MeshError && e.peerId ? e.peerId : self)
     } finally {
+      active.delete(sessionId)
       shard.drop(sessionId)
       close(down)
       close(up)
@@ -399,6 +405,7 @@ export function createForwardService(init: ForwardServiceInit) {
         logger.warn({ sessionId, failed, err: err.message, tokens: out.length }, 'route failed; re-planning and replaying')
         excluded.add(failed)
         failovers++
+        await params.beforeReplan?.().catch(() => undefined)
       }
     }
   }
@@ -408,9 +415,13 @@ export function createForwardService(init: ForwardServiceInit) {
       await node.handle(FORWARD_PROTOCOL, (stream) => handleStream(stream), { maxInboundStreams: 1024, maxOutboundStreams: 1024 })
       handlerInstalled = true
     },
+    /** Stops serving: every open session's origin is told, so it re-plans at once. */
     async stop(): Promise<void> {
       if (handlerInstalled) await node.unhandle(FORWARD_PROTOCOL)
+      await Promise.all([...active].map(([id, up]) => sendError(up, id, ErrorCode.SHUTTING_DOWN, 'peer is shutting down').then(() => close(up))))
     },
+    /** Sessions being served now. */
+    activeSessions: () => active.size,
     generate,
   }
 }

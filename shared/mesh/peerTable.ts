@@ -1,0 +1,82 @@
+import type { Logger } from '../logger.ts'
+import { silentLogger } from '../logger.ts'
+import type { MeshNode } from './forwardService.ts'
+import { fetchInfo } from './infoProtocol.ts'
+import type { PeerShard } from './planRoute.ts'
+
+export type PeerTableInit = {
+  node: MeshNode
+  model: string
+  /** Addresses to ask first (`--peer`). */
+  bootstrap: string[]
+  /** This peer's own shard, when it serves one. */
+  self?: () => PeerShard | undefined
+  logger?: Logger
+}
+
+/**
+ * The peers an origin knows for one model: asked over the info protocol, each answer adding the
+ * peers that peer knows. Refreshed periodically; a peer that stops answering is dropped.
+ */
+export function createPeerTable(init: PeerTableInit) {
+  const logger = init.logger ?? silentLogger
+  const known = new Map<string, PeerShard>()
+  let numLayers = 0
+  let timer: ReturnType<typeof setInterval> | undefined
+
+  async function ask(address: string): Promise<void> {
+    const info = await fetchInfo(init.node, address)
+    if (info.model !== init.model) {
+      logger.warn({ address, model: info.model }, 'peer serves another model')
+      return
+    }
+    numLayers = info.numLayers || numLayers
+    if (info.range && info.range.end > info.range.start) {
+      known.set(info.peerId, { peerId: info.peerId, multiaddrs: info.multiaddrs, start: info.range.start, end: info.range.end })
+    }
+    for (const k of info.known) {
+      if (k.peerId !== init.node.peerId.toString() && k.range && !known.has(k.peerId)) {
+        known.set(k.peerId, { peerId: k.peerId, multiaddrs: k.multiaddrs, start: k.range.start, end: k.range.end })
+      }
+    }
+  }
+
+  async function refresh(): Promise<void> {
+    const attempt = (address: string) =>
+      ask(address).then(
+        () => true,
+        (e: Error) => (logger.debug({ address, err: e.message }, 'peer did not answer'), false),
+      )
+    await Promise.all(init.bootstrap.map(attempt))
+    // A known peer that no longer answers at any of its addresses is dropped.
+    await Promise.all(
+      [...known.values()].map(async (p) => {
+        const tcpFirst = [...p.multiaddrs].sort((a, b) => Number(a.includes('/ws')) - Number(b.includes('/ws')))
+        for (const a of tcpFirst) if (await attempt(a)) return
+        known.delete(p.peerId)
+      }),
+    )
+  }
+
+  return {
+    refresh,
+    /** Every known peer serving the model, this one included. */
+    peers(): PeerShard[] {
+      const own = init.self?.()
+      return [...(own ? [own] : []), ...[...known.values()].filter((p) => p.peerId !== own?.peerId)]
+    },
+    numLayers: () => numLayers,
+    remove(peerId: string) {
+      known.delete(peerId)
+    },
+    start(intervalMs = 30_000) {
+      timer = setInterval(() => void refresh(), intervalMs)
+      timer.unref?.()
+    },
+    stop() {
+      if (timer) clearInterval(timer)
+    },
+  }
+}
+
+export type PeerTable = ReturnType<typeof createPeerTable>
