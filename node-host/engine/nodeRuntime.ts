@@ -19,12 +19,13 @@ async function writeArtifact(graph: ShardGraph): Promise<string> {
   return dir
 }
 
-function sessionOptions(device: Device, graph: ShardGraph): ort.InferenceSession.SessionOptions {
+function sessionOptions(device: Device, graph: ShardGraph, init: NodeRuntimeInit): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
   }
+  if (device === 'cpu' && init.threads !== undefined) options.intraOpNumThreads = init.threads
   if (device === 'webgpu') {
     // Keep the KV cache on the GPU between steps; only logits and hidden states come back.
     options.preferredOutputLocation = Object.fromEntries(
@@ -34,15 +35,20 @@ function sessionOptions(device: Device, graph: ShardGraph): ort.InferenceSession
   return options
 }
 
+export type NodeRuntimeInit = {
+  /** ORT intra-op threads of `cpu` sessions. @default ORT's choice (one per physical core) */
+  threads?: number
+}
+
 /** onnxruntime-node: `webgpu` (Dawn; Vulkan on Linux) with `cpu` fallback when no adapter exists. */
-export function nodeRuntime(): ShardRuntime {
+export function nodeRuntime(init: NodeRuntimeInit = {}): ShardRuntime {
   return {
     ort,
     async createSession(graph: ShardGraph, device: DeviceOption) {
       const dir = await writeArtifact(graph)
       try {
         const path = join(dir, 'model.onnx')
-        const tryDevice = async (d: Device) => ({ session: await ort.InferenceSession.create(path, sessionOptions(d, graph)), device: d })
+        const tryDevice = async (d: Device) => ({ session: await ort.InferenceSession.create(path, sessionOptions(d, graph, init)), device: d })
         if (device === 'cpu' || device === 'wasm') return await tryDevice('cpu')
         try {
           return await tryDevice('webgpu')

@@ -222,7 +222,7 @@ export function createForwardService(init: ForwardServiceInit) {
       down = await openStream(next)
       if (!isLast) {
         await sendDown(frame({ case: 'open', value: { ...open, range: open.next[0]!.range, next: open.next.slice(1) } }))
-        void relayErrors(down, up)
+        void relayErrors(down, up, next.peerId, sessionId, () => active.has(sessionId))
       }
     } catch (e) {
       await fail(ErrorCode.UNREACHABLE_NEXT_HOP, `cannot reach the next hop: ${(e as Error).message}`, next.peerId)
@@ -301,12 +301,15 @@ export function createForwardService(init: ForwardServiceInit) {
     }
   }
 
-  /** Errors from further down a route go back up, so they reach the origin. */
-  async function relayErrors(down: Lp, up: Lp): Promise<void> {
+  /**
+   * Errors from further down a route go back up, so they reach the origin; a downstream that ends
+   * while the session is live means the next hop failed.
+   */
+  async function relayErrors(down: Lp, up: Lp, nextPeer: string, sessionId: string, live: () => boolean): Promise<void> {
     try {
       for (;;) {
         const f = await readFrame(down)
-        if (!f) return
+        if (!f) break
         if (f.kind.case === 'error') {
           await send(up, f)
           close(up)
@@ -314,8 +317,30 @@ export function createForwardService(init: ForwardServiceInit) {
         }
       }
     } catch {
-      // The stream ended badly; the read loop of the session notices on its next send.
+      // fall through: the stream broke
     }
+    if (live()) {
+      await sendError(up, sessionId, ErrorCode.UNREACHABLE_NEXT_HOP, 'the next hop went away', nextPeer)
+      close(up)
+    }
+  }
+
+  /** The hops of a route that do not answer a dial within 2 s. */
+  async function unreachable(route: PeerShard[]): Promise<string[]> {
+    const dead = await Promise.all(
+      route.map(async (p) => {
+        if (p.peerId === self) return null
+        try {
+          const target = p.multiaddrs.length ? p.multiaddrs.map((a) => multiaddr(a)) : peerIdFromString(p.peerId)
+          const stream = await node.dialProtocol(target, FORWARD_PROTOCOL, { signal: AbortSignal.timeout(2000) })
+          await stream.close()
+          return null
+        } catch {
+          return p.peerId
+        }
+      }),
+    )
+    return dead.filter((d): d is string => d !== null)
   }
 
   /** Origin: one generation over a route, re-planned and replayed after a failure. */
@@ -345,16 +370,17 @@ export function createForwardService(init: ForwardServiceInit) {
         await send(first, frame({ case: 'open', value: { sessionId, model: init.model, range: { start: route[0]!.start, end: route[0]!.end }, next: route.slice(1).map(hop), origin: originHop, sampling: toWireSampling(params.sampling), eosTokenIds: params.eosTokenIds ?? [] } }))
         const upstream = first
         void (async () => {
-          // Errors bubble back up the chain to the first hop's stream.
+          // Errors bubble back up the chain to the first hop's stream; its end mid-session is the first hop failing.
           try {
             for (;;) {
               const f = await readFrame(upstream)
-              if (!f) return
-              if (f.kind.case === 'error') waiting.get(sessionId)?.push(f)
+              if (!f) break
+              if (f.kind.case === 'error') return waiting.get(sessionId)?.push(f)
             }
           } catch {
-            // ignore: the token wait times out or the next send fails
+            // fall through
           }
+          waiting.get(sessionId)?.push(frame({ case: 'error', value: { sessionId, code: ErrorCode.UNREACHABLE_NEXT_HOP, message: 'the first hop went away', peerId: route[0]!.peerId } }))
         })()
         const nextToken = async (): Promise<{ id: number; isEos: boolean }> => {
           const deadline = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(params.signal ? [params.signal] : [])])
@@ -399,11 +425,11 @@ export function createForwardService(init: ForwardServiceInit) {
         close(first)
         if (params.signal?.aborted) throw e
         const err = e as MeshError
-        // Route around the failed peer (or, when unknown, every peer of the route but one that answered).
-        const failed = err.peerId || (err.code === ErrorCode.TIMEOUT ? route.at(-1)?.peerId : route[0]?.peerId)
-        if (failovers >= maxFailovers || !failed) throw e
+        // Route around the failed peer; after a timeout, around the hops that no longer answer.
+        const failed = err.peerId ? [err.peerId] : await unreachable(route)
+        if (failovers >= maxFailovers) throw e
         logger.warn({ sessionId, failed, err: err.message, tokens: out.length }, 'route failed; re-planning and replaying')
-        excluded.add(failed)
+        for (const f of failed) excluded.add(f)
         failovers++
         await params.beforeReplan?.().catch(() => undefined)
       }

@@ -1,0 +1,277 @@
+import { execFile } from 'node:child_process'
+import { existsSync, readdirSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { availableParallelism, cpus, totalmem } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import ort from 'onnxruntime-node'
+import { fileModelSource } from '../model/fileModelSource.ts'
+import { LLAMA_PRESETS, synthesizeLlama, type LlamaPreset } from '../model/synthesizeModel.ts'
+import { nodeRuntime } from '../engine/nodeRuntime.ts'
+import { buildShardGraph } from '../../shared/model/buildShardGraph.ts'
+import { parseModelConfig, type ModelSpec } from '../../shared/model/modelSpec.ts'
+import { openSafetensors } from '../../shared/model/safetensors.ts'
+import { createShardSession, type ShardSession } from '../../shared/engine/shardSession.ts'
+import { generate } from '../../shared/engine/generate.ts'
+import { memchrMemoryScan, ortMemoryScan, type MemoryScanResult } from './memoryScan.ts'
+
+export type BenchDevice = 'cpu' | 'webgpu'
+
+export type EngineBenchOptions = {
+  /** Model names: `docs-llama-7m` (shipped) or a synthesizer preset such as `tinyllama-1.1b`. */
+  models: string[]
+  /** Backends; `auto` is `cpu`, plus `webgpu` when a hardware adapter looks present. */
+  devices: BenchDevice[] | 'auto'
+  /** New tokens per decode run; by default 32, or 16 for models over 500 M parameters. */
+  tokens?: number
+  /** @default 32 */
+  promptTokens?: number
+  /** Timed generate() runs after a warm-up; the fastest prefill and decode count. @default 2 */
+  runs?: number
+  /** ORT intra-op threads of cpu sessions and of the memory scan. @default availableParallelism() */
+  threads?: number
+  /** Element type of synthesized checkpoints. @default 'float16' */
+  synthDtype?: 'float16' | 'float32'
+  /** Synthesized checkpoints live here, reused when present. @default <repo>/.cache/bench */
+  cacheDir?: string
+  /** Progress lines (stderr). */
+  log?: (line: string) => void
+}
+
+export type EngineBenchRow = {
+  model: string
+  device: BenchDevice
+  parameters: number
+  /** Element type in the checkpoint, and in the ONNX graph the engine built from it. */
+  checkpointDtype: string
+  engineDtype: 'float32'
+  threads: number | null
+  buildMs: number
+  sessionMs: number
+  prefill: { tokens: number; ms: number; tokensPerS: number }
+  decode: { tokens: number; msPerToken: number; tokensPerS: number }
+  /** Weights a decode step reads: every matrix and norm, one embedding row. */
+  weightBytesPerToken: number
+  /** weightBytesPerToken / decode time. */
+  decodeGbPerS: number
+  /** decodeGbPerS / the memory scan's. */
+  scanRatio: number
+  /** Process peak (getrusage) after this model loaded, and resident size once loaded. */
+  peakRssBytes: number
+  rssAfterLoadBytes: number
+}
+
+export type EngineBenchReport = {
+  machine: { cpu: string; cpus: number; memoryBytes: number; node: string; onnxruntime: string }
+  threads: number
+  memoryScan: { reference: MemoryScanResult; ort: MemoryScanResult; before: number; after: number }
+  rows: EngineBenchRow[]
+}
+
+const execFileAsync = promisify(execFile)
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
+
+/** The shipped default model. */
+const DOCS_MODEL = 'docs-llama-7m'
+
+/** A model's folder: the shipped one, or a synthesized preset (written on first use). */
+export async function prepareModel(name: string, opts: Pick<EngineBenchOptions, 'synthDtype' | 'cacheDir' | 'log'>): Promise<string> {
+  const shipped = join(REPO_ROOT, 'public/models', name)
+  if (existsSync(join(shipped, 'config.json'))) return shipped
+  if (!(name in LLAMA_PRESETS)) throw new Error(`unknown model "${name}": use ${DOCS_MODEL} or one of ${Object.keys(LLAMA_PRESETS).join(', ')}`)
+  const dtype = opts.synthDtype ?? 'float16'
+  const dir = join(opts.cacheDir ?? join(REPO_ROOT, '.cache/bench'), `${name}-${dtype}`)
+  if (existsSync(join(dir, 'model.safetensors')) && existsSync(join(dir, 'generation_config.json'))) return dir
+  opts.log?.(`synthesizing ${name} (${dtype}) into ${dir}`)
+  const r = await synthesizeLlama({ dir, config: LLAMA_PRESETS[name as LlamaPreset], dtype, seed: 1, tokenizerFrom: join(REPO_ROOT, 'public/models', DOCS_MODEL) })
+  opts.log?.(`  ${(r.bytes / 1e9).toFixed(2)} GB in ${(r.ms / 1000).toFixed(1)} s`)
+  return dir
+}
+
+/** Parameters of a LLaMA-family spec (embeddings and LM head counted once each, tied or not). */
+export function parameterCount(spec: ModelSpec): number {
+  const H = spec.hiddenSize
+  const q = spec.numHeads * spec.headDim
+  const kv = spec.numKvHeads * spec.headDim
+  const layer = H * (q + 2 * kv) + q * H + 3 * H * spec.intermediateSize + 2 * H
+  return spec.vocabSize * H * (spec.tiedEmbeddings ? 1 : 2) + spec.numLayers * layer + H
+}
+
+/** Bytes of weights one decode step reads at `bytesPerElement`: all but the embedding table (one row). */
+export function decodeWeightBytes(spec: ModelSpec, bytesPerElement: number): number {
+  const embedding = spec.vocabSize * spec.hiddenSize
+  const headShared = spec.tiedEmbeddings ? embedding : 0 // a tied table is read whole, as the LM head
+  return (parameterCount(spec) - embedding + headShared + spec.hiddenSize) * bytesPerElement
+}
+
+/** WebGPU is worth timing only on a real adapter: a GPU device node, and no SwiftShader ICD forced. */
+export function hardwareWebgpuLikely(): boolean {
+  if (/swiftshader/i.test(process.env.VK_ICD_FILENAMES ?? '')) return false
+  const dri = existsSync('/dev/dri') ? readdirSync('/dev/dri').some((f) => f.startsWith('renderD')) : false
+  return dri || existsSync('/dev/nvidia0')
+}
+
+/** Deterministic prompt ids spread over the vocabulary (the special id 0 avoided). */
+function promptIds(count: number, vocab: number): number[] {
+  return Array.from({ length: count }, (_, i) => 1 + ((i * 7919 + 104729) % (vocab - 1)))
+}
+
+type Loaded = { spec: ModelSpec; session: ShardSession; checkpointDtype: string; buildMs: number; sessionMs: number }
+
+async function loadModel(dir: string, device: BenchDevice, threads: number): Promise<Loaded> {
+  const source = fileModelSource(dir)
+  const spec = parseModelConfig(await source.readText('config.json'))
+  const index = await openSafetensors(source)
+  const checkpointDtype = [...new Set([...index.tensors.values()].map((t) => t.dtype))].join('+')
+  const t0 = performance.now()
+  let graph: Awaited<ReturnType<typeof buildShardGraph>> | undefined = await buildShardGraph({ spec, index, range: { start: 0, end: spec.numLayers } })
+  const t1 = performance.now()
+  const session = await createShardSession({ spec, graph, runtime: nodeRuntime({ threads }), device })
+  graph = undefined // the session holds the weights now; let the graph's copies go
+  const sessionMs = performance.now() - t1
+  if (session.device !== device) throw new Error(`asked for ${device}, got ${session.device}`)
+  return { spec, session, checkpointDtype, buildMs: t1 - t0, sessionMs }
+}
+
+type Timing = { prefillMs: number; decodeMsPerToken: number }
+
+async function timeGeneration(session: ShardSession, spec: ModelSpec, promptTokens: number, tokens: number, runs: number): Promise<Timing> {
+  const stages = [session]
+  await generate({ stages, inputIds: promptIds(8, spec.vocabSize), maxNewTokens: 3 }) // warm-up: first-run allocations
+  const timings: Timing[] = []
+  for (let i = 0; i < runs; i++) {
+    const r = await generate({ stages, inputIds: promptIds(promptTokens, spec.vocabSize), maxNewTokens: tokens + 1 })
+    timings.push(r)
+  }
+  return {
+    prefillMs: Math.min(...timings.map((t) => t.prefillMs)),
+    decodeMsPerToken: Math.min(...timings.map((t) => t.decodeMsPerToken)),
+  }
+}
+
+async function benchOne(model: string, dir: string, device: BenchDevice, opts: EngineBenchOptions & { threads: number }): Promise<Omit<EngineBenchRow, 'scanRatio'>> {
+  const loaded = await loadModel(dir, device, opts.threads)
+  const { spec, session } = loaded
+  const peakRssBytes = process.resourceUsage().maxRSS * 1024
+  const rssAfterLoadBytes = process.memoryUsage().rss
+  try {
+    const parameters = parameterCount(spec)
+    const promptTokens = opts.promptTokens ?? 32
+    const tokens = opts.tokens ?? (parameters > 5e8 ? 16 : 32)
+    opts.log?.(`  ${model} on ${device}: loaded in ${((loaded.buildMs + loaded.sessionMs) / 1000).toFixed(1)} s; timing ${promptTokens}-token prefill, ${tokens} decode steps`)
+    const t = await timeGeneration(session, spec, promptTokens, tokens, opts.runs ?? 2)
+    const weightBytesPerToken = decodeWeightBytes(spec, 4)
+    return {
+      model,
+      device,
+      parameters,
+      checkpointDtype: loaded.checkpointDtype,
+      engineDtype: 'float32',
+      threads: device === 'cpu' ? opts.threads : null,
+      buildMs: loaded.buildMs,
+      sessionMs: loaded.sessionMs,
+      prefill: { tokens: promptTokens, ms: t.prefillMs, tokensPerS: (promptTokens * 1000) / t.prefillMs },
+      decode: { tokens, msPerToken: t.decodeMsPerToken, tokensPerS: 1000 / t.decodeMsPerToken },
+      weightBytesPerToken,
+      decodeGbPerS: weightBytesPerToken / t.decodeMsPerToken / 1e6,
+      peakRssBytes,
+      rssAfterLoadBytes,
+    }
+  } finally {
+    await session.dispose()
+  }
+}
+
+export type ScanPair = { reference: MemoryScanResult; ort: MemoryScanResult }
+
+/** Both memory scans, in this process. */
+export async function scanPair(threads: number): Promise<ScanPair> {
+  const reference = await memchrMemoryScan({ threads })
+  return { reference, ort: await ortMemoryScan({ threads }) }
+}
+
+/** Both memory scans in a child process (`main.ts scan`), so their 1 GiB buffers stay out of this process's peak RSS. */
+async function scanPairInChild(threads: number): Promise<ScanPair> {
+  const main = join(dirname(fileURLToPath(import.meta.url)), 'main.ts')
+  const { stdout } = await execFileAsync(process.execPath, [main, 'scan', '--threads', String(threads)], { maxBuffer: 1 << 20 })
+  return JSON.parse(stdout) as ScanPair
+}
+
+/**
+ * Times the shard engine (whole model as one shard) per model and backend: load, prefill and
+ * decode throughput, and the weight bandwidth decode reaches against a read-only memory scan
+ * with the same number of threads, measured before and after in the same process.
+ */
+export async function runEngineBench(options: EngineBenchOptions): Promise<EngineBenchReport> {
+  const threads = options.threads ?? availableParallelism()
+  const opts = { ...options, threads }
+  const devices: BenchDevice[] = options.devices === 'auto' ? (hardwareWebgpuLikely() ? ['cpu', 'webgpu'] : ['cpu']) : options.devices
+  const dirs = new Map<string, string>()
+  for (const m of options.models) dirs.set(m, await prepareModel(m, options))
+  options.log?.(`memory scan (${threads} threads)`)
+  const before = await scanPairInChild(threads)
+  const rows: Array<Omit<EngineBenchRow, 'scanRatio'>> = []
+  for (const m of options.models) for (const d of devices) rows.push(await benchOne(m, dirs.get(m)!, d, opts))
+  options.log?.('memory scan again')
+  const after = await scanPairInChild(threads)
+  const best = (a: MemoryScanResult, b: MemoryScanResult) => (a.gbPerS >= b.gbPerS ? a : b)
+  const reference = best(before.reference, after.reference)
+  return {
+    machine: {
+      cpu: cpus()[0]?.model ?? 'unknown',
+      cpus: availableParallelism(),
+      memoryBytes: totalmem(),
+      node: process.version,
+      onnxruntime: await ortVersion(),
+    },
+    threads,
+    memoryScan: { reference, ort: best(before.ort, after.ort), before: before.reference.gbPerS, after: after.reference.gbPerS },
+    rows: rows.map((r) => ({ ...r, scanRatio: r.decodeGbPerS / reference.gbPerS })),
+  }
+}
+
+async function ortVersion(): Promise<string> {
+  const env = ort.env as { versions?: { node?: string } }
+  if (env.versions?.node) return env.versions.node
+  const pkg = JSON.parse(await readFile(join(REPO_ROOT, 'node_modules/onnxruntime-node/package.json'), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+const fmt = (n: number, digits = 1) => n.toFixed(digits)
+const gb = (bytes: number) => (bytes / 1e9).toFixed(2)
+
+/** The report as a plain-text table. */
+export function formatEngineTable(report: EngineBenchReport): string {
+  const head = ['model', 'device', 'params', 'ckpt→engine', 'thr', 'build s', 'session s', 'prefill tok/s', 'decode tok/s', 'ms/tok', 'GB/tok', 'decode GB/s', 'scan GB/s', 'ratio', 'peak RSS GB']
+  const scan = report.memoryScan.reference.gbPerS
+  const body = report.rows.map((r) => [
+    r.model,
+    r.device,
+    `${fmt(r.parameters / 1e6, 0)} M`,
+    `${r.checkpointDtype}→F32`,
+    String(r.threads ?? '-'),
+    fmt(r.buildMs / 1000, 2),
+    fmt(r.sessionMs / 1000, 2),
+    `${fmt(r.prefill.tokensPerS)} (${r.prefill.tokens})`,
+    `${fmt(r.decode.tokensPerS, 2)} (${r.decode.tokens})`,
+    fmt(r.decode.msPerToken, 1),
+    gb(r.weightBytesPerToken),
+    fmt(r.decodeGbPerS, 2),
+    fmt(scan, 2),
+    `${fmt(r.scanRatio * 100, 0)}%`,
+    gb(r.peakRssBytes),
+  ])
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)))
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()
+  const s = report.memoryScan
+  return [
+    line(head),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...body.map(line),
+    '',
+    `memory scan (reference): ${fmt(s.reference.gbPerS, 2)} GB/s, ${s.reference.method}, best of ${s.reference.passesMs.length} passes of ${gb(s.reference.bytes)} GB (before ${fmt(s.before, 2)}, after ${fmt(s.after, 2)})`,
+    `memory scan (ORT):       ${fmt(s.ort.gbPerS, 2)} GB/s, ${s.ort.method}`,
+    `machine: ${report.machine.cpu}, ${report.machine.cpus} cpus, ${gb(report.machine.memoryBytes)} GB, node ${report.machine.node}, onnxruntime-node ${report.machine.onnxruntime}`,
+  ].join('\n')
+}

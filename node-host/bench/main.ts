@@ -1,0 +1,102 @@
+import { parseArgs } from 'node:util'
+import { LLAMA_PRESETS, synthesizeLlama, type LlamaPreset } from '../model/synthesizeModel.ts'
+import { formatEngineTable, runEngineBench, scanPair, type BenchDevice } from './engineBench.ts'
+import { availableParallelism } from 'node:os'
+
+const USAGE = `usage:
+  npm run bench -- engine [--models docs-llama-7m,tinyllama-1.1b] [--devices cpu[,webgpu]] [--tokens N]
+                          [--prompt N] [--runs N] [--threads N] [--synth-dtype float16|float32] [--json]
+  npm run bench -- scan [--threads N]
+  npm run bench -- synth --preset ${Object.keys(LLAMA_PRESETS).join('|')} --out DIR [--dtype float16|float32] [--seed N]
+
+engine: devices default to cpu, plus webgpu when a hardware adapter looks present (naming webgpu
+        runs it anyway, SwiftShader included). Prints a table, then one JSON object; --json prints
+        the JSON only. Progress goes to stderr.`
+
+function positiveInt(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got "${value}"`)
+  return n
+}
+
+function dtypeOf(value: string | undefined, name: string): 'float16' | 'float32' | undefined {
+  if (value === undefined || value === 'float16' || value === 'float32') return value
+  throw new Error(`--${name} must be float16 or float32, got "${value}"`)
+}
+
+const list = (value: string) => value.split(',').map((s) => s.trim()).filter(Boolean)
+
+async function engine(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      models: { type: 'string', default: 'docs-llama-7m,tinyllama-1.1b' },
+      devices: { type: 'string' },
+      tokens: { type: 'string' },
+      prompt: { type: 'string' },
+      runs: { type: 'string' },
+      threads: { type: 'string' },
+      'synth-dtype': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  const devices = values.devices === undefined ? 'auto' : list(values.devices)
+  if (devices !== 'auto') for (const d of devices) if (d !== 'cpu' && d !== 'webgpu') throw new Error(`--devices: unknown device "${d}" (cpu, webgpu)`)
+  if (devices !== 'auto' && devices.includes('webgpu')) process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'
+  const report = await runEngineBench({
+    models: list(values.models),
+    devices: devices as BenchDevice[] | 'auto',
+    tokens: positiveInt(values.tokens, 'tokens'),
+    promptTokens: positiveInt(values.prompt, 'prompt'),
+    runs: positiveInt(values.runs, 'runs'),
+    threads: positiveInt(values.threads, 'threads'),
+    synthDtype: dtypeOf(values['synth-dtype'], 'synth-dtype'),
+    log: (line) => process.stderr.write(line + '\n'),
+  })
+  if (!values.json) process.stdout.write(formatEngineTable(report) + '\n\n')
+  process.stdout.write(JSON.stringify(report) + '\n')
+}
+
+async function synth(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { preset: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string', default: 'float16' }, seed: { type: 'string', default: '1' } },
+  })
+  if (!values.preset || !(values.preset in LLAMA_PRESETS)) throw new Error(`--preset must be one of ${Object.keys(LLAMA_PRESETS).join(', ')}`)
+  if (!values.out) throw new Error('--out DIR is required')
+  const r = await synthesizeLlama({
+    dir: values.out,
+    config: LLAMA_PRESETS[values.preset as LlamaPreset],
+    dtype: dtypeOf(values.dtype, 'dtype')!,
+    seed: Number(values.seed),
+    onProgress: (done, total) => process.stderr.write(`\r${(done / 1e9).toFixed(2)} / ${(total / 1e9).toFixed(2)} GB`),
+  })
+  process.stderr.write('\n')
+  process.stdout.write(`${r.dir}: ${r.parameters} parameters, ${(r.bytes / 1e9).toFixed(2)} GB, ${r.tokenizer} tokenizer, ${(r.ms / 1000).toFixed(1)} s\n`)
+}
+
+/** Both memory scans as one JSON object (the engine bench runs this in a child process). */
+async function scan(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { threads: { type: 'string' } } })
+  const pair = await scanPair(positiveInt(values.threads, 'threads') ?? availableParallelism())
+  process.stdout.write(JSON.stringify(pair) + '\n')
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, synth, scan }
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv
+  const run = command ? COMMANDS[command] : undefined
+  if (!run || rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(USAGE + '\n')
+    if (!run && command !== '--help' && command !== '-h') process.exitCode = 2
+    return
+  }
+  await run(rest)
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  process.stderr.write(`error: ${(e as Error).message}\n`)
+  process.exitCode = 1
+})
