@@ -35,6 +35,8 @@ export type ForwardServiceInit = {
   wireDtype?: WireDtype
   /** Longest wait for a token (origin) or a frame's processing. @default 30 s */
   stepTimeoutMs?: number
+  /** A served session with no frame for this long is closed (its KV cache freed). @default 120 s */
+  sessionIdleMs?: number
 }
 
 export class MeshError extends Error {
@@ -106,6 +108,7 @@ export function createForwardService(init: ForwardServiceInit) {
   const maxFrame = init.maxFrameBytes ?? 8 << 20
   const wireDtype = init.wireDtype ?? 'float16'
   const timeoutMs = init.stepTimeoutMs ?? 30_000
+  const idleMs = init.sessionIdleMs ?? 120_000
   const self = node.peerId.toString()
   const lpOpts = { maxDataLength: maxFrame, maxBufferSize: maxFrame + 1024 }
   /** Origin side: sessions waiting for tokens. */
@@ -232,7 +235,10 @@ export function createForwardService(init: ForwardServiceInit) {
     active.set(sessionId, up)
     try {
       for (;;) {
-        const f = await readFrame(up)
+        const f = await readFrame(up, AbortSignal.timeout(idleMs)).catch((e: Error) => {
+          if (e.name === 'TimeoutError' || e.name === 'AbortError') throw new MeshError(ErrorCode.TIMEOUT, `session idle for ${idleMs} ms`)
+          throw e
+        })
         if (!f || f.kind.case === 'close') {
           if (!isLast) await sendDown(frame({ case: 'close', value: { sessionId, reason: f?.kind.case === 'close' ? f.kind.value.reason : 'upstream closed' } })).catch(() => undefined)
           break
