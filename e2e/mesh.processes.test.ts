@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { promisify } from 'node:util'
 import { mkdtemp } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -8,6 +9,7 @@ import { after, before, describe, test } from 'node:test'
 import { loadFixture, REPO_ROOT, type FixturePrompt } from '../node-host/testing/fixtures.ts'
 
 const MAIN = join(REPO_ROOT, 'node-host', 'cli', 'main.ts')
+const run = promisify(execFile)
 
 async function freePort(): Promise<number> {
   const s = createServer()
@@ -92,6 +94,14 @@ describe('mesh: node hosts as separate processes on loopback', () => {
     const r = await (await fetch(`${api}/api/v1/generate`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ inputs: p0.prompt, parameters: { max_new_tokens: p0.new_tokens, do_sample: false, repetition_penalty: 1 } }) })).json()
     assert.equal(r.generated_text, p0.greedy_text)
     assert.equal(r.num_tokens, p0.new_tokens)
+  })
+
+  test('shardmesh generate --peer runs this process as an origin against the hosts', async () => {
+    const { stdout } = await run(process.execPath, [MAIN, 'generate', '--peer', `/ip4/127.0.0.1/tcp/${ports.c}`, '--prompt', p0.prompt, '--max-new-tokens', String(p0.new_tokens), '--json'])
+    const out = JSON.parse(stdout)
+    assert.deepEqual(out.output_ids, p0.greedy_new_ids)
+    assert.deepEqual(out.stages, [[0, 3], [3, 6], [6, 8]])
+    assert.equal(out.device, 'mesh')
   })
 
   test('the middle host is killed mid-generation while a spare serves its range: the same tokens', async () => {

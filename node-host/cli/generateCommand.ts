@@ -1,7 +1,13 @@
 import { open } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
-import { generate } from '../../shared/engine/generate.ts'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { generate, type GenerateParameters, type GenerateResult } from '../../shared/engine/generate.ts'
+import { createForwardService } from '../../shared/mesh/forwardService.ts'
+import { createPeerTable } from '../../shared/mesh/peerTable.ts'
+import type { ModelSource } from '../../shared/model/modelSource.ts'
+import { parseModelConfig } from '../../shared/model/modelSpec.ts'
+import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { loadShards, parseStages } from '../../shared/engine/loadShards.ts'
 import { encodeSafetensors } from '../../shared/model/safetensorsWriter.ts'
 import { loadTokenizer } from '../../shared/model/tokenizer.ts'
@@ -11,7 +17,8 @@ import { progressBar } from './progressBar.ts'
 
 export const GENERATE_USAGE = `usage: shardmesh generate [--model <folder|url|owner/name>] --prompt <text> [--max-new-tokens <n>]
        [--stages 0-3,3-8] [--device auto|webgpu|cpu|wasm] [--weights float32|int4] [--temperature 0] [--top-k 0] [--top-p 1]
-       [--repetition-penalty 1] [--seed <n>] [--json] [--logits-out <file.safetensors>]`
+       [--repetition-penalty 1] [--seed <n>] [--json] [--logits-out <file.safetensors>] [--peer <multiaddr>…]
+       with --peer, the shards run on those node hosts (this process is the origin)`
 
 const optionsSchema = z.object({
   model: z.string().optional(),
@@ -27,6 +34,7 @@ const optionsSchema = z.object({
   seed: z.coerce.number().int().min(0).default(0),
   json: z.boolean().default(false),
   logitsOut: z.string().optional(),
+  peer: z.array(z.string()).default([]),
 })
 
 export type GenerateOptions = z.infer<typeof optionsSchema>
@@ -55,6 +63,7 @@ export function parseGenerateArgs(argv: string[]): GenerateOptions {
       seed: { type: 'string' },
       json: { type: 'boolean' },
       'logits-out': { type: 'string' },
+      peer: { type: 'string', multiple: true },
     },
     strict: true,
   })
@@ -72,6 +81,7 @@ export function parseGenerateArgs(argv: string[]): GenerateOptions {
     seed: values.seed,
     json: values.json,
     logitsOut: values['logits-out'],
+    peer: values.peer,
   })
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!
@@ -81,23 +91,63 @@ export function parseGenerateArgs(argv: string[]): GenerateOptions {
   return parsed.data
 }
 
-/** Loads the shards in one process, runs the prompt through them, prints text or JSON. */
+type Pipeline = {
+  device: string
+  run(params: Omit<GenerateParameters, 'stages'>): Promise<GenerateResult & { stages: number[][] }>
+  close(): Promise<void>
+}
+
+/** The shards in this process. */
+async function localPipeline(opts: GenerateOptions, source: ModelSource): Promise<Pipeline> {
+  const ranges = opts.stages ? parseStages(opts.stages) : undefined
+  const bar = progressBar(`loading ${source.name}`)
+  const { shards } = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights, onProgress: bar.update })
+  bar.done()
+  return {
+    device: shards[0]!.device,
+    run: async (params) => ({ ...(await generate({ ...params, stages: shards })), stages: shards.map((s) => [s.range.start, s.range.end]) }),
+    close: async () => {
+      await Promise.all(shards.map((s) => s.dispose()))
+    },
+  }
+}
+
+/** Node hosts on the mesh: this process is an origin only. */
+async function meshPipeline(opts: GenerateOptions, source: ModelSource, numLayers: number, hiddenSize: number): Promise<Pipeline> {
+  if (opts.logitsOut) throw new UsageError('--logits-out needs the shards in this process; it cannot be used with --peer')
+  const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519'), relay: false, listen: ['/ip4/127.0.0.1/tcp/0'] })
+  const service = createForwardService({ node, model: source.name, hiddenSize })
+  await service.start()
+  const table = createPeerTable({ node, model: source.name, bootstrap: opts.peer })
+  await table.refresh()
+  const byId = () => new Map(table.peers().map((p) => [p.peerId, p]))
+  return {
+    device: 'mesh',
+    run: async (params) => {
+      const r = await service.generate({ ...params, peers: () => table.peers(), numLayers, beforeReplan: () => table.refresh() })
+      const known = byId()
+      return { ...r, stages: r.routes.at(-1)!.map((id) => [known.get(id)?.start ?? -1, known.get(id)?.end ?? -1]) }
+    },
+    close: async () => {
+      await node.stop()
+    },
+  }
+}
+
+/** Runs the prompt through the shards (in this process, or on peers), prints text or JSON. */
 export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStream = process.stdout): Promise<void> {
   const source = resolveModelSource(opts.model)
   const t0 = performance.now()
+  const spec = parseModelConfig(await source.readText('config.json'))
   const tokenizer = await loadTokenizer(source)
-  const ranges = opts.stages ? parseStages(opts.stages) : undefined
-  const bar = progressBar(`loading ${source.name}`)
-  const { spec, shards } = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights, onProgress: bar.update })
-  bar.done()
+  const pipeline = opts.peer.length ? await meshPipeline(opts, source, spec.numLayers, spec.hiddenSize) : await localPipeline(opts, source)
   try {
     const loadMs = performance.now() - t0
     const inputIds = tokenizer.encode(opts.prompt)
     if (inputIds.length === 0) throw new UsageError('--prompt encodes to no tokens')
     let streamed = ''
     const soFar: number[] = []
-    const result = await generate({
-      stages: shards,
+    const result = await pipeline.run({
       inputIds,
       maxNewTokens: opts.maxNewTokens,
       sampling: { temperature: opts.temperature, topK: opts.topK, topP: opts.topP, repetitionPenalty: opts.repetitionPenalty, seed: opts.seed },
@@ -120,9 +170,9 @@ export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStr
     if (opts.logitsOut) await writeLogits(opts.logitsOut, result.prefillLogits!, result.decodeLogits!, inputIds.length, spec.vocabSize)
     const summary = {
       model: source.name,
-      device: shards[0]!.device,
+      device: pipeline.device,
       weights: opts.weights,
-      stages: shards.map((s) => [s.range.start, s.range.end]),
+      stages: result.stages,
       input_ids: inputIds,
       output_ids: ids,
       text,
@@ -138,10 +188,9 @@ export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStr
       )
     }
   } finally {
-    await Promise.all(shards.map((s) => s.dispose()))
+    await pipeline.close()
   }
 }
-
 const round = (x: number) => Math.round(x * 100) / 100
 
 async function writeLogits(path: string, prefill: Float32Array, decode: Float32Array[], T: number, V: number): Promise<void> {

@@ -18,6 +18,8 @@ export type MeshNode = {
   handle(protocol: string, handler: (stream: Stream) => void | Promise<void>, opts?: { maxInboundStreams?: number; maxOutboundStreams?: number }): Promise<void>
   unhandle(protocol: string): Promise<void>
   dialProtocol(peer: ReturnType<typeof multiaddr>[] | ReturnType<typeof peerIdFromString>, protocol: string, opts?: { signal?: AbortSignal }): Promise<Stream>
+  addEventListener(type: 'peer:identify', listener: (evt: CustomEvent<{ peerId: { toString(): string }; protocols: string[] }>) => void): void
+  removeEventListener(type: 'peer:identify', listener: (evt: CustomEvent<{ peerId: { toString(): string }; protocols: string[] }>) => void): void
 }
 
 export type ForwardServiceInit = {

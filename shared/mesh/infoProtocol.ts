@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { PeerInfoSchema, type PeerInfo } from '../../proto/gen/mesh_pb.js'
 import type { MeshNode } from './forwardService.ts'
 import type { PeerShard } from './planRoute.ts'
@@ -29,9 +30,10 @@ export async function serveInfo(node: MeshNode, info: () => { model: string; num
   })
 }
 
-/** Asks a peer (by multiaddr) what it serves. */
+/** Asks a peer (by multiaddr, or by peer id when connected or in the peer store) what it serves. */
 export async function fetchInfo(node: MeshNode, address: string, signal = AbortSignal.timeout(5000)): Promise<PeerInfo> {
-  const stream = await node.dialProtocol([multiaddr(address)], INFO_PROTOCOL, { signal })
+  const target = address.startsWith('/') ? [multiaddr(address)] : peerIdFromString(address)
+  const stream = await node.dialProtocol(target, INFO_PROTOCOL, { signal })
   const lp = lpStream(stream)
   const bytes = await lp.read({ signal })
   await stream.close().catch(() => undefined)

@@ -1,7 +1,7 @@
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
 import type { MeshNode } from './forwardService.ts'
-import { fetchInfo } from './infoProtocol.ts'
+import { INFO_PROTOCOL, fetchInfo } from './infoProtocol.ts'
 import type { PeerShard } from './planRoute.ts'
 
 export type PeerTableInit = {
@@ -58,6 +58,13 @@ export function createPeerTable(init: PeerTableInit) {
     )
   }
 
+  const onIdentify = (evt: CustomEvent<{ peerId: { toString(): string }; protocols: string[] }>) => {
+    if (!evt.detail.protocols.includes(INFO_PROTOCOL)) return
+    const id = evt.detail.peerId.toString()
+    if (known.has(id)) return
+    ask(id).catch((e: Error) => logger.debug({ peerId: id, err: e.message }, 'identified peer did not answer info'))
+  }
+
   return {
     refresh,
     /** Every known peer serving the model, this one included. */
@@ -69,12 +76,15 @@ export function createPeerTable(init: PeerTableInit) {
     remove(peerId: string) {
       known.delete(peerId)
     },
+    /** Refreshes periodically, and asks every peer that identifies itself as speaking the info protocol. */
     start(intervalMs = 30_000) {
       timer = setInterval(() => void refresh(), intervalMs)
       timer.unref?.()
+      init.node.addEventListener('peer:identify', onIdentify)
     },
     stop() {
       if (timer) clearInterval(timer)
+      init.node.removeEventListener('peer:identify', onIdentify)
     },
   }
 }
