@@ -1,11 +1,13 @@
 import { parseArgs } from 'node:util'
 import { LLAMA_PRESETS, synthesizeLlama, type LlamaPreset } from '../model/synthesizeModel.ts'
 import { formatEngineTable, runEngineBench, scanPair, type BenchDevice } from './engineBench.ts'
+import { formatMeshTable, runMeshBench } from './meshBench.ts'
 import { availableParallelism } from 'node:os'
 
 const USAGE = `usage:
   npm run bench -- engine [--models docs-llama-7m,tinyllama-1.1b] [--devices cpu[,webgpu]] [--tokens N]
                           [--prompt N] [--runs N] [--threads N] [--synth-dtype float16|float32] [--json]
+  npm run bench -- mesh [--models docs-llama-7m,tinyllama-1.1b] [--hosts 3] [--tokens N] [--prompt N] [--weights float32|int4] [--json]
   npm run bench -- scan [--threads N]
   npm run bench -- synth --preset ${Object.keys(LLAMA_PRESETS).join('|')} --out DIR [--dtype float16|float32] [--seed N]
 
@@ -58,6 +60,31 @@ async function engine(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify(report) + '\n')
 }
 
+async function mesh(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      models: { type: 'string', default: 'docs-llama-7m,tinyllama-1.1b' },
+      hosts: { type: 'string' },
+      tokens: { type: 'string' },
+      prompt: { type: 'string' },
+      weights: { type: 'string', default: 'float32' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  if (values.weights !== 'float32' && values.weights !== 'int4') throw new Error(`--weights must be float32 or int4, got "${values.weights}"`)
+  const rows = await runMeshBench({
+    models: list(values.models),
+    hosts: positiveInt(values.hosts, 'hosts'),
+    tokens: positiveInt(values.tokens, 'tokens'),
+    promptTokens: positiveInt(values.prompt, 'prompt'),
+    weights: values.weights,
+    log: (line) => process.stderr.write(line + '\n'),
+  })
+  if (!values.json) process.stdout.write(formatMeshTable(rows) + '\n\n')
+  process.stdout.write(JSON.stringify({ bench: 'mesh', rows }) + '\n')
+}
+
 async function synth(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -83,7 +110,7 @@ async function scan(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify(pair) + '\n')
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, synth, scan }
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv

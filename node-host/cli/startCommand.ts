@@ -111,7 +111,7 @@ export async function runStart(opts: StartOptions): Promise<void> {
   process.once('SIGINT', () => void stop('SIGINT'))
   process.once('SIGTERM', () => void stop('SIGTERM'))
 
-  const { shards } = await loadShards({ source, runtime: nodeRuntime(), ranges: [range], device: opts.device, weights: opts.weights })
+  const { shards } = await loadShards({ source, runtime: nodeRuntime({ spinning: process.env.SHARDMESH_CPU_SPIN === '1' }), ranges: [range], device: opts.device, weights: opts.weights })
   shard = shards[0]!
   service = createForwardService({ node, model: source.name, hiddenSize: spec.hiddenSize, shard, logger: log })
   await service.start()

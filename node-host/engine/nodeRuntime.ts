@@ -26,6 +26,10 @@ function sessionOptions(device: Device, graph: ShardGraph, init: NodeRuntimeInit
     logSeverityLevel: 3,
   }
   if (device === 'cpu' && init.threads !== undefined) options.intraOpNumThreads = init.threads
+  if (device === 'cpu' && init.spinning === false) {
+    // Idle ORT threads sleep instead of spinning: several processes sharing cores stop starving each other.
+    options.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } }
+  }
   if (device === 'webgpu') {
     // Keep the KV cache on the GPU between steps; only logits and hidden states come back.
     options.preferredOutputLocation = Object.fromEntries(
@@ -38,6 +42,8 @@ function sessionOptions(device: Device, graph: ShardGraph, init: NodeRuntimeInit
 export type NodeRuntimeInit = {
   /** ORT intra-op threads of `cpu` sessions. @default ORT's choice (one per physical core) */
   threads?: number
+  /** Let idle ORT threads spin-wait (lowest latency when a process has the cores to itself). @default true */
+  spinning?: boolean
 }
 
 /** onnxruntime-node: `webgpu` (Dawn; Vulkan on Linux) with `cpu` fallback when no adapter exists. */
