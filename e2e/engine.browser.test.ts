@@ -6,7 +6,7 @@ import type { Browser, Page } from 'playwright-core'
 import type { GenerateResult } from '../shared/engine/generate.ts'
 import type { ShardOutput } from '../shared/engine/shardSession.ts'
 import { parseModelConfig, type ModelSpec } from '../shared/model/modelSpec.ts'
-import { FIXTURES_DIR, FIXTURE_NAMES, loadFixture, logitTolerance, maxAbsDiff, type Fixture } from '../node-host/testing/fixtures.ts'
+import { FIXTURES_DIR, FIXTURE_NAMES, loadFixture, logitTolerance, maxAbsDiff, type Fixture, splits } from '../node-host/testing/fixtures.ts'
 import type { LoadResult } from '../web/engine/engineMessages.ts'
 import { launchChromium } from './launchChromium.ts'
 import { startWebServer, type WebServer, type WebServerMode } from './startWebServer.ts'
@@ -18,11 +18,6 @@ const HIDDEN_TOLERANCE = 1e-3
 const devices = (process.env.SHARDMESH_BROWSER_DEVICES ?? 'webgpu,wasm').split(',') as Array<'webgpu' | 'wasm'>
 const serverMode = (process.env.SHARDMESH_WEB_SERVER ?? 'build') as WebServerMode
 
-/** Whole model, first layer alone + the rest, and a three-way split (as in node-host/engine/engine.fixtures.test.ts). */
-function splits(L: number): number[][] {
-  const third = Math.max(1, Math.floor(L / 3))
-  return [[0, L], [0, 1, L], [0, third, 2 * third, L]]
-}
 
 const rangeKey = (start: number, end: number) => `${start}-${end}`
 

@@ -2,22 +2,15 @@ import assert from 'node:assert/strict'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { promisify } from 'node:util'
 import { mkdtemp } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { loadFixture, REPO_ROOT, type FixturePrompt } from '../node-host/testing/fixtures.ts'
+import { freePort } from '../node-host/net/freePort.ts'
 
 const MAIN = join(REPO_ROOT, 'node-host', 'cli', 'main.ts')
 const run = promisify(execFile)
 
-async function freePort(): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const { port } = s.address() as { port: number }
-  await new Promise((r) => s.close(r))
-  return port
-}
 
 type Host = { child: ChildProcess; log: string[]; ready: Promise<void> }
 

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path'
 import { build, createServer, preview, type InlineConfig } from 'vite'
 import { FIXTURES_DIR, REPO_ROOT } from '../node-host/testing/fixtures.ts'
 import { serveFolder } from './serveFolder.ts'
+import { freePort } from '../node-host/net/freePort.ts'
 
 export type WebServer = {
   /** Origin with a trailing slash, e.g. `http://127.0.0.1:41234/`. */
@@ -15,14 +16,6 @@ export type WebServer = {
 /** `build`: `vite build` into a temporary folder, served by `vite preview` (what users get). `dev`: the dev server. */
 export type WebServerMode = 'build' | 'dev'
 
-/** A free TCP port on 127.0.0.1 (Vite treats port 0 as "use the default"). */
-async function freePort(): Promise<number> {
-  const server = createNetServer()
-  await new Promise<void>((ok, fail) => server.once('error', fail).listen(0, '127.0.0.1', ok))
-  const { port } = server.address() as { port: number }
-  await new Promise((ok) => server.close(ok))
-  return port
-}
 
 /**
  * The web app on 127.0.0.1 with the model fixtures under `/fixtures/` from the same origin

@@ -2,7 +2,6 @@ import { create } from '@bufbuild/protobuf'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -19,6 +18,7 @@ import { splitLayers } from '../cli/localNetwork.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
 import { prepareModel } from './engineBench.ts'
+import { freePort } from '../net/freePort.ts'
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../cli/main.ts')
 
@@ -48,13 +48,6 @@ export type MeshBenchRow = {
   greedyIdentical: boolean
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const { port } = s.address() as { port: number }
-  await new Promise((r) => s.close(r))
-  return port
-}
 
 /** Starts one host process and resolves once it serves. */
 function startHost(args: string[]): Promise<ChildProcess> {

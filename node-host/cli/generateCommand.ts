@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
+import { UsageError, parseOptions } from './usageError.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { generate, type GenerateParameters, type GenerateResult } from '../../shared/engine/generate.ts'
 import { createForwardService } from '../../shared/mesh/forwardService.ts'
@@ -39,13 +40,6 @@ const optionsSchema = z.object({
 
 export type GenerateOptions = z.infer<typeof optionsSchema>
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = 'UsageError'
-  }
-}
-
 export function parseGenerateArgs(argv: string[]): GenerateOptions {
   const { values } = parseArgs({
     args: argv,
@@ -67,7 +61,7 @@ export function parseGenerateArgs(argv: string[]): GenerateOptions {
     },
     strict: true,
   })
-  const parsed = optionsSchema.safeParse({
+  return parseOptions(optionsSchema, {
     model: values.model,
     prompt: values.prompt,
     maxNewTokens: values['max-new-tokens'],
@@ -83,12 +77,6 @@ export function parseGenerateArgs(argv: string[]): GenerateOptions {
     logitsOut: values['logits-out'],
     peer: values.peer,
   })
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    const flag = issue.path.map((p) => `--${String(p).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join('')
-    throw new UsageError(`${flag}: ${issue.message}`)
-  }
-  return parsed.data
 }
 
 type Pipeline = {

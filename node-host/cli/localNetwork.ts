@@ -1,24 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdir } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 import { REPO_ROOT } from '../testing/fixtures.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
+import { freePort } from '../net/freePort.ts'
 
 export const LOCAL_USAGE = `usage: shardmesh local [--model <folder|url|owner/name>] [--hosts 3] [--api-port 31331] [--device cpu]`
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url))
 
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 /** Cuts `[0, L)` into `n` contiguous ranges of near-equal size. */
 export function splitLayers(numLayers: number, n: number): Array<{ start: number; end: number }> {

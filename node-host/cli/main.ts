@@ -1,4 +1,5 @@
-import { GENERATE_USAGE, UsageError, parseGenerateArgs, runGenerate } from './generateCommand.ts'
+import { GENERATE_USAGE, parseGenerateArgs, runGenerate } from './generateCommand.ts'
+import { UsageError } from './usageError.ts'
 import { SERVE_USAGE, parseServeArgs, runServe } from './serveCommand.ts'
 import { START_USAGE, parseStartArgs, runStart } from './startCommand.ts'
 import { LOCAL_USAGE, runLocalNetwork } from './localNetwork.ts'

@@ -6,12 +6,12 @@ import { loadShards, parseStages } from '../../shared/engine/loadShards.ts'
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
 import { createTextGenerator, stagesRunner, type TextGenerator } from '../../shared/engine/textGenerator.ts'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
-import { loadTokenizer } from '../../shared/model/tokenizer.ts'
+import { loadTokenizer, readTokenizerConfig } from '../../shared/model/tokenizer.ts'
 import { createHttpApi } from '../api/httpApi.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { createLogger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
-import { UsageError } from './generateCommand.ts'
+import { parseOptions } from './usageError.ts'
 
 export const SERVE_USAGE = `usage: shardmesh serve [--model <folder|url|owner/name>] [--stages 0-3,3-8] [--device auto|webgpu|cpu|wasm] [--weights float32|int4]
        [--api-port 31331] [--host 127.0.0.1]      (API_SECRET in the environment requires a bearer token)`
@@ -33,12 +33,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     options: { model: { type: 'string' }, stages: { type: 'string' }, device: { type: 'string' }, weights: { type: 'string' }, 'api-port': { type: 'string' }, host: { type: 'string' } },
     strict: true,
   })
-  const parsed = optionsSchema.safeParse({ ...values, apiPort: values['api-port'] })
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    throw new UsageError(`--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${issue.message}`)
-  }
-  return parsed.data
+  return parseOptions(optionsSchema, { ...values, apiPort: values['api-port'] })
 }
 
 /**
@@ -50,9 +45,7 @@ export async function runServe(opts: ServeOptions): Promise<void> {
   const source = resolveModelSource(opts.model)
   const spec = parseModelConfig(await source.readText('config.json'))
   const ranges = opts.stages ? parseStages(opts.stages) : [{ start: 0, end: spec.numLayers }]
-  const tokenizerConfig = (await source.has('tokenizer_config.json'))
-    ? (JSON.parse(await source.readText('tokenizer_config.json')) as Record<string, unknown>)
-    : {}
+  const tokenizerConfig = await readTokenizerConfig(source)
   let generator: TextGenerator | null = null
   let shards: ShardSession[] = []
   const api = createHttpApi(

@@ -10,14 +10,14 @@ import { createForwardService, type ForwardService } from '../../shared/mesh/for
 import { serveInfo } from '../../shared/mesh/infoProtocol.ts'
 import { createPeerTable } from '../../shared/mesh/peerTable.ts'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
-import { loadTokenizer } from '../../shared/model/tokenizer.ts'
+import { loadTokenizer, readTokenizerConfig } from '../../shared/model/tokenizer.ts'
 import { createHttpApi } from '../api/httpApi.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { createLogger } from '../logger.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { loadOrCreateIdentity } from '../mesh/fileIdentity.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
-import { UsageError } from './generateCommand.ts'
+import { UsageError, parseOptions } from './usageError.ts'
 
 export const START_USAGE = `usage: shardmesh start [--model <folder|url|owner/name>] --layers <a-b> [--device auto|webgpu|cpu|wasm] [--weights float32|int4]
        [--listen <multiaddr>]… [--peer <multiaddr>]… [--api-port <port>] [--host 127.0.0.1] [--identity <file>]`
@@ -52,12 +52,7 @@ export function parseStartArgs(argv: string[]): StartOptions {
     },
     strict: true,
   })
-  const parsed = optionsSchema.safeParse({ ...values, apiPort: values['api-port'] })
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    throw new UsageError(`--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${issue.message}`)
-  }
-  return parsed.data
+  return parseOptions(optionsSchema, { ...values, apiPort: values['api-port'] })
 }
 
 /**
@@ -85,7 +80,7 @@ export async function runStart(opts: StartOptions): Promise<void> {
   await serveInfo(node, () => ({ model: source.name, numLayers: spec.numLayers, range: shard ? range : undefined, known: table.peers().filter((p) => p.peerId !== peerId) }))
 
   if (opts.apiPort !== undefined) {
-    const tokenizerConfig = (await source.has('tokenizer_config.json')) ? (JSON.parse(await source.readText('tokenizer_config.json')) as Record<string, unknown>) : {}
+    const tokenizerConfig = await readTokenizerConfig(source)
     server = createServer(
       createHttpApi(
         { model: source.name, address: peerId, layers: { ...range, total: spec.numLayers }, apiSecret: process.env.API_SECRET, tokenizerConfig },

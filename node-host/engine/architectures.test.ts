@@ -12,7 +12,7 @@ import { createShardSession, type ShardSession } from '../../shared/engine/shard
 import { generate } from '../../shared/engine/generate.ts'
 import { loadReferenceModel, referenceGenerate, readSafetensorsFile, type ReferenceGeneration } from '../testing/referenceForward.ts'
 import { TINY_CHECKPOINTS, writeTinyCheckpoint, type TinyCheckpoint } from '../testing/tinyCheckpoints.ts'
-import { loadFixture, maxAbsDiff } from '../testing/fixtures.ts'
+import { loadFixture, maxAbsDiff, splits } from '../testing/fixtures.ts'
 
 // The architectures without Hugging Face fixtures, checked against the float64 reference in
 // node-host/testing/referenceForward.ts (itself checked against the fixtures first, below).
@@ -22,11 +22,6 @@ process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'
 const TOLERANCE = 1e-3
 const devices = (process.env.SHARDMESH_TEST_DEVICES ?? 'cpu').split(',') as Array<'cpu' | 'webgpu'>
 
-/** Whole model, first layer alone + the rest, and a three-way split. */
-function splits(L: number): number[][] {
-  const third = Math.max(1, Math.floor(L / 3))
-  return [[0, L], [0, 1, L], [0, third, 2 * third, L]]
-}
 
 let root: string
 before(async () => {

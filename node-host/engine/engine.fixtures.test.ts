@@ -7,7 +7,7 @@ import { openSafetensors, type SafetensorsIndex } from '../../shared/model/safet
 import { buildShardGraph } from '../../shared/model/buildShardGraph.ts'
 import { createShardSession, type ShardSession } from '../../shared/engine/shardSession.ts'
 import { generate } from '../../shared/engine/generate.ts'
-import { FIXTURE_NAMES, loadFixture, logitTolerance, maxAbsDiff, type Fixture } from '../testing/fixtures.ts'
+import { FIXTURE_NAMES, loadFixture, logitTolerance, maxAbsDiff, type Fixture, splits } from '../testing/fixtures.ts'
 
 // SwiftShader's Vulkan driver gives onnxruntime-node's WebGPU an adapter on machines without a GPU.
 process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'
@@ -15,11 +15,6 @@ process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'
 const HIDDEN_TOLERANCE = 1e-3
 const devices = (process.env.SHARDMESH_TEST_DEVICES ?? 'cpu,webgpu').split(',') as Array<'cpu' | 'webgpu'>
 
-/** Whole model, first layer alone + the rest, and a three-way split. */
-function splits(L: number): number[][] {
-  const third = Math.max(1, Math.floor(L / 3))
-  return [[0, L], [0, 1, L], [0, third, 2 * third, L]]
-}
 
 for (const device of devices) {
   for (const name of FIXTURE_NAMES) {

@@ -57,6 +57,12 @@ export function logitTolerance(name: FixtureName): number {
   return name === 'docs-llama-7m' ? 2e-2 : 1e-3
 }
 
+/** The shard splits every backend is checked on: whole model, first layer alone + the rest, three ways. */
+export function splits(L: number): number[][] {
+  const third = Math.max(1, Math.floor(L / 3))
+  return [[0, L], [0, 1, L], [0, third, 2 * third, L]]
+}
+
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`)
   let m = 0

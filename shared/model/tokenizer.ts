@@ -13,7 +13,7 @@ export type TextTokenizer = {
 export async function loadTokenizer(source: ModelSource, signal?: AbortSignal): Promise<TextTokenizer> {
   const [json, config] = await Promise.all([
     source.readText('tokenizer.json', signal).then((t) => JSON.parse(t) as object),
-    source.has('tokenizer_config.json', signal).then(async (has) => (has ? (JSON.parse(await source.readText('tokenizer_config.json', signal)) as object) : {})),
+    readTokenizerConfig(source, signal),
   ])
   const tok = new Tokenizer(json, config)
   const specialIds = (tok as unknown as { all_special_ids: number[] }).all_special_ids ?? []
@@ -22,4 +22,10 @@ export async function loadTokenizer(source: ModelSource, signal?: AbortSignal): 
     decode: (ids, opts) => (ids.length ? tok.decode(ids, { skip_special_tokens: opts?.skipSpecialTokens ?? true }) : ''),
     specialIds,
   }
+}
+
+/** `tokenizer_config.json` (chat template, special tokens), or `{}` when the checkpoint has none. */
+export async function readTokenizerConfig(source: ModelSource, signal?: AbortSignal): Promise<Record<string, unknown>> {
+  if (!(await source.has('tokenizer_config.json', signal))) return {}
+  return JSON.parse(await source.readText('tokenizer_config.json', signal)) as Record<string, unknown>
 }
