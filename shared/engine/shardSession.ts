@@ -79,11 +79,12 @@ export type ShardSession = {
 }
 
 export async function createShardSession(init: ShardSessionInit): Promise<ShardSession> {
-  const { spec, graph, runtime } = init
+  const { spec, runtime } = init
   const { Tensor } = runtime.ort
-  const { session, device } = await runtime.createSession(graph, init.device ?? 'auto')
+  const { session, device } = await runtime.createSession(init.graph, init.device ?? 'auto')
   const budget = init.kvBudgetBytes ?? 1 << 30
-  const io = graph.io
+  // Nothing below may refer to the graph: closures that did would keep its weights (GBs) alive.
+  const { io, range } = init.graph
   const cache = new Map<string, CacheEntry>()
   const H = spec.hiddenSize
   const kvNames = io.layers.flatMap((i) => [`key.${i}`, `value.${i}`])
@@ -109,14 +110,14 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     const feeds: Record<string, ort.Tensor> = {}
     let seqLen: number
     if (io.input === 'input_ids') {
-      if (!('tokens' in input)) throw new ShardInputError(`shard [${graph.range.start}, ${graph.range.end}) takes token ids, got a hidden state`)
+      if (!('tokens' in input)) throw new ShardInputError(`shard [${range.start}, ${range.end}) takes token ids, got a hidden state`)
       seqLen = input.tokens.length
       if (input.tokens.some((t) => !Number.isInteger(t) || t < 0 || t >= spec.vocabSize)) {
         throw new ShardInputError(`token id out of range [0, ${spec.vocabSize})`)
       }
       feeds.input_ids = new Tensor('int64', BigInt64Array.from(input.tokens, BigInt), [1, seqLen])
     } else {
-      if (!('hidden' in input)) throw new ShardInputError(`shard [${graph.range.start}, ${graph.range.end}) takes a hidden state, got token ids`)
+      if (!('hidden' in input)) throw new ShardInputError(`shard [${range.start}, ${range.end}) takes a hidden state, got token ids`)
       if (input.hidden.length === 0 || input.hidden.length % H !== 0) {
         throw new ShardInputError(`hidden state of ${input.hidden.length} values is not a whole number of rows of ${H}`)
       }
@@ -166,7 +167,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
   }
 
   return {
-    range: graph.range,
+    range,
     io,
     device,
     spec,
