@@ -87,6 +87,9 @@ describe('mesh: node hosts as separate processes on loopback', () => {
     const r = await (await fetch(`${api}/api/v1/generate`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ inputs: p0.prompt, parameters: { max_new_tokens: p0.new_tokens, do_sample: false, repetition_penalty: 1 } }) })).json()
     assert.equal(r.generated_text, p0.greedy_text)
     assert.equal(r.num_tokens, p0.new_tokens)
+    const status = await (await fetch(`${api}/api/v1/pipeline/status`)).json()
+    assert.deepEqual(status.assignment, { start: 0, end: 3, total: 8, is_full: false })
+    assert.deepEqual(status.topology.nodes.map((n: { layerStart: number; layerEnd: number }) => [n.layerStart, n.layerEnd]), [[0, 3], [3, 6], [6, 8]])
   })
 
   test('shardmesh generate --peer runs this process as an origin against the hosts', async () => {

@@ -23,6 +23,8 @@ export type HttpApiComponents = {
   logger: Logger
   /** The generator once the model is loaded; null while loading (requests get 503). */
   generator: () => TextGenerator | null
+  /** The peers serving the model, for /api/v1/pipeline/status (absent: a single process). */
+  topology?: () => Array<{ address: string; multiaddrs: string[]; layerStart: number; layerEnd: number }>
 }
 
 class HttpError extends Error {
@@ -234,8 +236,17 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
   const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void> | void> = {
     'GET /health': (_req, res) => sendJson(res, 200, health()),
     'POST /api/v1/generate': plumiseGenerate,
-    'GET /api/v1/pipeline/status': (_req, res) =>
-      sendJson(res, 200, { model: init.model, address: init.address, assignment: { ...init.layers, is_full: isFull }, topology: null }),
+    'GET /api/v1/pipeline/status': (_req, res) => {
+      const nodes = components.topology?.()
+      const topology = nodes && {
+        model: init.model,
+        totalLayers: init.layers.total,
+        nodes: [...nodes]
+          .sort((a, b) => a.layerStart - b.layerStart)
+          .map((n, i) => ({ address: n.address, grpcEndpoint: '', httpEndpoint: '', multiaddrs: n.multiaddrs, layerStart: n.layerStart, layerEnd: n.layerEnd, pipelineOrder: i, ready: true })),
+      }
+      sendJson(res, 200, { model: init.model, address: init.address, assignment: { ...init.layers, is_full: isFull }, topology: topology ?? null })
+    },
     'GET /api/v1/metrics': (_req, res) => sendJson(res, 200, metrics()),
     'GET /v1/models': (_req, res) =>
       sendJson(res, 200, { object: 'list', data: [{ id: init.model, object: 'model', created: Math.floor(started / 1000), owned_by: 'shardmesh' }] }),

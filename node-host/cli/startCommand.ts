@@ -84,7 +84,11 @@ export async function runStart(opts: StartOptions): Promise<void> {
     server = createServer(
       createHttpApi(
         { model: source.name, address: peerId, layers: { ...range, total: spec.numLayers }, apiSecret: process.env.API_SECRET, tokenizerConfig },
-        { logger: log, generator: () => generator },
+        {
+          logger: log,
+          generator: () => generator,
+          topology: () => table.peers().map((p) => ({ address: p.peerId, multiaddrs: p.multiaddrs, layerStart: p.start, layerEnd: p.end })),
+        },
       ),
     )
     await new Promise<void>((resolve, reject) => server!.once('error', reject).listen(opts.apiPort, opts.host, resolve))
