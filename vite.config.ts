@@ -13,7 +13,7 @@ export default defineConfig({
     emptyOutDir: true,
     target: 'es2023',
     rollupOptions: {
-      input: { 'engine-test': resolve(root, 'web/engine-test.html') },
+      input: { 'engine-test': resolve(root, 'web/engine-test.html'), 'mesh-peer': resolve(root, 'web/mesh-peer.html') },
       onwarn(warning, warn) {
         // zod's sources carry `@__PURE__` comments Rollup cannot place: harmless, and not ours.
         if (warning.code === 'INVALID_ANNOTATION' && warning.id?.includes('/node_modules/')) return
@@ -28,7 +28,7 @@ export default defineConfig({
     exclude: ['onnxruntime-web'],
     // Found only through the worker, these would otherwise be optimized late and reload the page.
     include: ['onnx-proto', 'zod'],
-    entries: ['engine-test.html', 'engine/engineWorker.ts'],
+    entries: ['engine-test.html', 'mesh-peer.html', 'engine/engineWorker.ts'],
   },
   server: { host: '127.0.0.1' },
   preview: { host: '127.0.0.1' },

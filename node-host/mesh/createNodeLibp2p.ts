@@ -1,6 +1,6 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
 import { ping } from '@libp2p/ping'
@@ -21,7 +21,8 @@ export async function createNodeLibp2p(init: NodeLibp2pInit) {
   return createLibp2p({
     privateKey: init.privateKey,
     addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws'] },
-    transports: [tcp(), webSockets()],
+    // The relay transport lets a host dial pages that are reachable only through a relay.
+    transports: [tcp(), webSockets(), circuitRelayTransport()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     // Hosts on one machine or a LAN dial each other on private addresses.

@@ -1,0 +1,90 @@
+/**
+ * The mesh peer test page: a page serving a layer range of a model to the mesh (libp2p on this
+ * main thread, inference in the engine worker), driven from Playwright through `window.meshPeer`.
+ * Not the app; the React app comes later.
+ */
+import { multiaddr } from '@multiformats/multiaddr'
+import { createForwardService, type ForwardService, type MeshGenerateResult } from '../shared/mesh/forwardService.ts'
+import { serveInfo } from '../shared/mesh/infoProtocol.ts'
+import type { PeerShard } from '../shared/mesh/planRoute.ts'
+import { createEngineClient, type EngineClient } from './engine/engineClient.ts'
+import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from './mesh/createBrowserLibp2p.ts'
+import { asShardSession, workerShard } from './mesh/workerShard.ts'
+
+export type MeshPeerStartParams = {
+  /** Folder URL of the checkpoint, e.g. `/models/docs-llama-7m/`. */
+  modelUrl: string
+  /** Model name on the wire. */
+  model: string
+  /** The layers to serve; absent: an origin-only peer. */
+  range?: { start: number; end: number }
+  /** @default 'wasm' */
+  device?: 'wasm' | 'webgpu'
+  /** A relay's `/ws` multiaddr (with `/p2p/…`). */
+  relay: string
+  /** Other addresses to dial directly (Node hosts' `/ws` addresses). */
+  dial?: string[]
+}
+
+export type MeshPeerInfo = { peerId: string; multiaddrs: string[]; numLayers: number; hiddenSize: number; device?: string }
+
+export type MeshPeerConnection = { peerId: string; remoteAddr: string; direct: boolean; limited: boolean }
+
+/** What `window.meshPeer` holds. */
+export type MeshPeerApi = {
+  start(params: MeshPeerStartParams): Promise<MeshPeerInfo>
+  /** Runs a generation with this page as the origin. */
+  generate(params: { peers: PeerShard[]; numLayers: number; inputIds: number[]; maxNewTokens: number; eosTokenIds?: number[] }): Promise<MeshGenerateResult>
+  connections(): MeshPeerConnection[]
+  stop(): Promise<void>
+}
+
+declare global {
+  interface Window {
+    meshPeer?: MeshPeerApi
+  }
+}
+
+let engine: EngineClient | undefined
+let node: BrowserLibp2p | undefined
+let service: ForwardService | undefined
+
+window.meshPeer = {
+  async start(params) {
+    if (node) throw new Error('already started')
+    engine = createEngineClient()
+    // The config gives the model's shape even on an origin-only peer.
+    const config = (await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json()) as { num_hidden_layers: number; hidden_size: number }
+    let shard
+    let device: string | undefined
+    if (params.range) {
+      const loaded = await engine.load({ baseUrl: params.modelUrl, ranges: [params.range], device: params.device ?? 'wasm' })
+      shard = workerShard(engine, loaded, loaded.shards[0]!)
+      device = loaded.shards[0]!.device
+    }
+    node = await createBrowserLibp2p()
+    const addrs = await connectRelay(node, params.relay)
+    for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
+    const hiddenSize = config.hidden_size
+    const numLayers = config.num_hidden_layers
+    service = createForwardService({ node, model: params.model, hiddenSize, shard: shard && asShardSession(shard), stepTimeoutMs: 20_000 })
+    await service.start()
+    await serveInfo(node, () => ({ model: params.model, numLayers, range: params.range, known: [] }))
+    document.getElementById('status')!.textContent = `serving ${params.range ? `${params.range.start}-${params.range.end}` : 'nothing (origin)'} as ${node.peerId}`
+    return { peerId: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String).length ? node.getMultiaddrs().map(String) : addrs, numLayers, hiddenSize, device }
+  },
+  async generate(params) {
+    if (!service) throw new Error('not started')
+    return service.generate({ ...params, peers: () => params.peers })
+  },
+  connections() {
+    return (node?.getConnections() ?? []).map((c) => ({ peerId: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString(), direct: c.direct, limited: c.limits != null }))
+  },
+  async stop() {
+    await service?.stop()
+    await node?.stop()
+    engine?.terminate()
+    node = undefined
+  },
+}
+document.getElementById('status')!.textContent = 'ready'
