@@ -114,6 +114,18 @@ describe('mesh: a Chromium page serving layers [3, 6) of docs-llama-7m', () => {
     for (const n of nodes) await Promise.resolve(n.stop()).catch(() => undefined)
   })
 
+  test("a page's peer id is its Ed25519 key kept in IndexedDB: the same after a reload, its libp2p uses it", async () => {
+    const page = await openPeerPage('identity')
+    const first = await page.evaluate(() => window.meshPeer!.peerId())
+    await page.reload()
+    await page.waitForFunction(() => window.meshPeer !== undefined, undefined, { timeout: 60_000 })
+    assert.equal(await page.evaluate(() => window.meshPeer!.peerId()), first)
+    const info = await startPage(page, undefined, [])
+    assert.equal(info.peerId, first)
+    await page.evaluate(() => window.meshPeer!.stop())
+    await page.context().close()
+  })
+
   test('(a) Node hosts A, C (relay) and a Node origin; A reaches the page over the WebSocket the page opened: the reference greedy tokens', async () => {
     const page = await openPeerPage('page')
     const info = await startPage(page, { start: 3, end: 6 }, [wsAddr(hostA.node)])

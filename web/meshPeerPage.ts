@@ -10,6 +10,8 @@ import type { PeerShard } from '../shared/mesh/planRoute.ts'
 import { createEngineClient, type EngineClient } from './engine/engineClient.ts'
 import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from './mesh/createBrowserLibp2p.ts'
 import { asShardSession, workerShard } from './mesh/workerShard.ts'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { loadOrCreateBrowserIdentity } from './mesh/indexedDbIdentity.ts'
 
 export type MeshPeerStartParams = {
   /** Folder URL of the checkpoint, e.g. `/models/docs-llama-7m/`. */
@@ -37,6 +39,8 @@ export type MeshPeerApi = {
   generate(params: { peers: PeerShard[]; numLayers: number; inputIds: number[]; maxNewTokens: number; eosTokenIds?: number[] }): Promise<MeshGenerateResult>
   connections(): MeshPeerConnection[]
   stop(): Promise<void>
+  /** This page's peer id, from its identity in IndexedDB (created on first use). */
+  peerId(): Promise<string>
 }
 
 declare global {
@@ -50,6 +54,9 @@ let node: BrowserLibp2p | undefined
 let service: ForwardService | undefined
 
 window.meshPeer = {
+  async peerId() {
+    return peerIdFromPrivateKey(await loadOrCreateBrowserIdentity()).toString()
+  },
   async start(params) {
     if (node) throw new Error('already started')
     engine = createEngineClient()
@@ -62,7 +69,7 @@ window.meshPeer = {
       shard = workerShard(engine, loaded, loaded.shards[0]!)
       device = loaded.shards[0]!.device
     }
-    node = await createBrowserLibp2p()
+    node = await createBrowserLibp2p({ privateKey: await loadOrCreateBrowserIdentity() })
     const addrs = await connectRelay(node, params.relay)
     for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
     const hiddenSize = config.hidden_size

@@ -6,9 +6,12 @@ import { ping } from '@libp2p/ping'
 import { webRTC } from '@libp2p/webrtc'
 import { webSockets } from '@libp2p/websockets'
 import { multiaddr } from '@multiformats/multiaddr'
+import type { PrivateKey } from '@libp2p/interface'
 import { createLibp2p } from 'libp2p'
 
 export type BrowserLibp2pInit = {
+  /** The page's identity (see loadOrCreateBrowserIdentity); a fresh one when absent. */
+  privateKey?: PrivateKey
   /**
    * Allow dialing private and loopback addresses (`ws://127.0.0.1`): dev and tests only; the
    * default gater refuses them in browsers. @default true
@@ -24,6 +27,7 @@ export type BrowserLibp2pInit = {
  */
 export async function createBrowserLibp2p(init: BrowserLibp2pInit = {}) {
   return createLibp2p({
+    ...(init.privateKey ? { privateKey: init.privateKey } : {}),
     addresses: { listen: ['/p2p-circuit', '/webrtc'] },
     transports: [webSockets(), webRTC(), circuitRelayTransport()],
     connectionEncrypters: [noise()],
