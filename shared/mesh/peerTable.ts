@@ -21,21 +21,31 @@ export type PeerTableInit = {
 export function createPeerTable(init: PeerTableInit) {
   const logger = init.logger ?? silentLogger
   const known = new Map<string, PeerShard>()
+  /** Peers that stopped answering, and when: not re-learnt second-hand for a minute. */
+  const gone = new Map<string, number>()
+  const TOMBSTONE_MS = 60_000
   let numLayers = 0
   let timer: ReturnType<typeof setInterval> | undefined
 
   async function ask(address: string): Promise<void> {
+    const t0 = performance.now()
     const info = await fetchInfo(init.node, address)
+    // The info round trip (a stream open and one answer) is the latency estimate routes are planned by.
+    const rtt = performance.now() - t0
     if (info.model !== init.model) {
       logger.warn({ address, model: info.model }, 'peer serves another model')
       return
     }
     numLayers = info.numLayers || numLayers
+    gone.delete(info.peerId)
     if (info.range && info.range.end > info.range.start) {
-      known.set(info.peerId, { peerId: info.peerId, multiaddrs: info.multiaddrs, start: info.range.start, end: info.range.end })
+      const before = known.get(info.peerId)?.latencyMs
+      const latencyMs = before === undefined ? rtt : 0.7 * before + 0.3 * rtt
+      known.set(info.peerId, { peerId: info.peerId, multiaddrs: info.multiaddrs, start: info.range.start, end: info.range.end, latencyMs })
     }
     for (const k of info.known) {
-      if (k.peerId !== init.node.peerId.toString() && k.range && !known.has(k.peerId)) {
+      const recentlyGone = (gone.get(k.peerId) ?? -Infinity) > Date.now() - TOMBSTONE_MS
+      if (k.peerId !== init.node.peerId.toString() && k.range && !known.has(k.peerId) && !recentlyGone) {
         known.set(k.peerId, { peerId: k.peerId, multiaddrs: k.multiaddrs, start: k.range.start, end: k.range.end })
       }
     }
@@ -54,6 +64,7 @@ export function createPeerTable(init: PeerTableInit) {
         const tcpFirst = [...p.multiaddrs].sort((a, b) => Number(a.includes('/ws')) - Number(b.includes('/ws')))
         for (const a of tcpFirst) if (await attempt(a)) return
         known.delete(p.peerId)
+        gone.set(p.peerId, Date.now())
       }),
     )
   }
@@ -75,6 +86,7 @@ export function createPeerTable(init: PeerTableInit) {
     numLayers: () => numLayers,
     remove(peerId: string) {
       known.delete(peerId)
+      gone.set(peerId, Date.now())
     },
     /** Refreshes periodically, and asks every peer that identifies itself as speaking the info protocol. */
     start(intervalMs = 30_000) {
