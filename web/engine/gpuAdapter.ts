@@ -6,10 +6,17 @@ export type GpuAdapterInfo = {
   description: string
   /** Whether `shader-f16` is among the adapter's features. */
   shaderF16: boolean
+  /** The adapter's buffer limits, bytes: what bounds the largest weight tensor a shard can hold. */
+  maxBufferSize: number
+  maxStorageBufferBindingSize: number
 }
 
 // TypeScript's DOM lib has no WebGPU types yet; only what this file reads.
-type GpuAdapterLike = { info?: Partial<Record<'vendor' | 'architecture' | 'device' | 'description', string>>; features: { has(name: string): boolean } }
+type GpuAdapterLike = {
+  info?: Partial<Record<'vendor' | 'architecture' | 'device' | 'description', string>>
+  features: { has(name: string): boolean }
+  limits?: { maxBufferSize?: number; maxStorageBufferBindingSize?: number }
+}
 type GpuLike = { requestAdapter(options?: { powerPreference?: 'low-power' | 'high-performance' }): Promise<GpuAdapterLike | null> }
 
 /**
@@ -28,5 +35,7 @@ export async function requestGpuAdapterInfo(): Promise<GpuAdapterInfo | null> {
     device: info.device ?? '',
     description: info.description ?? '',
     shaderF16: adapter.features.has('shader-f16'),
+    maxBufferSize: adapter.limits?.maxBufferSize ?? 0,
+    maxStorageBufferBindingSize: adapter.limits?.maxStorageBufferBindingSize ?? 0,
   }
 }
