@@ -4,13 +4,16 @@ import { renderChat } from '../../shared/model/chatTemplate.ts'
 import type { TextGenerator, TextRequest, TextResult } from '../../shared/engine/textGenerator.ts'
 import type { Logger } from '../logger.ts'
 
+/** The layer range this host serves (start = end when it holds none yet). */
+export type HttpApiLayers = { start: number; end: number; total: number }
+
 export type HttpApiInit = {
   /** Model name on the wire (folder name or Hub repository id). */
   model: string
   /** Agent address or peer id reported by /health. */
   address: string
   /** Layers this host serves. */
-  layers: { start: number; end: number; total: number }
+  layers: HttpApiLayers | (() => HttpApiLayers)
   /** Bearer token required on every route but /health (API_SECRET). */
   apiSecret?: string
   /** `tokenizer_config.json`, for the chat template. */
@@ -130,7 +133,8 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
   const started = Date.now()
   const limit = init.maxBodyBytes ?? 1 << 20
   const uptime = () => Math.floor((Date.now() - started) / 1000)
-  const isFull = init.layers.start === 0 && init.layers.end === init.layers.total
+  const layers = () => (typeof init.layers === 'function' ? init.layers() : init.layers)
+  const isFull = () => layers().start === 0 && layers().end === layers().total
   const ready = () => {
     const g = components.generator()
     if (!g) throw new HttpError(503, 'model is loading')
@@ -140,10 +144,10 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
   const health = () => ({
     status: components.generator() ? 'ok' : 'loading',
     model: init.model,
-    mode: isFull ? 'single' : 'pipeline',
+    mode: isFull() ? 'single' : 'pipeline',
     address: init.address,
     uptime: uptime(),
-    layers: init.layers,
+    layers: layers(),
   })
 
   const metrics = () => {
@@ -240,12 +244,12 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
       const nodes = components.topology?.()
       const topology = nodes && {
         model: init.model,
-        totalLayers: init.layers.total,
+        totalLayers: layers().total,
         nodes: [...nodes]
           .sort((a, b) => a.layerStart - b.layerStart)
           .map((n, i) => ({ address: n.address, grpcEndpoint: '', httpEndpoint: '', multiaddrs: n.multiaddrs, layerStart: n.layerStart, layerEnd: n.layerEnd, pipelineOrder: i, ready: true })),
       }
-      sendJson(res, 200, { model: init.model, address: init.address, assignment: { ...init.layers, is_full: isFull }, topology: topology ?? null })
+      sendJson(res, 200, { model: init.model, address: init.address, assignment: { ...layers(), is_full: isFull() }, topology: topology ?? null })
     },
     'GET /api/v1/metrics': (_req, res) => sendJson(res, 200, metrics()),
     'GET /v1/models': (_req, res) =>

@@ -1,18 +1,9 @@
-import { createServer, type Server } from 'node:http'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
-import { loadShards, parseStages } from '../../shared/engine/loadShards.ts'
-import type { ShardSession } from '../../shared/engine/shardSession.ts'
-import { createTextGenerator, type TextGenerator } from '../../shared/engine/textGenerator.ts'
-import { createForwardService, type ForwardService } from '../../shared/mesh/forwardService.ts'
-import { serveInfo } from '../../shared/mesh/infoProtocol.ts'
-import { createPeerTable } from '../../shared/mesh/peerTable.ts'
-import { parseModelConfig } from '../../shared/model/modelSpec.ts'
-import { loadTokenizer, readTokenizerConfig } from '../../shared/model/tokenizer.ts'
-import { createHttpApi } from '../api/httpApi.ts'
-import { nodeRuntime } from '../engine/nodeRuntime.ts'
+import { parseStages } from '../../shared/engine/loadShards.ts'
+import { createNodeHost } from '../host/createNodeHost.ts'
 import { createLogger } from '../logger.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { loadOrCreateIdentity } from '../mesh/fileIdentity.ts'
@@ -62,74 +53,27 @@ export function parseStartArgs(argv: string[]): StartOptions {
 export async function runStart(opts: StartOptions): Promise<void> {
   const logger = createLogger('shardmesh:host')
   const source = resolveModelSource(opts.model)
-  const spec = parseModelConfig(await source.readText('config.json'))
   const [range] = parseStages(opts.layers)
   if (!range) throw new UsageError('--layers: expected <start>-<end>')
   const privateKey = await loadOrCreateIdentity(opts.identity)
   const node = await createNodeLibp2p({ privateKey, listen: opts.listen.length ? opts.listen : undefined })
-  const peerId = node.peerId.toString()
-  const log = logger.child({ peerId })
+  const log = logger.child({ peerId: node.peerId.toString() })
   log.info({ multiaddrs: node.getMultiaddrs().map(String), model: source.name, layers: `${range.start}-${range.end}` }, 'libp2p started; loading the shard')
+  const host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log })
+  stopOnSignals(log, () => host.stop())
+  await host.serve(range)
+}
 
-  let shard: ShardSession | undefined
-  let server: Server | undefined
-  let generator: TextGenerator | null = null
-  let service: ForwardService | undefined
-  const self = () => (shard ? { peerId, multiaddrs: node.getMultiaddrs().map(String), start: range.start, end: range.end, latencyMs: 0 } : undefined)
-  const table = createPeerTable({ node, model: source.name, bootstrap: opts.peer, self, logger: log })
-  await serveInfo(node, () => ({ model: source.name, numLayers: spec.numLayers, range: shard ? range : undefined, known: table.peers().filter((p) => p.peerId !== peerId) }))
-
-  if (opts.apiPort !== undefined) {
-    const tokenizerConfig = await readTokenizerConfig(source)
-    server = createServer(
-      createHttpApi(
-        { model: source.name, address: peerId, layers: { ...range, total: spec.numLayers }, apiSecret: process.env.API_SECRET, tokenizerConfig },
-        {
-          logger: log,
-          generator: () => generator,
-          topology: () => table.peers().map((p) => ({ address: p.peerId, multiaddrs: p.multiaddrs, layerStart: p.start, layerEnd: p.end })),
-        },
-      ),
-    )
-    await new Promise<void>((resolve, reject) => server!.once('error', reject).listen(opts.apiPort, opts.host, resolve))
-  }
-
+/** Clean shutdown on SIGINT/SIGTERM: peers told, sessions closed, then exit. */
+export function stopOnSignals(log: { info(o: object, m: string): void }, stop: () => Promise<void>): void {
   let stopping = false
-  const stop = async (signal: string) => {
+  const onSignal = async (signal: string) => {
     if (stopping) return
     stopping = true
     log.info({ signal }, 'shutting down: telling peers, closing sessions')
-    table.stop()
-    server?.closeIdleConnections()
-    server?.close()
-    await service?.stop()
-    await node.stop()
-    await shard?.dispose()
+    await stop().catch(() => undefined)
     process.exit(0)
   }
-  process.once('SIGINT', () => void stop('SIGINT'))
-  process.once('SIGTERM', () => void stop('SIGTERM'))
-
-  const { shards } = await loadShards({ source, runtime: nodeRuntime({ spinning: process.env.SHARDMESH_CPU_SPIN === '1' }), ranges: [range], device: opts.device, weights: opts.weights })
-  shard = shards[0]!
-  service = createForwardService({ node, model: source.name, hiddenSize: spec.hiddenSize, shard, logger: log })
-  await service.start()
-  await table.refresh()
-  table.start(10_000)
-  log.info({ device: shard.device, peers: table.peers().length }, 'serving')
-
-  if (server) {
-    const tokenizer = await loadTokenizer(source)
-    generator = createTextGenerator({
-      tokenizer,
-      eosTokenIds: spec.eosTokenIds,
-      run: async (params) => {
-        // Learn about peers that joined since the last refresh before planning.
-        if (table.peers().length < 2) await table.refresh()
-        return service!.generate({ ...params, peers: () => table.peers(), numLayers: spec.numLayers, beforeReplan: () => table.refresh() })
-      },
-    })
-    const url = `http://${opts.host}:${(server.address() as { port: number }).port}`
-    log.info({ url }, 'HTTP API ready')
-  }
+  process.once('SIGINT', () => void onSignal('SIGINT'))
+  process.once('SIGTERM', () => void onSignal('SIGTERM'))
 }

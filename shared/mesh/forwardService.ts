@@ -105,7 +105,9 @@ const frame = (kind: NonNullable<MessageInitShape<typeof FrameSchema>['kind']>) 
  * and, as an origin, runs generations over routes of peers with failover.
  */
 export function createForwardService(init: ForwardServiceInit) {
-  const { node, shard } = init
+  const { node } = init
+  /** The shard new sessions are served by (swapped by setShard when the oracle reassigns). */
+  let current = init.shard
   const logger = init.logger ?? silentLogger
   const maxFrame = init.maxFrameBytes ?? 8 << 20
   const wireDtype = init.wireDtype ?? 'float16'
@@ -116,8 +118,9 @@ export function createForwardService(init: ForwardServiceInit) {
   /** Origin side: sessions waiting for tokens. */
   const waiting = new Map<string, { push(f: Frame): void }>()
   let handlerInstalled = false
-  /** Sessions being served, to tell their origins when this peer stops. */
+  /** Sessions being served, to tell their origins when this peer stops (and which shard serves each). */
   const active = new Map<string, Lp>()
+  const activeShard = new Map<string, ShardSession>()
 
   /** A stream to a hop: dialled, or an in-memory pair when the hop is this peer. */
   async function openStream(hop: { peerId: string; multiaddrs: string[] }, signal?: AbortSignal): Promise<Lp> {
@@ -202,6 +205,8 @@ export function createForwardService(init: ForwardServiceInit) {
       logger.warn({ ...log, code: ErrorCode[code], message, culprit }, 'session failed')
       await sendError(up, sessionId, code, message, culprit)
     }
+    // A session stays on the shard it opened on, even when a reassignment swaps in another.
+    const shard = current
     if (!shard) return void (await fail(ErrorCode.WRONG_RANGE, 'this peer serves no layers'), close(up))
     if (open.model !== init.model) return void (await fail(ErrorCode.WRONG_MODEL, `this peer serves "${init.model}", not "${open.model}"`), close(up))
     if (open.range?.start !== shard.range.start || open.range?.end !== shard.range.end) {
@@ -235,6 +240,7 @@ export function createForwardService(init: ForwardServiceInit) {
     }
 
     active.set(sessionId, up)
+    activeShard.set(sessionId, shard)
     try {
       for (;;) {
         const f = await readFrame(up, AbortSignal.timeout(idleMs)).catch((e: Error) => {
@@ -286,6 +292,7 @@ export function createForwardService(init: ForwardServiceInit) {
       await fail(code, err.message, e instanceof MeshError && e.peerId ? e.peerId : self)
     } finally {
       active.delete(sessionId)
+      activeShard.delete(sessionId)
       shard.drop(sessionId)
       close(down)
       close(up)
@@ -456,6 +463,27 @@ export function createForwardService(init: ForwardServiceInit) {
     },
     /** Sessions being served now. */
     activeSessions: () => active.size,
+    /** The shard served now. */
+    shard: () => current,
+    /**
+     * Serves new sessions with `next` (undefined: none). Sessions open on the previous shard finish
+     * there; those still open after `graceMs` are told this peer stopped serving them, so their
+     * origins re-plan. Resolves when the previous shard serves nothing (the caller disposes it).
+     */
+    async setShard(next: ShardSession | undefined, graceMs = 30_000): Promise<void> {
+      const old = current
+      current = next
+      if (!old || old === next) return
+      const onOld = () => [...activeShard].filter(([, s]) => s === old).map(([id]) => id)
+      const deadline = Date.now() + graceMs
+      while (onOld().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+      await Promise.all(
+        onOld().map((id) => {
+          const up = active.get(id)
+          return up ? sendError(up, id, ErrorCode.SHUTTING_DOWN, 'this peer was reassigned another layer range').then(() => close(up)) : undefined
+        }),
+      )
+    },
     generate,
   }
 }

@@ -9,6 +9,8 @@ export type PeerTableInit = {
   model: string
   /** Addresses to ask first (`--peer`). */
   bootstrap: string[]
+  /** More addresses to ask on each refresh, e.g. from the oracle's topology (one per peer). */
+  discover?: () => Promise<string[]>
   /** This peer's own shard, when it serves one. */
   self?: () => PeerShard | undefined
   logger?: Logger
@@ -57,7 +59,8 @@ export function createPeerTable(init: PeerTableInit) {
         () => true,
         (e: Error) => (logger.debug({ address, err: e.message }, 'peer did not answer'), false),
       )
-    await Promise.all(init.bootstrap.map(attempt))
+    const discovered = init.discover ? await init.discover().catch((e: Error) => (logger.debug({ err: e.message }, 'discovery failed'), [])) : []
+    await Promise.all([...new Set([...init.bootstrap, ...discovered])].map(attempt))
     // A known peer that no longer answers at any of its addresses is dropped.
     await Promise.all(
       [...known.values()].map(async (p) => {

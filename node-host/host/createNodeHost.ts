@@ -1,0 +1,142 @@
+import { createServer, type Server } from 'node:http'
+import type { Libp2p } from 'libp2p'
+import { loadShards } from '../../shared/engine/loadShards.ts'
+import type { DeviceOption } from '../../shared/engine/runtime.ts'
+import type { ShardSession } from '../../shared/engine/shardSession.ts'
+import { createTextGenerator, type TextGenerator } from '../../shared/engine/textGenerator.ts'
+import { createForwardService } from '../../shared/mesh/forwardService.ts'
+import { serveInfo } from '../../shared/mesh/infoProtocol.ts'
+import { createPeerTable } from '../../shared/mesh/peerTable.ts'
+import type { ModelSource } from '../../shared/model/modelSource.ts'
+import { parseModelConfig, type ModelSpec } from '../../shared/model/modelSpec.ts'
+import type { LayerRange, WeightFormat } from '../../shared/model/shardGraph.ts'
+import { loadTokenizer, readTokenizerConfig } from '../../shared/model/tokenizer.ts'
+import type { Logger } from '../logger.ts'
+import { createHttpApi } from '../api/httpApi.ts'
+import { nodeRuntime } from '../engine/nodeRuntime.ts'
+
+export type NodeHostInit = {
+  node: Libp2p
+  source: ModelSource
+  device: DeviceOption
+  weights: WeightFormat
+  /** Addresses of peers to ask first (`--peer`). */
+  bootstrap: string[]
+  /** More peers to ask on each refresh (the oracle's topology). */
+  discover?: () => Promise<string[]>
+  /** Serve the Plumise and OpenAI HTTP APIs (this host is an origin) on this port. */
+  apiPort?: number
+  apiHost?: string
+  logger: Logger
+}
+
+/** Served-work counters, cumulative since start: what metrics reports and proofs are made of. */
+export type HostCounters = { tokensProcessed: number; requestCount: number; totalLatencyMs: number }
+
+/**
+ * A node host for one model: the libp2p forward protocol and the info protocol, a layer range
+ * that can be (re)assigned while it runs, and optionally the HTTP APIs as an origin.
+ */
+export async function createNodeHost(init: NodeHostInit) {
+  const { node, source, logger: log } = init
+  const spec: ModelSpec = parseModelConfig(await source.readText('config.json'))
+  const peerId = node.peerId.toString()
+  let range: LayerRange | undefined
+  let loading: LayerRange | undefined
+  const self = () => (range && service.shard() ? { peerId, multiaddrs: node.getMultiaddrs().map(String), start: range.start, end: range.end, latencyMs: 0 } : undefined)
+  const table = createPeerTable({ node, model: source.name, bootstrap: init.bootstrap, discover: init.discover, self, logger: log })
+  const service = createForwardService({ node, model: source.name, hiddenSize: spec.hiddenSize, logger: log })
+  await service.start()
+  await serveInfo(node, () => ({ model: source.name, numLayers: spec.numLayers, range: service.shard() ? range : undefined, known: table.peers().filter((p) => p.peerId !== peerId) }))
+  table.start(10_000)
+
+  let server: Server | undefined
+  let generator: TextGenerator | null = null
+  /** The HTTP API reports "loading" until this host serves its first range (or is told to go on without one). */
+  let originReady = false
+  if (init.apiPort !== undefined) {
+    const tokenizerConfig = await readTokenizerConfig(source)
+    server = createServer(
+      createHttpApi(
+        { model: source.name, address: peerId, layers: () => ({ start: range?.start ?? 0, end: range?.end ?? 0, total: spec.numLayers }), apiSecret: process.env.API_SECRET, tokenizerConfig },
+        {
+          logger: log,
+          generator: () => (originReady ? generator : null),
+          topology: () => table.peers().map((p) => ({ address: p.peerId, multiaddrs: p.multiaddrs, layerStart: p.start, layerEnd: p.end })),
+        },
+      ),
+    )
+    await new Promise<void>((resolve, reject) => server!.once('error', reject).listen(init.apiPort, init.apiHost ?? '127.0.0.1', resolve))
+    const tokenizer = await loadTokenizer(source)
+    generator = createTextGenerator({
+      tokenizer,
+      eosTokenIds: spec.eosTokenIds,
+      run: async (params) => {
+        // Learn about peers that joined since the last refresh before planning.
+        if (table.peers().length < 2) await table.refresh()
+        return service.generate({ ...params, peers: () => table.peers(), numLayers: spec.numLayers, beforeReplan: () => table.refresh() })
+      },
+    })
+    log.info({ url: `http://${init.apiHost ?? '127.0.0.1'}:${(server.address() as { port: number }).port}` }, 'HTTP API ready')
+  }
+
+  return {
+    spec,
+    table,
+    service,
+    /** The range served now (undefined while none is loaded). */
+    range: () => (service.shard() ? range : undefined),
+    /** The range being loaded, if any. */
+    loading: () => loading,
+    generator: () => generator,
+    /** Lets the HTTP API answer before this host serves layers (an origin-only host). */
+    markOriginReady: () => void (originReady = true),
+    apiUrl: () => (server ? `http://${init.apiHost ?? '127.0.0.1'}:${(server.address() as { port: number }).port}` : undefined),
+    /**
+     * Loads `next` and serves it; the previous range keeps serving its open sessions until the
+     * new one is ready, then is released.
+     */
+    async serve(next: LayerRange, opts: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {}): Promise<ShardSession> {
+      loading = next
+      try {
+        const { shards } = await loadShards({
+          source,
+          runtime: nodeRuntime({ spinning: process.env.SHARDMESH_CPU_SPIN === '1' }),
+          ranges: [next],
+          device: init.device,
+          weights: init.weights,
+          onProgress: opts.onProgress,
+          signal: opts.signal,
+        })
+        const shard = shards[0]!
+        const old = service.shard()
+        range = next
+        const released = service.setShard(shard)
+        await table.refresh()
+        originReady = true
+        log.info({ device: shard.device, layers: `${next.start}-${next.end}`, peers: table.peers().length }, 'serving')
+        if (old) void released.then(() => old.dispose())
+        return shard
+      } finally {
+        loading = undefined
+      }
+    },
+    /** Stops serving layers (sessions on them are told, their origins re-plan). */
+    async release(): Promise<void> {
+      const old = service.shard()
+      await service.setShard(undefined, 0)
+      range = undefined
+      await old?.dispose()
+    },
+    async stop(): Promise<void> {
+      table.stop()
+      server?.closeIdleConnections()
+      server?.close()
+      await service.stop()
+      await node.stop()
+      await service.shard()?.dispose()
+    },
+  }
+}
+
+export type NodeHost = Awaited<ReturnType<typeof createNodeHost>>
