@@ -1,0 +1,227 @@
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { test } from 'node:test'
+import {
+  createOrbanMessage,
+  encodeOrbanMessage,
+  ORBAN_MESSAGE_TYPES,
+  OrbanMessageError,
+  parseOrbanMessage,
+  serializeOrbanMessage,
+  type OrbanMessage,
+  type OrbanMessageType,
+} from './orbanMessages.ts'
+import { fromProtobuf, toProtobuf } from './orbanProtobuf.ts'
+
+// One frame of every type as a sender writes it: the examples of the upstream protocol document
+// (decimals as numbers or, as rust_decimal writes them, strings; timestamps as RFC 3339 or unix seconds).
+const frames: Record<OrbanMessageType, Record<string, unknown>> = {
+  AUTH_CHALLENGE: { challenge: 'q83vEjRWeJCrze8SNFZ4kA==' },
+  AUTH_RESPONSE: { agent_id: 'agent-tw-a1b2c3d4', signature: 'c2lnbmF0dXJl', public_key: 'cHVibGlja2V5' },
+  AUTH_SUCCESS: { jwt_token: 'eyJhbGci.x.y', expires_in: 86400 },
+  AGENT_REGISTER: {
+    agent_id: 'agent-tw-a1b2c3d4',
+    hardware: {
+      gpus: [
+        { index: 0, vendor: 'NVIDIA', model: 'GeForce RTX 4090', vram_gb: 24, compute_capability: '8.9', cuda_cores: 16384, pcie_bandwidth_gbps: 64 },
+        { index: 1, vendor: 'Apple', model: 'M2', vram_gb: 16, compute_capability: '', cuda_cores: null, pcie_bandwidth_gbps: 0 },
+      ],
+      cpu: { model: 'AMD Ryzen 9 7950X', cores: 16, threads: 32 },
+      memory_gb: 64,
+      storage_available_gb: 500,
+    },
+    capabilities: { supported_frameworks: ['pytorch', 'onnx'], max_batch_size: 32, fp16_support: true, int8_support: true },
+    location: { country: 'TW', region: 'asia-east1', latency_to_platform_ms: 12 },
+    availability: { hours_per_day: 24, reliability_score: 0.98 },
+    mesh: { peer_id: '12D3KooWExample', multiaddrs: ['/ip4/127.0.0.1/tcp/4001'] },
+  },
+  REGISTER_ACK: { agent_id: 'agent-tw-a1b2c3d4', status: 'active', pricing: { base_rate_usd_per_hour: '0.50', gpu_multiplier: '2.5', effective_rate: 1.25 } },
+  TASK_ASSIGN: {
+    task_id: 'task-2024-001',
+    job_id: 'job-inference-abc123',
+    priority: 1,
+    estimated_duration_sec: 300,
+    requirements: { min_vram_gb: 12, min_compute_capability: '7.5', framework: 'pytorch', fp16: true },
+    payload: {
+      model_url: 's3://orban-models/llama-7b.bin',
+      model_hash: 'sha256:abcd1234',
+      input_data_url: 's3://orban-jobs/job-abc123/input.json',
+      output_url: 's3://orban-jobs/job-abc123/output/',
+      config: { max_tokens: 512, temperature: 0.7 },
+    },
+    pricing: { base_rate_usd_per_hour: '0.5', gpu_multiplier: '2.5', effective_rate: '1.25' },
+  },
+  TASK_ACCEPT: { task_id: 'task-2024-001', agent_id: 'agent-tw-a1b2c3d4', gpu_allocated: 0, estimated_completion: '2024-11-14T12:35:00Z' },
+  TASK_REJECT: { task_id: 'task-2024-001', reason: 'insufficient_vram', details: 'Required 12GB, available 8GB' },
+  TASK_PROGRESS: { task_id: 'task-2024-001', progress: 0.45, stage: 'inference', metrics: { gpu_utilization: 0.98, memory_used_gb: 11.2, throughput_tokens_per_sec: 120 } },
+  TASK_COMPLETE: {
+    task_id: 'task-2024-001',
+    result: { output_url: 's3://orban-jobs/job-abc123/output/result.json', output_hash: 'sha256:xyz789', execution_time_sec: 287, gpu_time_sec: 285 },
+    proof_of_work: { method: 'gpu_hash_challenge', challenge_id: 'ch-001', response: '0x123abc', gpu_signature: 'nvml_device_uuid' },
+    metrics: { avg_gpu_utilization: 0.96, peak_memory_gb: 11.8, energy_kwh: 0.095 },
+  },
+  TASK_FAILED: { task_id: 'task-2024-001', error: { code: 'OOM_ERROR', message: 'Out of memory during inference', details: 'Batch size too large' }, partial_results: null },
+  HEARTBEAT: {
+    agent_id: 'agent-tw-a1b2c3d4',
+    status: 'working',
+    current_task_id: 'task-2024-001',
+    gpu_status: [{ index: 0, utilization: 0.98, memory_used_gb: 11.2, memory_total_gb: 24, temperature_c: 72, power_draw_w: 350, fan_speed_percent: 65 }],
+    uptime_sec: 86400,
+  },
+  METRICS_BATCH: {
+    agent_id: 'agent-tw-a1b2c3d4',
+    time_range: { start: '2024-11-14T12:00:00Z', end: 1731585900 },
+    aggregated_metrics: { tasks_completed: 3, tasks_failed: 0, total_gpu_hours: 0.25, avg_gpu_utilization: 0.92, total_energy_kwh: 0.087, earnings_usd: '0.3125' },
+  },
+  EARNINGS_RECORD: {
+    task_id: 'task-2024-001',
+    earnings: { gpu_hours: 0.079, rate_usd_per_hour: '1.25', amount_usd: '0.099', bonus_multiplier: 1.05, final_amount_usd: '0.104' },
+    status: 'Pending',
+    estimated_payout_date: '2024-11-21',
+  },
+  PAYOUT_NOTIFICATION: {
+    payout_id: 'payout-2024-w46',
+    period: { start: '2024-11-07', end: '2024-11-13' },
+    summary: { total_tasks: 847, total_gpu_hours: 67.2, gross_amount_usd: '84.00', platform_fee_usd: '4.20', net_amount_usd: '79.80' },
+    payment_method: 'usdt_trc20',
+    payment_address: 'TXx1234',
+    status: 'processing',
+  },
+  POW_CHALLENGE: { challenge_id: 'ch-12345', nonce: '00ff10ab', difficulty: 4, deadline: '2024-11-14T12:35:00Z' },
+  POW_RESPONSE: { challenge_id: 'ch-12345', response: '0x000012AB', computation_time_ms: 1250, gpu_signature: { device_uuid: 'GPU-abc-123', cuda_version: '12.3' }, counter: 77 },
+  ERROR: { code: 'DOWNLOAD_FAILED', message: 'Failed to download model', context: { url: 's3://orban-models/llama-7b.bin', retry_count: 3 }, recoverable: true },
+  STATE_SYNC: { agent_id: 'agent-tw-a1b2c3d4', last_heartbeat: '2024-11-14T12:30:00Z', active_tasks: [{ task_id: 'task-2024-001', progress: 0.67, started_at: '2024-11-14T12:25:00Z' }] },
+}
+
+function frame(type: string, payload: Record<string, unknown>, envelope: Record<string, unknown> = {}): string {
+  return JSON.stringify({ message_id: randomUUID(), timestamp: '2024-11-14T12:34:00Z', type, ...payload, ...envelope })
+}
+
+function refusal(text: string): OrbanMessageError {
+  try {
+    parseOrbanMessage(text)
+  } catch (e) {
+    assert.ok(e instanceof OrbanMessageError, `expected an OrbanMessageError, got ${e}`)
+    return e
+  }
+  assert.fail(`accepted ${text}`)
+}
+
+test('a frame of every type parses, with its fields under their wire names', () => {
+  assert.deepEqual(Object.keys(frames).sort(), [...ORBAN_MESSAGE_TYPES].sort())
+  for (const type of ORBAN_MESSAGE_TYPES) {
+    const message = parseOrbanMessage(frame(type, frames[type]))
+    assert.equal(message.type, type)
+    assert.equal(message.timestamp, '2024-11-14T12:34:00.000Z')
+    for (const key of Object.keys(frames[type])) assert.ok(key in message, `${type} lost ${key}`)
+  }
+})
+
+test('payloads are normalised: decimals as numbers, times as UTC ISO, enum case, null optionals, hex', () => {
+  const ack = parseOrbanMessage(frame('REGISTER_ACK', frames.REGISTER_ACK))
+  assert.ok(ack.type === 'REGISTER_ACK')
+  assert.deepEqual(ack.pricing, { base_rate_usd_per_hour: 0.5, gpu_multiplier: 2.5, effective_rate: 1.25 })
+
+  const batch = parseOrbanMessage(frame('METRICS_BATCH', frames.METRICS_BATCH))
+  assert.ok(batch.type === 'METRICS_BATCH')
+  assert.deepEqual(batch.time_range, { start: '2024-11-14T12:00:00.000Z', end: '2024-11-14T12:05:00.000Z' })
+  assert.equal(batch.aggregated_metrics.earnings_usd, 0.3125)
+
+  const payout = parseOrbanMessage(frame('PAYOUT_NOTIFICATION', frames.PAYOUT_NOTIFICATION))
+  assert.ok(payout.type === 'PAYOUT_NOTIFICATION')
+  assert.equal(payout.status, 'Processing')
+  assert.equal(payout.summary.net_amount_usd, 79.8)
+
+  const register = parseOrbanMessage(frame('AGENT_REGISTER', frames.AGENT_REGISTER))
+  assert.ok(register.type === 'AGENT_REGISTER')
+  assert.equal(register.hardware.gpus[1]!.cuda_cores, null)
+  assert.deepEqual(register.mesh, { peer_id: '12D3KooWExample', multiaddrs: ['/ip4/127.0.0.1/tcp/4001'] })
+
+  const pow = parseOrbanMessage(frame('POW_RESPONSE', frames.POW_RESPONSE))
+  assert.ok(pow.type === 'POW_RESPONSE')
+  assert.equal(pow.response, '000012ab')
+  assert.equal(pow.counter, 77n)
+
+  // Upstream's Vec<u8> proof response arrives as an array of numbers.
+  const complete = parseOrbanMessage(frame('TASK_COMPLETE', { ...frames.TASK_COMPLETE, proof_of_work: { method: 'm', challenge_id: 'c', response: [0, 18, 171], gpu_signature: 'g' } }))
+  assert.ok(complete.type === 'TASK_COMPLETE')
+  assert.equal(complete.proof_of_work.response, '0012ab')
+
+  // Omitted optionals become null; the task id of an idle heartbeat too.
+  const { current_task_id: _, ...idle } = frames.HEARTBEAT
+  const heartbeat = parseOrbanMessage(frame('HEARTBEAT', { ...idle, status: 'IDLE' }))
+  assert.ok(heartbeat.type === 'HEARTBEAT')
+  assert.equal(heartbeat.current_task_id, null)
+  assert.equal(heartbeat.status, 'idle')
+
+  // Unknown fields (a newer sender, or a payload's own timestamp) are dropped.
+  const extra = parseOrbanMessage(frame('TASK_REJECT', { ...frames.TASK_REJECT, future_field: 1 }))
+  assert.ok(!('future_field' in extra))
+})
+
+test('envelope rules: uuid v4 id, RFC 3339 or unix seconds, a known type', () => {
+  const unix = parseOrbanMessage(frame('AUTH_CHALLENGE', frames.AUTH_CHALLENGE, { timestamp: 1699999999 }))
+  assert.equal(unix.timestamp, '2023-11-14T22:13:19.000Z')
+  const offset = parseOrbanMessage(frame('AUTH_CHALLENGE', frames.AUTH_CHALLENGE, { timestamp: '2024-11-14T20:34:00.123456789+08:00' }))
+  assert.equal(offset.timestamp, '2024-11-14T12:34:00.123Z')
+
+  assert.equal(refusal('{"message_id": ').code, 'MALFORMED_JSON')
+  assert.equal(refusal('[1, 2]').code, 'INVALID_ENVELOPE')
+  assert.equal(refusal(frame('AUTH_CHALLENGE', frames.AUTH_CHALLENGE, { message_id: 'not-a-uuid' })).code, 'INVALID_ENVELOPE')
+  // A UUID of another version.
+  assert.equal(refusal(frame('AUTH_CHALLENGE', frames.AUTH_CHALLENGE, { message_id: '6ba7b810-9dad-11d1-80b4-00c04fd430c8' })).code, 'INVALID_ENVELOPE')
+  assert.equal(refusal(frame('AUTH_CHALLENGE', frames.AUTH_CHALLENGE, { timestamp: 'yesterday' })).code, 'INVALID_ENVELOPE')
+  assert.equal(refusal(frame('AUTH_CHALLENGE', frames.AUTH_CHALLENGE, { timestamp: 1.5 })).code, 'INVALID_ENVELOPE')
+  const { timestamp: _, ...noTime } = JSON.parse(frame('AUTH_CHALLENGE', frames.AUTH_CHALLENGE)) as Record<string, unknown>
+  assert.equal(refusal(JSON.stringify(noTime)).code, 'INVALID_ENVELOPE')
+  const unknown = refusal(frame('TASK_CANCEL', { task_id: 'x' }))
+  assert.equal(unknown.code, 'UNKNOWN_TYPE')
+  assert.match(unknown.message, /TASK_CANCEL/)
+})
+
+test('payload violations name the type and the field', () => {
+  const missing = refusal(frame('HEARTBEAT', { ...frames.HEARTBEAT, gpu_status: undefined }))
+  assert.equal(missing.code, 'INVALID_PAYLOAD')
+  assert.equal(missing.messageType, 'HEARTBEAT')
+  assert.match(missing.message, /gpu_status/)
+  assert.match(refusal(frame('HEARTBEAT', { ...frames.HEARTBEAT, status: 'sleeping' })).message, /status/)
+  assert.match(refusal(frame('REGISTER_ACK', { ...frames.REGISTER_ACK, pricing: { base_rate_usd_per_hour: '0.5x', gpu_multiplier: 1, effective_rate: 1 } })).message, /base_rate_usd_per_hour/)
+  assert.match(refusal(frame('TASK_PROGRESS', { ...frames.TASK_PROGRESS, progress: 1.5 })).message, /progress/)
+  assert.match(refusal(frame('POW_CHALLENGE', { ...frames.POW_CHALLENGE, nonce: 'xyz' })).message, /nonce/)
+  assert.match(refusal(frame('POW_RESPONSE', { ...frames.POW_RESPONSE, counter: '18446744073709551616' })).message, /counter/)
+  assert.match(refusal(frame('TASK_ACCEPT', { ...frames.TASK_ACCEPT, estimated_completion: '2024-13-40T00:00:00Z' })).message, /estimated_completion/)
+})
+
+test('encode writes the envelope first and the payload flattened; parse reads it back', () => {
+  const text = encodeOrbanMessage('TASK_ACCEPT', { task_id: 't', agent_id: 'a', gpu_allocated: 0, estimated_completion: new Date('2024-11-14T12:35:00Z') })
+  const raw = JSON.parse(text) as Record<string, unknown>
+  assert.deepEqual(Object.keys(raw), ['message_id', 'timestamp', 'type', 'task_id', 'agent_id', 'gpu_allocated', 'estimated_completion'])
+  assert.equal(raw.estimated_completion, '2024-11-14T12:35:00.000Z')
+  assert.match(raw.message_id as string, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+  assert.deepEqual(parseOrbanMessage(text), raw)
+  assert.throws(() => encodeOrbanMessage('HEARTBEAT', { agent_id: 'a', status: 'busy' as 'idle', gpu_status: [], uptime_sec: 1 }), OrbanMessageError)
+  // A counter past 2^53 is written as a string and read back exactly.
+  const big = createOrbanMessage('POW_RESPONSE', { challenge_id: 'c', response: 'ab', computation_time_ms: 1, gpu_signature: { device_uuid: 'u' }, counter: 2n ** 63n + 5n })
+  const bigText = serializeOrbanMessage(big)
+  assert.match(bigText, /"counter":"9223372036854775813"/)
+  assert.deepEqual(parseOrbanMessage(bigText), big)
+})
+
+test('every type round-trips through protobuf unchanged', () => {
+  for (const type of ORBAN_MESSAGE_TYPES) {
+    const message = parseOrbanMessage(frame(type, frames[type], { timestamp: '2024-11-14T12:34:56.789Z' }))
+    const bytes = toProtobuf(message)
+    assert.ok(bytes.length > 16)
+    assert.deepEqual(fromProtobuf(bytes), message, type)
+  }
+  // Optional parts left out survive as well.
+  const bare: OrbanMessage = parseOrbanMessage(frame('POW_RESPONSE', { ...frames.POW_RESPONSE, counter: undefined, gpu_signature: { device_uuid: 'u' } }))
+  assert.deepEqual(fromProtobuf(toProtobuf(bare)), bare)
+  const noMesh = parseOrbanMessage(frame('AGENT_REGISTER', { ...frames.AGENT_REGISTER, mesh: undefined }))
+  assert.deepEqual(fromProtobuf(toProtobuf(noMesh)), noMesh)
+})
+
+test('binary frames that are not a Message, or carry nothing, are refused', () => {
+  assert.throws(() => fromProtobuf(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff])), OrbanMessageError)
+  assert.throws(() => fromProtobuf(new Uint8Array([10, 3, 97, 98, 99])), (e) => e instanceof OrbanMessageError && e.code === 'UNKNOWN_TYPE')
+})
