@@ -1,0 +1,102 @@
+/**
+ * What the Oracle persists, as an interface a server database could implement instead of the
+ * embedded SQLite one (`sqliteOracleStore.ts`). Every method is async for that reason. The
+ * Oracle core is the only writer and serializes its calls; `acceptTimestamp` must still be
+ * atomic on its own (the HTTP routes call it directly).
+ */
+
+export type LayerRange = { start: number; end: number }
+
+/** 'plumise': registered over the HTTP API, id = lowercase wallet. 'orban': the WebSocket channel, id = agent_id. */
+export type NodeKind = 'plumise' | 'orban'
+
+export type StoredNode = {
+  id: string
+  kind: NodeKind
+  model: string
+  /** Small stable integer, the topology's `id`. */
+  seq: number
+  grpcEndpoint: string
+  httpEndpoint: string
+  ramMb: number
+  vramMb: number
+  device: string
+  benchmarkTokPerSec: number
+  ready: boolean
+  /** libp2p identity and addresses of a shardmesh node host, when it gave them. */
+  peerId: string | null
+  multiaddrs: string[]
+  /** Unix ms: first registration, last change of the record. */
+  createdAt: number
+  updatedAt: number
+}
+
+export type StoredAssignment = { nodeId: string; model: string; range: LayerRange; updatedAt: number }
+
+/** The raw cumulative counters an agent last reported (deltas are taken against them). */
+export type AgentCounters = { agent: string; tokens: number; requests: number; epoch: number; reportedAt: number }
+
+/** Sums of the deltas an agent reported in one epoch. */
+export type MetricsTotals = {
+  agent: string
+  epoch: number
+  tokens: number
+  requests: number
+  /** Σ avgLatencyMs × requests, so the mean over the epoch is latencyMsSum / requests. */
+  latencyMsSum: number
+  uptimeSeconds: number
+  reports: number
+  updatedAt: number
+}
+
+export type StoredProof = {
+  agent: string
+  epoch: number
+  modelHash: string
+  inputHash: string
+  outputHash: string
+  tokenCount: number
+  /** keccak256(modelHash ‖ inputHash ‖ outputHash ‖ agent), computed by the Oracle. */
+  proofHash: string
+  createdAt: number
+}
+
+/** One accepted metrics report, written at once (counters, totals and proofs together). */
+export type MetricsEntry = {
+  counters: AgentCounters
+  delta: { tokens: number; requests: number; latencyMsSum: number }
+  uptimeSeconds: number
+  proofs: StoredProof[]
+}
+
+export interface OracleStore {
+  loadNodes(): Promise<StoredNode[]>
+  /** Inserts or replaces by id. */
+  upsertNode(node: StoredNode): Promise<void>
+  /** Removes the node and its assignment. */
+  deleteNode(id: string): Promise<void>
+
+  loadAssignments(): Promise<StoredAssignment[]>
+  /** Replaces every assignment of `model` by `ranges` (node id → range), atomically. */
+  replaceAssignments(model: string, ranges: ReadonlyMap<string, LayerRange>, at: number): Promise<void>
+
+  /**
+   * Replay guard: when `timestamp` is strictly greater than the last accepted one for
+   * (`address`, `scope`), records it and answers true; otherwise false. Atomic.
+   */
+  acceptTimestamp(address: string, scope: string, timestamp: number): Promise<boolean>
+  lastTimestamp(address: string, scope: string): Promise<number | undefined>
+
+  agentCounters(agent: string): Promise<AgentCounters | undefined>
+  recordMetrics(entry: MetricsEntry): Promise<void>
+  /** The agent's totals for one epoch, or every epoch newest first. */
+  metricsTotals(agent: string, epoch?: number): Promise<MetricsTotals[]>
+  proofs(agent: string, limit: number): Promise<StoredProof[]>
+
+  /** Generic key/value for other services (the Orban channel, the chain bridge); namespace the keys. */
+  getValue(key: string): Promise<string | undefined>
+  setValue(key: string, value: string): Promise<void>
+  deleteValue(key: string): Promise<void>
+
+  close(): Promise<void>
+}
