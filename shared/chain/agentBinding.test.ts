@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import type { Address } from 'viem'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { keccak_256 } from '@noble/hashes/sha3.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { agentBindingMessage, AgentBindingError, createAgentMetadata, ed25519Signer, nodeIdFromPeerId, verifyAgentBinding } from './agentBinding.ts'
 
-const wallet = '0x70997970C51812dc3A010C7d01b50e0d17dc79C8' as const
-const other = '0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC' as const
+const wallet: Address = '0x70997970C51812dc3A010C7d01b50e0d17dc79C8'
+const other: Address = '0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC'
 
 async function peer() {
   const key = await generateKeyPair('Ed25519')
