@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import { LLAMA_PRESETS, synthesizeLlama, type LlamaPreset } from '../model/synthesizeModel.ts'
 import { formatEngineTable, runEngineBench, scanPair, type BenchDevice } from './engineBench.ts'
 import { formatMeshTable, runMeshBench } from './meshBench.ts'
+import { formatOracleTable, runOracleBench } from './oracleBench.ts'
 import { availableParallelism } from 'node:os'
 
 const USAGE = `usage:
@@ -9,6 +10,7 @@ const USAGE = `usage:
                           [--prompt N] [--runs N] [--threads N] [--synth-dtype float16|float32] [--json]
   npm run bench -- mesh [--models docs-llama-7m,tinyllama-1.1b] [--hosts 3] [--tokens N] [--prompt N] [--weights float32|int4] [--json]
   npm run bench -- scan [--threads N]
+  npm run bench -- oracle [--agents 1000] [--events N] [--seed N] [--replicas 2] [--json]
   npm run bench -- synth --preset ${Object.keys(LLAMA_PRESETS).join('|')} --out DIR [--dtype float16|float32] [--seed N]
 
 engine: devices default to cpu, plus webgpu when a hardware adapter looks present (naming webgpu
@@ -110,7 +112,23 @@ async function scan(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify(pair) + '\n')
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan }
+/** Layer assignment under simulated churn (pure, no network). */
+async function oracle(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { agents: { type: 'string' }, events: { type: 'string' }, seed: { type: 'string' }, replicas: { type: 'string' }, json: { type: 'boolean', default: false } },
+  })
+  const report = runOracleBench({
+    agents: positiveInt(values.agents, 'agents'),
+    events: positiveInt(values.events, 'events'),
+    seed: positiveInt(values.seed, 'seed'),
+    replicas: positiveInt(values.replicas, 'replicas'),
+  })
+  if (!values.json) process.stdout.write(formatOracleTable(report) + '\n\n')
+  process.stdout.write(JSON.stringify(report) + '\n')
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv
