@@ -20,8 +20,11 @@
  *    Every filled layer is one a chain lacked, so a departure costs at most the layers it held.
  *    A hole that cannot be filled is filled as far as capacity goes, from the left, so that the
  *    next joiner continues the same chain (newcomers fill uncovered and under-replicated layers).
- * 4. Only when that still leaves fewer than `replicas` chains, plan from scratch (ignoring current
- *    ranges) and take that plan if it yields more whole chains (coverage beats movement).
+ * 4. Only when that still leaves fewer than `replicas` chains, re-plan: once with today's whole
+ *    chains opened up to the same repair, once from scratch (ignoring current ranges). A re-plan
+ *    is taken only if it yields more whole chains (coverage beats movement); the one moving fewer
+ *    layers among equals. Short of the target the pass is repeated on its own answer until it
+ *    settles, so that calling again with nothing changed moves nothing.
  *
  * Sizing: a node's capacity counts the embeddings when its range holds layer 0 and the final norm
  * and LM head when it holds layer L-1, so nothing is ever overcommitted. A chain is filled with one
@@ -104,7 +107,6 @@ export function coverageOf(ranges: ReadonlyMap<string, LayerRange> | Iterable<La
 type Cand = {
   id: string
   joinedAt: number
-  memoryBytes: number
   /** Share of work: score, or the median known score when unknown, or memory when no score is known. */
   weight: number
   /** Layers it can hold in the middle, with layer 0, with layer L-1, with both. */
@@ -502,7 +504,6 @@ export function assignLayers(input: AssignLayersInput): AssignLayersResult {
     .map((n): Cand => ({
       id: n.id,
       joinedAt: n.joinedAt,
-      memoryBytes: n.memoryBytes,
       // Unknown scores count as the median known one; with no score at all, memory decides.
       weight: known.length === 0 ? n.memoryBytes : n.score > 0 ? n.score : median,
       mid: layersFit(n.memoryBytes, 0, layerBytes),
