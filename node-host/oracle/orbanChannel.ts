@@ -29,7 +29,8 @@ import type { OrbanEarningsSummary, OrbanStore } from './orbanStore.ts'
  * (subprotocol agent.orban.v1), Ed25519 challenge, JWT, registration with pricing, heartbeats,
  * tasks, metrics, earnings, proofs of work. Every frame is validated; abuse (no subprotocol, bad
  * signature, frames before auth, malformed or oversize frames, floods) is refused, counted and
- * never takes the process or other agents down.
+ * never takes the process or other agents down. Binary frames are read as protobuf `Message`s;
+ * the channel itself always writes JSON text.
  */
 
 /** An agent with a registered session (connected, or dropped less than the heartbeat timeout ago). */

@@ -50,7 +50,7 @@ export type OrbanTaskDecision =
  */
 export type OrbanTaskController = {
   readonly task: OrbanTask
-  /** The GPU the agent proposes (the smallest registered one with enough VRAM). */
+  /** The GPU it runs on: the smallest registered one with enough VRAM, or the decision's choice. */
   readonly gpu: number
   /** Aborted when the agent stops. */
   readonly signal: AbortSignal
@@ -342,7 +342,9 @@ export async function createOrbanAgent(init: CreateOrbanAgentInit): Promise<Orba
     // Reports are encoded (validated) at the call, so a bad one throws to the caller, and sent when accepted.
     return {
       task: entry.task,
-      gpu: entry.gpu,
+      get gpu() {
+        return entry.gpu
+      },
       signal: stopSignal,
       progress(update) {
         const text = encodeOrbanMessage('TASK_PROGRESS', {

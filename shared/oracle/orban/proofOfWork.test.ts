@@ -29,7 +29,7 @@ test('solve finds the first counter with the required zero bits, as node:crypto 
 
 test('a counter that does not meet the difficulty, a wrong response or a wrong nonce is refused', async () => {
   const nonce = randomBytes(16)
-  const { counter, response } = await solveProofOfWork({ nonce, difficulty: 8 })
+  const { counter } = await solveProofOfWork({ nonce, difficulty: 8 })
   let wrong = counter + 1n
   while (referenceZeroBits(referenceHash(nonce, wrong)) >= 8) wrong++
   assert.equal(verifyProofOfWork({ nonce, difficulty: 8, counter: wrong }), false)
