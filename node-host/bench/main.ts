@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import { LLAMA_PRESETS, synthesizeLlama, type LlamaPreset } from '../model/synthesizeModel.ts'
 import { formatEngineTable, runEngineBench, scanPair, type BenchDevice } from './engineBench.ts'
 import { formatMeshTable, runMeshBench } from './meshBench.ts'
+import { formatChainTable, runChainBench } from './chainBench.ts'
 import { formatOracleTable, runOracleBench } from './oracleBench.ts'
 import { availableParallelism } from 'node:os'
 
@@ -10,6 +11,7 @@ const USAGE = `usage:
                           [--prompt N] [--runs N] [--threads N] [--synth-dtype float16|float32] [--json]
   npm run bench -- mesh [--models docs-llama-7m,tinyllama-1.1b] [--hosts 3] [--tokens N] [--prompt N] [--weights float32|int4] [--json]
   npm run bench -- scan [--threads N]
+  npm run bench -- chain [--json]
   npm run bench -- oracle [--agents 1000] [--events N] [--seed N] [--replicas 2] [--json]
   npm run bench -- synth --preset ${Object.keys(LLAMA_PRESETS).join('|')} --out DIR [--dtype float16|float32] [--seed N]
 
@@ -105,6 +107,14 @@ async function synth(args: string[]): Promise<void> {
   process.stdout.write(`${r.dir}: ${r.parameters} parameters, ${(r.bytes / 1e9).toFixed(2)} GB, ${r.tokenizer} tokenizer, ${(r.ms / 1000).toFixed(1)} s\n`)
 }
 
+/** Gas of register, heartbeat, proof, report, distribute and claim on a fresh devnet. */
+async function chain(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false } } })
+  const report = await runChainBench({ log: (line) => process.stderr.write(line + '\n') })
+  if (!values.json) process.stdout.write(formatChainTable(report) + '\n\n')
+  process.stdout.write(JSON.stringify(report) + '\n')
+}
+
 /** Both memory scans as one JSON object (the engine bench runs this in a child process). */
 async function scan(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { threads: { type: 'string' } } })
@@ -128,7 +138,7 @@ async function oracle(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify(report) + '\n')
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle }
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle, chain }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv

@@ -50,6 +50,8 @@ export type Devnet = {
   accounts: { deployer: DevAccount; oracle: DevAccount; others: DevAccount[] }
   /** A wallet client of one of the accounts (or any private key). */
   walletClient(account: DevAccount | Hex): WalletClient<Transport, Chain, Account>
+  /** Gas of each deployment and setup transaction, by contract name. */
+  deployGas: Record<string, bigint>
   /** The first block of the RewardPool's epoch 0 (its deploy block). */
   deployBlock: bigint
   mine(blocks: number): Promise<void>
@@ -118,6 +120,7 @@ export async function startDevnet(options: StartDevnetOptions = {}): Promise<Dev
       file,
       accounts: { deployer, oracle, others },
       walletClient,
+      deployGas: deployed.gasUsed,
       deployBlock,
       mine,
       async mineToNextEpoch() {
