@@ -3,19 +3,25 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
 import { parseStages } from '../../shared/engine/loadShards.ts'
+import { runOracleAgent } from '../agent/runOracleAgent.ts'
 import { createNodeHost } from '../host/createNodeHost.ts'
-import { createLogger } from '../logger.ts'
+import { createLogger, type Logger } from '../logger.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { loadOrCreateIdentity } from '../mesh/fileIdentity.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { UsageError, parseOptions } from './usageError.ts'
 
-export const START_USAGE = `usage: shardmesh start [--model <folder|url|owner/name>] --layers <a-b> [--device auto|webgpu|cpu|wasm] [--weights float32|int4]
-       [--listen <multiaddr>]… [--peer <multiaddr>]… [--api-port <port>] [--host 127.0.0.1] [--identity <file>]`
+export const START_USAGE = `usage: shardmesh start [--model <folder|url|owner/name>] (--layers <a-b> | --oracle <url>) [--device auto|webgpu|cpu|wasm]
+       [--weights float32|int4] [--memory-mb <n>] [--listen <multiaddr>]… [--peer <multiaddr>]… [--api-port <port>]
+       [--host 127.0.0.1] [--identity <file>]
+       --oracle: the Oracle assigns the layer range (and moves it as peers come and go); --memory-mb caps
+       the memory offered for weights (default: 80% of free RAM on cpu, the GPU's VRAM on webgpu).`
 
 const optionsSchema = z.object({
   model: z.string().optional(),
-  layers: z.string({ error: '--layers is required (e.g. --layers 0-4)' }),
+  layers: z.string().optional(),
+  oracle: z.url({ protocol: /^https?$/, error: '--oracle must be an http(s) URL' }).optional(),
+  memoryMb: z.coerce.number().int().positive().optional(),
   device: z.enum(['auto', 'webgpu', 'cpu', 'wasm']).default('auto'),
   weights: z.enum(['float32', 'int4']).default('float32'),
   listen: z.array(z.string()).default([]),
@@ -33,6 +39,8 @@ export function parseStartArgs(argv: string[]): StartOptions {
     options: {
       model: { type: 'string' },
       layers: { type: 'string' },
+      oracle: { type: 'string' },
+      'memory-mb': { type: 'string' },
       device: { type: 'string' },
       weights: { type: 'string' },
       listen: { type: 'string', multiple: true },
@@ -43,7 +51,10 @@ export function parseStartArgs(argv: string[]): StartOptions {
     },
     strict: true,
   })
-  return parseOptions(optionsSchema, { ...values, apiPort: values['api-port'] })
+  const opts = parseOptions(optionsSchema, { ...values, apiPort: values['api-port'], memoryMb: values['memory-mb'] })
+  if (!opts.layers && !opts.oracle) throw new UsageError('--layers or --oracle is required (e.g. --layers 0-4)')
+  if (opts.layers && opts.oracle) throw new UsageError('--layers and --oracle exclude each other: the Oracle assigns the range')
+  return opts
 }
 
 /**
@@ -52,8 +63,9 @@ export function parseStartArgs(argv: string[]): StartOptions {
  */
 export async function runStart(opts: StartOptions): Promise<void> {
   const logger = createLogger('shardmesh:host')
+  if (opts.oracle) return runStartWithOracle(opts, opts.oracle, logger)
   const source = resolveModelSource(opts.model)
-  const [range] = parseStages(opts.layers)
+  const [range] = parseStages(opts.layers!)
   if (!range) throw new UsageError('--layers: expected <start>-<end>')
   const privateKey = await loadOrCreateIdentity(opts.identity)
   const node = await createNodeLibp2p({ privateKey, listen: opts.listen.length ? opts.listen : undefined })
@@ -62,6 +74,15 @@ export async function runStart(opts: StartOptions): Promise<void> {
   const host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log })
   stopOnSignals(log, () => host.stop())
   await host.serve(range)
+}
+
+async function runStartWithOracle(opts: StartOptions, oracle: string, logger: Logger): Promise<void> {
+  const privateKey = await loadOrCreateIdentity(opts.identity)
+  const node = await createNodeLibp2p({ privateKey, listen: opts.listen.length ? opts.listen : undefined })
+  const log = logger.child({ peerId: node.peerId.toString() })
+  log.info({ multiaddrs: node.getMultiaddrs().map(String), oracle }, 'libp2p started; asking the oracle for a layer range')
+  const agent = await runOracleAgent({ oracle, node, privateKey, model: opts.model, device: opts.device, weights: opts.weights, memoryMb: opts.memoryMb, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log })
+  stopOnSignals(log, () => agent.stop())
 }
 
 /** Clean shutdown on SIGINT/SIGTERM: peers told, sessions closed, then exit. */

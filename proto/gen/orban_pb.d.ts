@@ -441,6 +441,29 @@ export declare type MeshInfo = Message$1<"orban.protocol.v1.MeshInfo"> & {
    * @generated from field: repeated string multiaddrs = 2;
    */
   multiaddrs: string[];
+
+  /**
+   * The model the host would rather serve, its device, the memory it offers for weights (MiB) and its
+   * engine benchmark score (decode tokens/s): what the Oracle assigns layers by.
+   *
+   * @generated from field: optional string model = 3;
+   */
+  model?: string | undefined;
+
+  /**
+   * @generated from field: optional string device = 4;
+   */
+  device?: string | undefined;
+
+  /**
+   * @generated from field: optional uint32 memory_mb = 5;
+   */
+  memoryMb?: number | undefined;
+
+  /**
+   * @generated from field: optional double benchmark_tok_per_sec = 6;
+   */
+  benchmarkTokPerSec?: number | undefined;
 };
 
 /**

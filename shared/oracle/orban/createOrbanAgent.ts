@@ -294,6 +294,8 @@ export async function createOrbanAgent(init: CreateOrbanAgentInit): Promise<Orba
       .map((g) => ({ index: g.index, vram: Number(g.vram_gb) }))
       .filter((g) => g.vram >= task.requirements.min_vram_gb)
       .sort((a, b) => a.vram - b.vram)
+    // A task asking for no VRAM runs on the CPU (or the page's WebGPU, which reports none).
+    if (task.requirements.min_vram_gb === 0 && fitting.length === 0) fitting.push({ index: 0, vram: 0 })
     if (fitting.length === 0) {
       const available = Math.max(0, ...(registration?.hardware.gpus ?? []).map((g) => Number(g.vram_gb)))
       send('TASK_REJECT', { task_id: task.task_id, reason: 'insufficient_vram', details: `Required ${task.requirements.min_vram_gb}GB, available ${available}GB` })

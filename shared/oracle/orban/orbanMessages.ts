@@ -131,7 +131,18 @@ const location = z.object({ country: z.string().max(64), region: z.string().max(
 const availability = z.object({ hours_per_day: nonNegative.pipe(z.number().max(24)), reliability_score: nonNegative })
 
 /** shardmesh's extension to AGENT_REGISTER: the agent's libp2p node. */
-const mesh = z.object({ peer_id: z.string().min(1).max(128), multiaddrs: z.array(z.string().max(1024)).max(64) })
+const mesh = z.object({
+  peer_id: z.string().min(1).max(128),
+  multiaddrs: z.array(z.string().max(1024)).max(64),
+  /** The model the host would rather serve (it has a local copy). */
+  model: z.string().max(256).optional(),
+  /** The device it runs shards on: cpu, webgpu, wasm. */
+  device: z.string().max(32).optional(),
+  /** Memory it offers for weights, MiB (VRAM on a GPU, RAM otherwise). */
+  memory_mb: z.number().int().min(0).optional(),
+  /** Decode tokens/s of the reference engine benchmark. */
+  benchmark_tok_per_sec: z.number().min(0).optional(),
+})
 
 const pricing = z.object({ base_rate_usd_per_hour: decimal, gpu_multiplier: decimal, effective_rate: decimal })
 

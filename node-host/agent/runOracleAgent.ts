@@ -1,0 +1,159 @@
+import type { Libp2p } from 'libp2p'
+import type { PrivateKey } from '@libp2p/interface'
+import { z } from 'zod'
+import type { DeviceOption } from '../../shared/engine/runtime.ts'
+import type { LayerRange, WeightFormat } from '../../shared/model/shardGraph.ts'
+import { createOrbanAgent, type OrbanAgent, type OrbanTask, type OrbanTaskController, type OrbanTaskDecision } from '../../shared/oracle/orban/createOrbanAgent.ts'
+import { createNodeHost, type NodeHost } from '../host/createNodeHost.ts'
+import type { Logger } from '../logger.ts'
+import { resolveModelSource } from '../model/resolveModelSource.ts'
+import { measureBenchmarkScore } from './benchmarkScore.ts'
+import { readHardwareProfile } from './hardwareProfile.ts'
+
+export type OracleAgentInit = {
+  /** The Oracle's base URL (`http://127.0.0.1:3100`). */
+  oracle: string
+  node: Libp2p
+  privateKey: PrivateKey
+  /** A local copy of the model to serve (folder, URL or Hub id); otherwise the task's source. */
+  model?: string
+  device: DeviceOption
+  weights: WeightFormat
+  /** Memory offered for weights, MiB. @default 80% of free RAM (cpu) or the GPU's VRAM */
+  memoryMb?: number
+  bootstrap: string[]
+  apiPort?: number
+  apiHost?: string
+  heartbeatIntervalMs?: number
+  logger: Logger
+}
+
+/** The shard task's `payload.config`, as the shardmesh Oracle writes it. */
+const shardTaskConfig = z.object({
+  kind: z.literal('shardmesh.shard'),
+  model: z.string().min(1),
+  layer_start: z.number().int().min(0),
+  layer_end: z.number().int().min(1),
+  total_layers: z.number().int().min(1),
+})
+
+const MB = 1024 * 1024
+
+/**
+ * A node host run by the Oracle: measures its hardware and engine score, keeps the Orban agent
+ * channel open (authenticated with the node's Ed25519 key, reconnecting with backoff), takes the
+ * layer range each TASK_ASSIGN gives, loads it while reporting progress, reports `serving` when
+ * it is ready, and follows reassignments without dropping the sessions it serves.
+ */
+export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: OrbanAgent; host: () => NodeHost | undefined; stop(): Promise<void> }> {
+  const { node, logger: log } = init
+  const [profile, score] = await Promise.all([readHardwareProfile(), measureBenchmarkScore({ device: init.device })])
+  const onGpu = score.device === 'webgpu' && profile.vramBytes > 0
+  const memoryMb = init.memoryMb ?? Math.floor((onGpu ? profile.vramBytes : profile.ramFreeBytes * 0.8) / MB)
+  const preferred = init.model ? resolveModelSource(init.model) : undefined
+  log.info({ score: score.tokensPerSecond, device: score.device, memoryMb, gpus: profile.gpus.length }, 'agent: hardware measured; connecting to the oracle')
+
+  let host: NodeHost | undefined
+  let hostModel: string | undefined
+  let creating: Promise<NodeHost> | undefined
+  /** The task whose range is served now: completed when a newer one replaces it. */
+  let serving: { controller: OrbanTaskController; since: number } | undefined
+  let chain: Promise<unknown> = Promise.resolve()
+
+  const topologyAddresses = (model: string) => async (): Promise<string[]> => {
+    const res = await fetch(new URL(`/api/v1/pipeline/topology?model=${encodeURIComponent(model)}`, init.oracle), { signal: AbortSignal.timeout(5000) })
+    if (!res.ok) return []
+    const body = (await res.json()) as { nodes?: Array<{ peerId?: string | null; multiaddrs?: string[] }> }
+    const self = node.peerId.toString()
+    return (body.nodes ?? [])
+      .filter((n) => n.peerId && n.peerId !== self && n.multiaddrs?.length)
+      .map((n) => [...n.multiaddrs!].sort((a, b) => Number(a.includes('/ws')) - Number(b.includes('/ws')))[0]!)
+  }
+
+  const hostFor = (task: OrbanTask, model: string): Promise<NodeHost> => {
+    creating ??= (async () => {
+      const source = preferred && preferred.name === model ? preferred : resolveModelSource(task.payload.model_url)
+      if (source.name !== model) throw new Error(`the task's source ${task.payload.model_url} is "${source.name}", not "${model}"`)
+      host = await createNodeHost({ node, source, device: init.device, weights: init.weights, bootstrap: init.bootstrap, discover: topologyAddresses(model), apiPort: init.apiPort, apiHost: init.apiHost, logger: log })
+      return host
+    })()
+    return creating
+  }
+
+  async function load(task: OrbanTask, controller: OrbanTaskController, model: string, range: LayerRange): Promise<void> {
+    const t0 = performance.now()
+    try {
+      const h = await hostFor(task, model)
+      const held = h.range()
+      if (!held || held.start !== range.start || held.end !== range.end) {
+        controller.progress({ progress: 0, stage: 'loading' })
+        let last = 0
+        await h.serve(range, {
+          signal: controller.signal,
+          onProgress: (done, total) => {
+            const p = Math.min(0.99, done / total)
+            if (p - last >= 0.1) controller.progress({ progress: (last = p), stage: 'loading' })
+          },
+        })
+      }
+      const previous = serving
+      serving = { controller, since: Date.now() }
+      controller.progress({ progress: 1, stage: 'serving' })
+      log.info({ model, layers: `${range.start}-${range.end}`, ms: Math.round(performance.now() - t0) }, 'agent: serving the assigned range')
+      if (previous && previous.controller !== controller) {
+        const seconds = (Date.now() - previous.since) / 1000
+        previous.controller.complete({ result: { output_url: '', output_hash: '', execution_time_sec: seconds, gpu_time_sec: onGpu ? seconds : 0 } })
+      }
+    } catch (e) {
+      const err = e as Error
+      log.error({ err: err.message, model, layers: `${range.start}-${range.end}` }, 'agent: loading the assigned range failed')
+      controller.fail({ code: 'LOAD_FAILED', message: err.message })
+    }
+  }
+
+  function onTask(task: OrbanTask, controller: OrbanTaskController): OrbanTaskDecision {
+    const parsed = shardTaskConfig.safeParse(task.payload.config)
+    if (!parsed.success) return { accept: false, reason: 'unsupported_task', details: 'this agent serves shardmesh layer ranges only' }
+    const cfg = parsed.data
+    if (cfg.layer_end > cfg.total_layers || cfg.layer_start >= cfg.layer_end) return { accept: false, reason: 'bad_range', details: `[${cfg.layer_start}, ${cfg.layer_end}) of ${cfg.total_layers}` }
+    // One model per host process: the first task fixes it.
+    hostModel ??= cfg.model
+    if (cfg.model !== hostModel) return { accept: false, reason: 'other_model', details: `this host serves "${hostModel}"` }
+    // Loads run one at a time, in the order the oracle sent them.
+    chain = chain.then(() => load(task, controller, cfg.model, { start: cfg.layer_start, end: cfg.layer_end }))
+    return { accept: true }
+  }
+
+  const agent = await createOrbanAgent({
+    url: init.oracle,
+    key: init.privateKey.raw,
+    heartbeatIntervalMs: init.heartbeatIntervalMs,
+    logger: log,
+    onTask,
+    registration: () => ({
+      hardware: { gpus: profile.gpus, cpu: profile.cpu, memory_gb: profile.memory_gb, storage_available_gb: profile.storage_available_gb },
+      capabilities: { supported_frameworks: ['onnxruntime'], max_batch_size: 1, fp16_support: false, int8_support: init.weights === 'int4' },
+      location: { country: '', region: '', latency_to_platform_ms: 0 },
+      availability: { hours_per_day: 24, reliability_score: 1 },
+      mesh: {
+        peer_id: node.peerId.toString(),
+        multiaddrs: node.getMultiaddrs().map(String),
+        model: preferred?.name,
+        device: score.device,
+        memory_mb: memoryMb,
+        benchmark_tok_per_sec: score.tokensPerSecond,
+      },
+    }),
+  })
+  agent.on('stopped', (s) => log.error({ reason: s.reason, error: s.error?.message }, 'agent: the oracle channel stopped'))
+
+  return {
+    agent,
+    host: () => host,
+    async stop() {
+      await agent.stop()
+      await host?.stop()
+      if (!host) await node.stop()
+    },
+  }
+}

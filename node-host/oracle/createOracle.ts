@@ -1,0 +1,179 @@
+import { randomUUID } from 'node:crypto'
+import type { DatabaseSync } from 'node:sqlite'
+import type { Logger } from '../../shared/logger.ts'
+import type { LayerRange } from '../../shared/oracle/assignLayers.ts'
+import { createOracleCore, type OracleCore } from './createOracleCore.ts'
+import { createOracleServer, type OracleServer } from './createOracleServer.ts'
+import type { ModelInfo } from './modelInfo.ts'
+import { openOracleDatabase } from './oracleDatabase.ts'
+import { createOrbanChannel, type OrbanChannel, type OrbanConnectedAgent } from './orbanChannel.ts'
+import { createSqliteOracleStore } from './sqliteOracleStore.ts'
+import { createSqliteOrbanStore } from './sqliteOrbanStore.ts'
+
+export type OracleInit = {
+  /** SQLite file holding everything (created when missing). */
+  db: string
+  models: ModelInfo[]
+  port: number
+  host?: string
+  /** Silence after which a node is dropped and its layers reassigned. @default 600_000 */
+  silenceMs?: number
+  /** Copies of each layer the assignment aims for. @default 2 */
+  replicas?: number
+  /** Orban heartbeat timeout (a quiet agent is marked stale). @default 90_000 */
+  heartbeatTimeoutMs?: number
+  /** Secret of the Orban JWTs; a fixed one keeps tokens valid across restarts. */
+  jwtSecret?: string
+  logger: Logger
+}
+
+/** The shard-serving task an Orban agent gets: which model, from where, and its layer range. */
+export type ShardTaskConfig = {
+  kind: 'shardmesh.shard'
+  model: string
+  layer_start: number
+  layer_end: number
+  total_layers: number
+}
+
+const GB = 1024 ** 3
+
+/**
+ * The whole Oracle: one SQLite file, the assignment core, the Plumise Oracle HTTP API and the
+ * Orban agent channel on the same port. Orban agents (shardmesh node hosts and pages) are nodes
+ * like Plumise ones: they join on AGENT_REGISTER, get their range as TASK_ASSIGN, are ready when
+ * their task reports the `serving` stage, stay alive by heartbeats, and get a new TASK_ASSIGN
+ * whenever the assignment moves them.
+ */
+export async function createOracle(init: OracleInit) {
+  const { logger } = init
+  const db: DatabaseSync = openOracleDatabase(init.db)
+  const store = createSqliteOracleStore({ db })
+  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, replicas: init.replicas, logger })
+  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger })
+  /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
+  const sent = new Map<string, { taskId: string; range: LayerRange; model: string }>()
+  const joining = new Set<string>()
+
+  const rangeBytes = (info: ModelInfo, r: LayerRange) => (r.end - r.start) * info.layerBytes + (r.start === 0 ? info.embedBytes : 0) + (r.end === info.numLayers ? info.headBytes : 0)
+
+  async function dispatch(agentId: string, model: string, range: LayerRange): Promise<void> {
+    const info = core.models().find((m) => m.name === model)
+    const node = core.node(agentId)
+    if (!info || !node) return
+    const taskId = randomUUID()
+    sent.set(agentId, { taskId, range, model })
+    const config: ShardTaskConfig = { kind: 'shardmesh.shard', model, layer_start: range.start, layer_end: range.end, total_layers: info.numLayers }
+    const onGpu = node.device !== 'cpu' && node.device !== 'wasm' && node.vramMb > 0
+    const result = await orban
+      .assignTask(agentId, {
+        task_id: taskId,
+        job_id: `shard-${model}`.replace(/[^\w.-]/g, '-'),
+        priority: 1,
+        estimated_duration_sec: 0,
+        requirements: { min_vram_gb: onGpu ? Math.round((rangeBytes(info, range) / GB) * 100) / 100 : 0, min_compute_capability: '', framework: 'onnxruntime', fp16: false },
+        payload: { model_url: info.source, model_hash: info.modelHash, input_data_url: '', output_url: '', config },
+        pricing: { base_rate_usd_per_hour: 0, gpu_multiplier: 1, effective_rate: 0 },
+      })
+      .catch((e: Error) => ({ rejected: 'unreachable', details: e.message }))
+    if (result === 'accepted') {
+      logger.info({ agentId, model, layers: `${range.start}-${range.end}`, taskId }, 'oracle: shard task accepted')
+      return
+    }
+    if (sent.get(agentId)?.taskId !== taskId) return
+    logger.warn({ agentId, model, reason: result.rejected, details: result.details }, 'oracle: shard task rejected; the node leaves the assignment')
+    sent.delete(agentId)
+    await core.leave(agentId, `rejected its range: ${result.rejected}`)
+  }
+
+  const orbanStore = createSqliteOrbanStore(db)
+  const orban: OrbanChannel = createOrbanChannel({
+    store: orbanStore,
+    logger,
+    jwtSecret: init.jwtSecret,
+    heartbeatTimeoutMs: init.heartbeatTimeoutMs,
+    hooks: {
+      async onRegister(agent: OrbanConnectedAgent) {
+        const reg = agent.registration
+        const mesh = reg.mesh
+        const served = core.models().map((m) => m.name)
+        const model = mesh?.model && served.includes(mesh.model) ? mesh.model : served[0]!
+        const gpuVram = Math.max(0, ...reg.hardware.gpus.map((g) => Number(g.vram_gb)))
+        const device = mesh?.device ?? (gpuVram > 0 ? 'webgpu' : 'cpu')
+        const offered = mesh?.memory_mb
+        joining.add(agent.agentId)
+        try {
+          const joined = await core.join({
+            id: agent.agentId,
+            kind: 'orban',
+            model,
+            ramMb: offered ?? Math.round(Number(reg.hardware.memory_gb) * 1024),
+            vramMb: device === 'cpu' || device === 'wasm' ? 0 : (offered ?? Math.round(gpuVram * 1024)),
+            device,
+            benchmarkTokPerSec: mesh?.benchmark_tok_per_sec ?? 0,
+            peerId: mesh?.peer_id,
+            multiaddrs: mesh?.multiaddrs ?? [],
+          })
+          logger.info({ agentId: agent.agentId, model, range: joined.range }, 'oracle: orban agent joined')
+          // A (re)connected agent is sent its range again: it may have restarted without it.
+          if (joined.range) await dispatch(agent.agentId, model, joined.range)
+        } finally {
+          joining.delete(agent.agentId)
+        }
+      },
+      onHeartbeat(agent) {
+        core.touch(agent.agentId)
+      },
+      onMetrics(agentId) {
+        core.touch(agentId)
+      },
+      onStateSync(agentId) {
+        core.touch(agentId)
+      },
+      async onTaskProgress(agentId, progress) {
+        core.touch(agentId)
+        const current = sent.get(agentId)
+        if (current?.taskId === progress.task_id && progress.stage === 'serving' && progress.progress >= 1) await core.ready(agentId).catch(() => undefined)
+      },
+      async onTaskFailed(agentId, failed) {
+        if (sent.get(agentId)?.taskId !== failed.task_id) return
+        logger.warn({ agentId, error: failed.error }, 'oracle: shard task failed; the node leaves the assignment')
+        sent.delete(agentId)
+        await core.leave(agentId, `task failed: ${failed.error.message}`)
+      },
+      onDisconnect(agentId, info) {
+        logger.info({ agentId, code: info.code }, 'oracle: orban agent disconnected (dropped if silent for the silence window)')
+      },
+    },
+  })
+
+  // Moves caused by other nodes' joins and leaves reach the Orban agents they concern.
+  core.events.on('assignment', (change) => {
+    const node = core.node(change.id)
+    if (!node || node.kind !== 'orban' || joining.has(change.id) || !change.range) return
+    const last = sent.get(change.id)
+    if (last && last.range.start === change.range.start && last.range.end === change.range.end && last.model === change.model) return
+    void dispatch(change.id, change.model, change.range)
+  })
+
+  server.server.on('upgrade', (req, socket, head) => {
+    if (orban.matches(req)) orban.handleUpgrade(req, socket, head)
+    else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n')
+  })
+
+  return {
+    url: server.url,
+    core,
+    orban,
+    server,
+    store,
+    async close(): Promise<void> {
+      await orban.close()
+      await server.close()
+      await core.close()
+      db.close()
+    },
+  }
+}
+
+export type Oracle = Awaited<ReturnType<typeof createOracle>>
