@@ -1,14 +1,16 @@
 import { createHash } from 'node:crypto'
+import { createRequire } from 'node:module'
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import solc from 'solc'
 import { z } from 'zod'
 
 /** The EVM version the contracts are compiled for: one every anvil (and post-2024 geth) runs. */
 export const EVM_VERSION = 'cancun'
 
 const CONTRACTS_DIR = dirname(fileURLToPath(import.meta.url))
+/** solc-js's version (its package version is the compiler's); solc itself loads only on a cache miss (~0.5 s). */
+const SOLC_VERSION: string = createRequire(import.meta.url)('solc/package.json').version
 const DEFAULT_CACHE_DIR = join(CONTRACTS_DIR, '..', '.cache', 'contracts')
 
 export type CompiledContract = {
@@ -76,7 +78,7 @@ export async function compileContracts(options: CompileContractsOptions = {}): P
     outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
   }
   const input = { language: 'Solidity', sources, settings }
-  const key = createHash('sha256').update(solc.version()).update(JSON.stringify(input)).digest('hex').slice(0, 32)
+  const key = createHash('sha256').update(SOLC_VERSION).update(JSON.stringify(input)).digest('hex').slice(0, 32)
   const cacheFile = join(cacheDir, `${key}.json`)
 
   try {
@@ -85,6 +87,7 @@ export async function compileContracts(options: CompileContractsOptions = {}): P
     // not cached yet (or unreadable): compile
   }
 
+  const solc = (await import('solc')).default
   const output = outputSchema.parse(JSON.parse(solc.compile(JSON.stringify(input))))
   const errors = (output.errors ?? []).filter((e) => e.severity === 'error').map((e) => e.formattedMessage.trimEnd())
   if (errors.length > 0) throw new ContractCompileError(errors)

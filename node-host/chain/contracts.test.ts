@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict'
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test'
 import {
   concat,
@@ -18,7 +21,7 @@ import {
 } from 'viem'
 import { call, deployContract, getBalance, getCode, readContract, waitForTransactionReceipt } from 'viem/actions'
 import { formatAbiItem } from 'viem/utils'
-import { compileContracts, type CompiledContracts } from '../../contracts/compile.ts'
+import { compileContracts, ContractCompileError, type CompiledContracts } from '../../contracts/compile.ts'
 import { agentRegistryAbi, AgentStatus, precompileStandInAbi, rewardPoolAbi } from '../../shared/chain/abis.ts'
 import { ChainActionError } from '../../shared/chain/errors.ts'
 import { computeEpochRewards } from '../../shared/chain/rewardFormula.ts'
@@ -81,6 +84,28 @@ const P = { verify: '0x0000000000000000000000000000000000000020', register: '0x0
 const agentRegisterData = (name: string, caps: Hex[] = []) =>
   concat([pad(stringToHex(name), { size: 32, dir: 'right' }), keccak256(stringToHex('model')), numberToHex(caps.length, { size: 32 }), ...caps])
 const queryWord = async (to: Address, data: Hex) => BigInt((await call(devnet.walletClient(owner), { to, data })).data ?? '0x0')
+
+describe('compileContracts', () => {
+  test('a compile error names the file, line and problem; a good compile is cached by source hash', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shardmesh-sol-'))
+    try {
+      await writeFile(join(dir, 'Broken.sol'), 'pragma solidity ^0.8.24;\ncontract Broken {\n  function f() external { undefinedThing(); }\n}\n')
+      await assert.rejects(compileContracts({ dir, cacheDir: join(dir, 'cache') }), (e: unknown) => {
+        assert.ok(e instanceof ContractCompileError)
+        assert.match(e.message, /Broken\.sol:3:\d+:/)
+        assert.match(e.message, /DeclarationError: Undeclared identifier/)
+        return true
+      })
+      await writeFile(join(dir, 'Broken.sol'), 'pragma solidity ^0.8.24;\ncontract Fine { function f() external pure returns (uint256) { return 7; } }\n')
+      const first = await compileContracts({ dir, cacheDir: join(dir, 'cache') })
+      assert.match(first.Fine!.deployedBytecode, /^0x[0-9a-f]+$/)
+      assert.equal((await readdir(join(dir, 'cache'))).length, 1)
+      assert.deepEqual(await compileContracts({ dir, cacheDir: join(dir, 'cache') }), first)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
 
 describe('ABIs: the deployed Plumise signatures', () => {
   // Written out from spec/plumise.md §4 and the Plumise core SDK's RewardPool ABI, independent of shared/chain/abis.ts.
