@@ -1,0 +1,255 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import { keccak256, stringToBytes } from 'viem'
+import { silentLogger } from '../../shared/logger.ts'
+import { createOracleCore, pipelineOrder, UnknownModelError, type OracleCore, type OracleCoreEvents } from './createOracleCore.ts'
+import { readModelInfo, type ModelInfo } from './modelInfo.ts'
+import { openOracleDatabase, MIGRATIONS, schemaVersion } from './oracleDatabase.ts'
+import { inferenceProofHash } from './proofHash.ts'
+import { createSqliteOracleStore } from './sqliteOracleStore.ts'
+
+let dir: string
+let llama: ModelInfo
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'oracle-core-'))
+  llama = await readModelInfo(undefined)
+})
+after(() => rm(dir, { recursive: true, force: true }))
+
+const MIB = 1 << 20
+/** A second served model, described directly (its files do not matter to the core). */
+const big: ModelInfo = { name: 'acme/big-model', numLayers: 32, layerBytes: 200 * MIB, embedBytes: 500 * MIB, headBytes: 500 * MIB, source: 'acme/big-model', modelHash: keccak256(stringToBytes('acme/big-model')) }
+
+function record(core: OracleCore) {
+  const seen: Array<{ name: keyof OracleCoreEvents; data: unknown }> = []
+  for (const name of ['topology', 'nodeStatus', 'nodeJoined', 'nodeLeft', 'assignment'] as const) core.events.on(name, (data: unknown) => seen.push({ name, data }))
+  return seen
+}
+
+async function setup(file: string, t0: number, opts: { silenceMs?: number; replicas?: number } = {}) {
+  const clock = { t: t0 }
+  const store = createSqliteOracleStore({ path: join(dir, file) })
+  const core = await createOracleCore({ store, models: [llama, big], logger: silentLogger, now: () => clock.t, silenceMs: opts.silenceMs ?? 600_000, replicas: opts.replicas ?? 1, sweepIntervalMs: 3_600_000 })
+  return { clock, store, core }
+}
+
+const gpu = (id: string, vramMb: number, extra: Record<string, unknown> = {}) => ({
+  id,
+  kind: 'plumise' as const,
+  model: 'acme/big-model',
+  grpcEndpoint: `http://${id}:50051`,
+  httpEndpoint: `http://${id}:31331`,
+  ramMb: 64_000,
+  vramMb,
+  device: 'cuda',
+  ...extra,
+})
+
+/** Every layer of the topology covered exactly once, in pipeline order, ranges end to start. */
+function assertOneChain(core: OracleCore, model: string, numLayers: number) {
+  const topo = core.topology(model)
+  let at = 0
+  for (const [i, n] of topo.nodes.entries()) {
+    assert.equal(n.pipelineOrder, i)
+    assert.equal(n.layerStart, at)
+    at = n.layerEnd
+  }
+  assert.equal(at, numLayers)
+}
+
+test('the shipped model is read from its files: layer count and sizes, proof hash of its name', () => {
+  assert.equal(llama.name, 'docs-llama-7m')
+  assert.equal(llama.numLayers, 8)
+  assert.ok(llama.layerBytes > 0 && llama.embedBytes > 0)
+  // Tied embeddings: the last shard holds the embedding matrix again as its LM head.
+  assert.ok(llama.headBytes > llama.embedBytes)
+  assert.equal(llama.modelHash, keccak256(stringToBytes('docs-llama-7m')))
+})
+
+test('joins split the layers by memory, announce joins, assignments and topology; ready is announced', async () => {
+  const { core, store } = await setup('join.db', 1_000_000)
+  const seen = record(core)
+  // The model needs 32 × 200 MiB + 1000 MiB: no 3000 MiB node holds it alone, three together do.
+  const a = await core.join(gpu('0xaa', 3000))
+  assert.equal(a.isNew, true)
+  assert.equal(a.totalLayers, 32)
+  await core.join(gpu('0xbb', 3000))
+  await core.join({ ...gpu('agent-c', 3000), kind: 'orban', grpcEndpoint: undefined, httpEndpoint: undefined, peerId: '12D3KooWc', multiaddrs: ['/ip4/127.0.0.1/tcp/4001'] })
+  assertOneChain(core, 'acme/big-model', 32)
+  const topo = core.topology('acme/big-model')
+  assert.equal(topo.count, 3)
+  assert.equal(topo.totalLayers, 32)
+  assert.deepEqual(Object.keys(topo.nodes[0]!), [
+    'id', 'nodeAddress', 'modelName', 'layerStart', 'layerEnd', 'totalLayers', 'grpcEndpoint', 'httpEndpoint', 'ramMb', 'device', 'vramMb',
+    'benchmarkTokPerSec', 'ready', 'pipelineOrder', 'nodeMode', 'clusterId', 'rpcPort', 'lanIp', 'createdAt', 'updatedAt', 'kind', 'peerId', 'multiaddrs',
+  ])
+  const orban = topo.nodes.find((n) => n.nodeAddress === 'agent-c')!
+  assert.equal(orban.kind, 'orban')
+  assert.equal(orban.peerId, '12D3KooWc')
+  assert.deepEqual(orban.multiaddrs, ['/ip4/127.0.0.1/tcp/4001'])
+  assert.deepEqual(core.rangeOf('agent-c'), { start: orban.layerStart, end: orban.layerEnd })
+
+  assert.deepEqual(seen.filter((e) => e.name === 'nodeJoined').map((e) => (e.data as { address: string }).address), ['0xaa', '0xbb', 'agent-c'])
+  assert.ok(seen.filter((e) => e.name === 'topology').length >= 3)
+  // The last assignment event of each node is its current range.
+  for (const id of ['0xaa', '0xbb', 'agent-c']) {
+    const last = seen.filter((e) => e.name === 'assignment' && (e.data as { id: string }).id === id).at(-1)!.data as { range: unknown }
+    assert.deepEqual(last.range, core.rangeOf(id))
+  }
+
+  seen.length = 0
+  await core.ready('0xbb')
+  assert.deepEqual(seen.map((e) => e.name), ['nodeStatus', 'topology'])
+  assert.equal(core.topology('acme/big-model').nodes.find((n) => n.nodeAddress === '0xbb')!.ready, true)
+  await assert.rejects(core.ready('0xnobody'), /not registered/)
+  await core.close()
+  await store.close()
+})
+
+test('a model the oracle does not serve is refused, naming the served ones', async () => {
+  const { core, store } = await setup('unknown.db', 1_000_000)
+  await assert.rejects(core.join({ ...gpu('0xaa', 1000), model: 'bigscience/bloom-560m' }), (e: unknown) => {
+    assert.ok(e instanceof UnknownModelError)
+    assert.match(e.message, /"bigscience\/bloom-560m" is not served.*"docs-llama-7m", "acme\/big-model"/)
+    return true
+  })
+  assert.throws(() => core.topology('nope'), UnknownModelError)
+  await core.close()
+  await store.close()
+})
+
+test('silent nodes are dropped after silenceMs (fake clock), their layers go to the others; touch and metrics keep a node alive', async () => {
+  const { core, store, clock } = await setup('silence.db', 1_000_000, { silenceMs: 60_000 })
+  const seen = record(core)
+  for (const id of ['0xaa', '0xbb', '0xcc']) await core.join(gpu(id, 3000))
+  clock.t += 59_000
+  assert.deepEqual(await core.sweep(), [])
+  assert.equal(core.touch('0xaa'), true)
+  assert.equal(core.touch('0xunknown'), false)
+  await core.recordMetrics({ agent: '0xbb', tokensProcessed: 10, requestCount: 1, avgLatencyMs: 5, uptimeSeconds: 59 })
+  clock.t += 2_000
+  assert.deepEqual(await core.sweep(), ['0xcc'])
+  assert.equal(core.node('0xcc'), undefined)
+  const left = seen.find((e) => e.name === 'nodeLeft')!.data as { address: string; reason: string }
+  assert.equal(left.address, '0xcc')
+  assert.match(left.reason, /silent for 61 s/)
+  const taken = seen.filter((e) => e.name === 'assignment' && (e.data as { id: string }).id === '0xcc').at(-1)!.data as { range: unknown; previous: unknown }
+  assert.equal(taken.range, undefined)
+  assert.ok(taken.previous)
+  // Two 3 GB nodes cannot hold 32 × 200 MiB + embeddings + head: whatever they hold is one chain from 0.
+  const topo = core.topology('acme/big-model')
+  assert.equal(topo.nodes[0]!.layerStart, 0)
+  assert.ok(topo.nodes.every((n) => n.nodeAddress !== '0xcc'))
+
+  clock.t += 60_001
+  assert.deepEqual((await core.sweep()).sort(), ['0xaa', '0xbb'])
+  assert.equal(core.topology('acme/big-model').count, 0)
+  await core.close()
+  await store.close()
+})
+
+test('explicit leave reassigns; re-registering for another model moves the node', async () => {
+  const { core, store } = await setup('leave.db', 1_000_000)
+  const seen = record(core)
+  await core.join({ ...gpu('0xaa', 8000), model: 'docs-llama-7m' })
+  await core.join({ ...gpu('0xbb', 8000), model: 'docs-llama-7m' })
+  assert.equal(await core.leave('0xaa', 'shutdown'), true)
+  assert.equal(await core.leave('0xaa', 'shutdown'), false)
+  assert.deepEqual(core.rangeOf('0xbb'), { start: 0, end: 8 })
+  const moved = await core.join(gpu('0xbb', 8000))
+  assert.equal(moved.isNew, false)
+  assert.equal(core.topology('docs-llama-7m').count, 0)
+  assert.equal(core.topology('acme/big-model').count, 1)
+  assert.ok(seen.some((e) => e.name === 'nodeLeft' && (e.data as { reason: string }).reason === 'moved to acme/big-model'))
+  await core.close()
+  await store.close()
+})
+
+test('metrics: cumulative counters become deltas, counters going backwards (agent restart) ask for a reset, proofs are stored with their hash', async () => {
+  const { core, store } = await setup('metrics.db', 1_000_000)
+  const agent = '0x00000000000000000000000000000000000000aa'
+  const r1 = await core.recordMetrics({ agent, tokensProcessed: 100, requestCount: 2, avgLatencyMs: 50, uptimeSeconds: 60 })
+  assert.deepEqual(r1, { shouldReset: false, epoch: 0, delta: { tokens: 100, requests: 2 } })
+  const r2 = await core.recordMetrics({ agent, tokensProcessed: 250, requestCount: 5, avgLatencyMs: 40, uptimeSeconds: 120 })
+  assert.deepEqual(r2.delta, { tokens: 150, requests: 3 })
+  const proof = { modelHash: llama.modelHash, inputHash: keccak256(stringToBytes('hi')), outputHash: keccak256(stringToBytes('there')), tokenCount: 30 }
+  const r3 = await core.recordMetrics({ agent, tokensProcessed: 30, requestCount: 1, avgLatencyMs: 10, uptimeSeconds: 5, proofs: [proof] })
+  assert.deepEqual(r3, { shouldReset: true, epoch: 0, delta: { tokens: 30, requests: 1 } })
+  const [totals] = await store.metricsTotals(agent, 0)
+  assert.equal(totals!.tokens, 280)
+  assert.equal(totals!.requests, 6)
+  assert.equal(totals!.reports, 3)
+  assert.equal(totals!.latencyMsSum, 50 * 2 + 40 * 3 + 10 * 1)
+  const [stored] = await store.proofs(agent, 10)
+  assert.equal(stored!.proofHash, inferenceProofHash({ ...proof, agent }))
+  assert.equal(stored!.tokenCount, 30)
+  await core.close()
+  await store.close()
+})
+
+test('a restart from the same SQLite file loses nothing: nodes, ranges, ready flags, ids, replay guard, counters; silence clocks restart', async () => {
+  const file = 'restart.db'
+  const first = await setup(file, 1_000_000, { silenceMs: 60_000 })
+  for (const id of ['0xaa', '0xbb', '0xcc']) await first.core.join(gpu(id, 3000))
+  await first.core.join({ ...gpu('0xdd', 8000), model: 'docs-llama-7m' })
+  await first.core.ready('0xbb')
+  await first.core.recordMetrics({ agent: '0xaa', tokensProcessed: 500, requestCount: 4, avgLatencyMs: 1, uptimeSeconds: 1 })
+  assert.equal(await first.store.acceptTimestamp('0xaa', 'register', 1_700_000_000), true)
+  await first.store.setValue('orban:agent-c', '{"earnings":1}')
+  const before = { big: first.core.topology('acme/big-model'), llama: first.core.topology('docs-llama-7m') }
+  await first.core.close()
+  await first.store.close()
+
+  // An hour later: long past the silence limit by the stored clocks.
+  const second = await setup(file, 1_000_000 + 3_600_000, { silenceMs: 60_000 })
+  const seen = record(second.core)
+  assert.deepEqual(second.core.topology('acme/big-model'), before.big)
+  assert.deepEqual(second.core.topology('docs-llama-7m'), before.llama)
+  assert.deepEqual(await second.core.sweep(), [], 'reconnecting agents get a full silence period')
+  assert.equal(seen.length, 0, 'loading announces nothing')
+  assert.equal(await second.store.acceptTimestamp('0xaa', 'register', 1_700_000_000), false)
+  assert.equal(await second.store.getValue('orban:agent-c'), '{"earnings":1}')
+  const r = await second.core.recordMetrics({ agent: '0xaa', tokensProcessed: 600, requestCount: 5, avgLatencyMs: 1, uptimeSeconds: 2 })
+  assert.deepEqual(r.delta, { tokens: 100, requests: 1 })
+  // A node joining after the restart gets the next id.
+  await second.core.join(gpu('0xee', 3000))
+  assert.equal(second.core.node('0xee')!.seq, 5)
+  second.clock.t += 60_001
+  assert.deepEqual((await second.core.sweep()).sort(), ['0xaa', '0xbb', '0xcc', '0xdd', '0xee'])
+  await second.core.close()
+  await second.store.close()
+})
+
+test('stored ranges that no longer fit the model are reassigned on load', async () => {
+  const file = 'shrunk.db'
+  const first = await setup(file, 1_000_000)
+  await first.core.join(gpu('0xaa', 80_000))
+  assert.deepEqual(first.core.rangeOf('0xaa'), { start: 0, end: 32 })
+  await first.core.close()
+  await first.store.close()
+  const store = createSqliteOracleStore({ path: join(dir, file) })
+  const core = await createOracleCore({ store, models: [llama, { ...big, numLayers: 24 }], logger: silentLogger, replicas: 1 })
+  assert.deepEqual(core.rangeOf('0xaa'), { start: 0, end: 24 })
+  await core.close()
+  await store.close()
+})
+
+test('pipeline order walks whole chains first (agents call order + 1), then the nodes in none', () => {
+  const n = (seq: number, start: number, end: number) => ({ seq, r: { start, end } })
+  // seq 1 is a fragment that leads nowhere; the two chains are [2] and [3, 4].
+  const nodes = [n(1, 0, 3), n(2, 0, 8), n(3, 0, 5), n(4, 5, 8), n(5, 6, 8)]
+  assert.deepEqual(pipelineOrder(nodes, (x) => x.r, 8).map((x) => x.seq), [2, 3, 4, 1, 5])
+})
+
+test('the database records its schema version and refuses a newer one', () => {
+  const path = join(dir, 'schema.db')
+  const db = openOracleDatabase(path)
+  assert.equal(schemaVersion(db), MIGRATIONS.length)
+  assert.equal((db.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode, 'wal')
+  db.prepare('UPDATE schema_version SET version = ?').run(MIGRATIONS.length + 1)
+  db.close()
+  assert.throws(() => openOracleDatabase(path), /newer than this build knows/)
+})

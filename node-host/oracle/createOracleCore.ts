@@ -1,0 +1,450 @@
+import { EventEmitter } from 'node:events'
+import type { Logger } from '../../shared/logger.ts'
+import { assignLayers } from '../../shared/oracle/assignLayers.ts'
+import type { InferenceProofBody, PipelineEventData, Topology, TopologyNode } from '../../shared/oracle/plumiseSchemas.ts'
+import type { ModelInfo } from './modelInfo.ts'
+import type { LayerRange, NodeKind, OracleStore, StoredNode, StoredProof } from './oracleStore.ts'
+import { inferenceProofHash } from './proofHash.ts'
+
+export type OracleCoreInit = {
+  store: OracleStore
+  /** The models this Oracle serves (their names are the wire names agents register for). */
+  models: ModelInfo[]
+  /** A node not heard from for this long is dropped and its layers reassigned. @default 600_000 (10 min) */
+  silenceMs?: number
+  /** Copies of each layer the assignment aims for. @default assignLayers' default */
+  replicas?: number
+  logger: Logger
+  /** Clock, unix ms. @default Date.now */
+  now?: () => number
+  /** The reward epoch metrics are booked to (the chain's, once wired). @default () => 0 */
+  epoch?: () => number
+  /** How often silence is checked. @default min(silenceMs / 4, 30 s) */
+  sweepIntervalMs?: number
+}
+
+export type JoinParameters = {
+  /** Lowercase wallet for 'plumise' nodes, agent_id for 'orban' nodes. */
+  id: string
+  kind: NodeKind
+  model: string
+  grpcEndpoint?: string
+  httpEndpoint?: string
+  ramMb: number
+  vramMb: number
+  /** 'cpu' (and 'wasm') nodes are sized by RAM, others by VRAM (RAM when VRAM is 0). */
+  device: string
+  /** The node's score. @default 0 */
+  benchmarkTokPerSec?: number
+  peerId?: string
+  multiaddrs?: string[]
+}
+
+export type JoinResult = {
+  /** The node's layers; undefined when the assignment left it without any (standby). */
+  range: LayerRange | undefined
+  totalLayers: number
+  /** First registration (not a re-registration of a known id). */
+  isNew: boolean
+}
+
+/** A node's range changed: given, moved, or taken away (`range` undefined). */
+export type AssignmentChange = { id: string; model: string; range: LayerRange | undefined; previous: LayerRange | undefined }
+
+export type OracleCoreEvents = {
+  topology: [PipelineEventData<'pipeline:topology'>]
+  nodeStatus: [PipelineEventData<'pipeline:nodeStatus'>]
+  nodeJoined: [PipelineEventData<'pipeline:nodeJoined'>]
+  nodeLeft: [PipelineEventData<'pipeline:nodeLeft'>]
+  assignment: [AssignmentChange]
+}
+
+export type OracleNode = StoredNode & { range: LayerRange | undefined; /** Unix ms, in memory only: reset to load time on restart. */ lastSeen: number }
+
+export type MetricsReport = {
+  /** Lowercase wallet. */
+  agent: string
+  /** Cumulative since the agent started. */
+  tokensProcessed: number
+  requestCount: number
+  avgLatencyMs: number
+  uptimeSeconds: number
+  proofs?: InferenceProofBody[]
+}
+
+export type MetricsResult = {
+  /** The counters went backwards (the agent restarted): the new values were taken whole. */
+  shouldReset: boolean
+  epoch: number
+  delta: { tokens: number; requests: number }
+}
+
+export type OracleCore = {
+  /** Registers (or re-registers) a node and reassigns its model's layers. Throws UnknownModelError. */
+  join(params: JoinParameters): Promise<JoinResult>
+  /** The node has loaded its layers. Throws UnknownNodeError. */
+  ready(id: string): Promise<void>
+  /** Liveness: the node was heard from. False when unknown. */
+  touch(id: string): boolean
+  /** Drops a node and reassigns its layers. False when unknown. */
+  leave(id: string, reason: string): Promise<boolean>
+  /** Drops every node silent for `silenceMs`; runs on a timer too. Returns the ids dropped. */
+  sweep(): Promise<string[]>
+  /** The model's assigned nodes in pipeline order, in the wire format. Throws UnknownModelError. */
+  topology(model: string): Topology
+  rangeOf(id: string): LayerRange | undefined
+  node(id: string): OracleNode | undefined
+  nodes(model?: string): OracleNode[]
+  models(): ModelInfo[]
+  /** Books a metrics report: deltas of the cumulative counters, proofs; counts as liveness. */
+  recordMetrics(report: MetricsReport): Promise<MetricsResult>
+  readonly events: EventEmitter<OracleCoreEvents>
+  now(): number
+  /** Stops the silence timer and waits for pending writes (the store stays open: its owner closes it). */
+  close(): Promise<void>
+}
+
+export class UnknownModelError extends Error {
+  readonly model: string
+  readonly served: string[]
+
+  constructor(model: string, served: string[]) {
+    super(`model "${model}" is not served by this oracle; it serves: ${served.map((s) => `"${s}"`).join(', ') || 'nothing'}`)
+    this.model = model
+    this.served = served
+    this.name = 'UnknownModelError'
+  }
+}
+
+export class UnknownNodeError extends Error {
+  readonly id: string
+
+  constructor(id: string) {
+    super(`node ${id} is not registered`)
+    this.id = id
+    this.name = 'UnknownNodeError'
+  }
+}
+
+const MIB = 1 << 20
+const CPU_DEVICES = new Set(['cpu', 'wasm'])
+const capacityBytes = (n: StoredNode) => (CPU_DEVICES.has(n.device.toLowerCase()) || n.vramMb === 0 ? n.ramMb : n.vramMb) * MIB
+const sameRange = (a: LayerRange | undefined, b: LayerRange | undefined) => a?.start === b?.start && a?.end === b?.end
+
+type LiveNode = StoredNode & { lastSeen: number; touchedAt: number }
+
+/**
+ * Pipeline order for agents that route by it (the upstream agent calls the node of order + 1):
+ * whole chains `[0, L)` one after another, each in layer order, then the nodes in no chain.
+ * Chains are found greedily from the ranges (earliest registered first), so the order survives
+ * a restart without the planner's own chain list.
+ */
+export function pipelineOrder<T extends { seq: number }>(nodes: T[], rangeOf: (n: T) => LayerRange, numLayers: number): T[] {
+  const bySeq = [...nodes].sort((a, b) => a.seq - b.seq)
+  const used = new Set<T>()
+  const out: T[] = []
+  // Depth-first from layer 0 (ranges only move forward, so no node repeats); dead ends memoized.
+  const dead = new Set<number>()
+  const walk = (at: number): T[] | undefined => {
+    if (at === numLayers) return []
+    if (dead.has(at)) return undefined
+    for (const n of bySeq) {
+      if (used.has(n) || rangeOf(n).start !== at || rangeOf(n).end <= at) continue
+      const tail = walk(rangeOf(n).end)
+      if (tail) return [n, ...tail]
+    }
+    dead.add(at)
+    return undefined
+  }
+  for (let chain = walk(0); chain?.length; chain = walk(0)) {
+    for (const n of chain) used.add(n)
+    out.push(...chain)
+    dead.clear()
+  }
+  const rest = bySeq.filter((n) => !used.has(n)).sort((a, b) => rangeOf(a).start - rangeOf(b).start || rangeOf(a).end - rangeOf(b).end || a.seq - b.seq)
+  return [...out, ...rest]
+}
+
+/**
+ * The Oracle: who serves which layers of which model. Holds the nodes in memory, writes
+ * every change through to the store before announcing it, reloads everything on start (nodes
+ * keep their ranges; silence clocks restart at load time), assigns layers with
+ * `assignLayers` from the models' real sizes and the nodes' memory and scores.
+ */
+export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore> {
+  const { store, logger } = init
+  const now = init.now ?? Date.now
+  const silenceMs = init.silenceMs ?? 600_000
+  const epochOf = init.epoch ?? (() => 0)
+  const models = new Map<string, ModelInfo>()
+  for (const m of init.models) {
+    if (models.has(m.name)) throw new Error(`model "${m.name}" is given twice`)
+    models.set(m.name, m)
+  }
+  const events = new EventEmitter<OracleCoreEvents>()
+  // Every event stream subscriber listens here; the server caps how many there are.
+  events.setMaxListeners(0)
+  const nodes = new Map<string, LiveNode>()
+  const ranges = new Map<string, LayerRange>()
+
+  const modelInfo = (name: string) => {
+    const m = models.get(name)
+    if (!m) throw new UnknownModelError(name, [...models.keys()])
+    return m
+  }
+
+  // One change at a time: assignments read and write the whole model.
+  let queue: Promise<unknown> = Promise.resolve()
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = queue.then(fn)
+    queue = run.catch(() => {})
+    return run
+  }
+
+  // Reload: nodes of models still served, their ranges where still valid.
+  const loadedAt = now()
+  const stored = await store.loadNodes()
+  let nextSeq = stored.reduce((max, n) => Math.max(max, n.seq), 0) + 1
+  for (const n of stored) {
+    if (!models.has(n.model)) {
+      logger.warn({ id: n.id, model: n.model }, 'stored node is for a model not served now: ignored (kept in the store)')
+      continue
+    }
+    nodes.set(n.id, { ...n, lastSeen: loadedAt, touchedAt: 0 })
+  }
+  const stale = new Set<string>()
+  for (const a of await store.loadAssignments()) {
+    const n = nodes.get(a.nodeId)
+    const info = n && models.get(n.model)
+    if (!n || !info || a.model !== n.model) continue
+    if (a.range.start < 0 || a.range.end > info.numLayers || a.range.start >= a.range.end) stale.add(n.model)
+    else ranges.set(n.id, a.range)
+  }
+  if (nodes.size) logger.info({ nodes: nodes.size, assigned: ranges.size }, 'reloaded nodes and assignments from the store')
+
+  const members = (model: string) => [...nodes.values()].filter((n) => n.model === model)
+
+  function topology(model: string): Topology {
+    const info = modelInfo(model)
+    const assigned = pipelineOrder(
+      members(model).filter((n) => ranges.has(n.id)),
+      (n) => ranges.get(n.id)!,
+      info.numLayers,
+    )
+    const list = assigned.map((n, i): TopologyNode => {
+      const r = ranges.get(n.id)!
+      return {
+        id: n.seq,
+        nodeAddress: n.id,
+        modelName: model,
+        layerStart: r.start,
+        layerEnd: r.end,
+        totalLayers: info.numLayers,
+        grpcEndpoint: n.grpcEndpoint,
+        httpEndpoint: n.httpEndpoint,
+        ramMb: n.ramMb,
+        device: n.device,
+        vramMb: n.vramMb,
+        benchmarkTokPerSec: n.benchmarkTokPerSec,
+        ready: n.ready,
+        pipelineOrder: i,
+        nodeMode: 'standalone',
+        clusterId: null,
+        rpcPort: 50052,
+        lanIp: null,
+        createdAt: new Date(n.createdAt).toISOString(),
+        updatedAt: new Date(Math.max(n.updatedAt, n.touchedAt)).toISOString(),
+        kind: n.kind,
+        peerId: n.peerId,
+        multiaddrs: n.multiaddrs,
+      }
+    })
+    return { model, nodes: list, count: list.length, totalLayers: info.numLayers }
+  }
+
+  /** Recomputes a model's ranges from its live nodes, persists them, then announces the changes. */
+  async function reassign(model: string): Promise<void> {
+    const info = modelInfo(model)
+    const live = members(model)
+    const current = new Map(live.filter((n) => ranges.has(n.id)).map((n) => [n.id, ranges.get(n.id)!]))
+    let next = new Map<string, LayerRange>()
+    if (live.length) {
+      const result = assignLayers({
+        numLayers: info.numLayers,
+        layerBytes: info.layerBytes,
+        embedBytes: info.embedBytes,
+        headBytes: info.headBytes,
+        nodes: live.map((n) => ({ id: n.id, memoryBytes: capacityBytes(n), score: n.benchmarkTokPerSec, joinedAt: n.createdAt })),
+        current,
+        replicas: init.replicas,
+      })
+      next = result.ranges
+      const uncovered = result.copies.flatMap((c, layer) => (c === 0 ? [layer] : []))
+      if (uncovered.length) logger.warn({ model, uncovered }, 'some layers have no node')
+    }
+    const changes: AssignmentChange[] = []
+    for (const n of live) {
+      const previous = ranges.get(n.id)
+      const range = next.get(n.id)
+      if (!sameRange(previous, range)) changes.push({ id: n.id, model, range, previous })
+    }
+    await store.replaceAssignments(model, next, now())
+    for (const n of live) ranges.delete(n.id)
+    for (const [id, r] of next) ranges.set(id, r)
+    for (const c of changes) {
+      logger.info({ id: c.id, model, range: c.range, previous: c.previous }, 'assignment changed')
+      events.emit('assignment', c)
+    }
+    events.emit('topology', { ...topology(model), timestamp: now() })
+  }
+
+  async function remove(id: string, reason: string): Promise<boolean> {
+    const n = nodes.get(id)
+    if (!n) return false
+    await store.deleteNode(id)
+    nodes.delete(id)
+    const previous = ranges.get(id)
+    ranges.delete(id)
+    logger.info({ id, model: n.model, reason }, 'node left')
+    if (previous) events.emit('assignment', { id, model: n.model, range: undefined, previous })
+    events.emit('nodeLeft', { address: id, model: n.model, reason, timestamp: now() })
+    await reassign(n.model)
+    return true
+  }
+
+  const view = (n: LiveNode): OracleNode => {
+    const { touchedAt: _, ...rest } = n
+    return { ...rest, multiaddrs: [...n.multiaddrs], range: ranges.get(n.id) }
+  }
+
+  for (const model of stale) {
+    logger.warn({ model }, 'stored ranges do not fit the model: reassigning')
+    await reassign(model)
+  }
+
+  const sweep = () =>
+    serial(async () => {
+      const cutoff = now() - silenceMs
+      const dropped: string[] = []
+      for (const n of [...nodes.values()]) {
+        if (n.lastSeen > cutoff) continue
+        await remove(n.id, `silent for ${Math.round((now() - n.lastSeen) / 1000)} s`)
+        dropped.push(n.id)
+      }
+      return dropped
+    })
+
+  const timer = setInterval(
+    () => void sweep().catch((err: unknown) => logger.error({ err }, 'silence sweep failed')),
+    init.sweepIntervalMs ?? Math.min(silenceMs / 4, 30_000),
+  )
+  timer.unref()
+
+  return {
+    events,
+    now,
+    models: () => [...models.values()],
+    topology,
+    rangeOf: (id) => ranges.get(id),
+    node: (id) => {
+      const n = nodes.get(id)
+      return n && view(n)
+    },
+    nodes: (model) => [...nodes.values()].filter((n) => model === undefined || n.model === model).map(view),
+    join: (p) =>
+      serial(async () => {
+        const info = modelInfo(p.model)
+        const t = now()
+        const existing = nodes.get(p.id)
+        const record: LiveNode = {
+          id: p.id,
+          kind: p.kind,
+          model: p.model,
+          seq: existing?.seq ?? nextSeq++,
+          grpcEndpoint: p.grpcEndpoint ?? '',
+          httpEndpoint: p.httpEndpoint ?? '',
+          ramMb: p.ramMb,
+          vramMb: p.vramMb,
+          device: p.device,
+          benchmarkTokPerSec: p.benchmarkTokPerSec ?? 0,
+          // A (re-)registering node loads its layers before it says ready.
+          ready: false,
+          peerId: p.peerId ?? null,
+          multiaddrs: p.multiaddrs ?? [],
+          createdAt: existing?.createdAt ?? t,
+          updatedAt: t,
+          lastSeen: t,
+          touchedAt: t,
+        }
+        await store.upsertNode(record)
+        nodes.set(p.id, record)
+        const moved = existing && existing.model !== p.model ? existing.model : undefined
+        if (moved) {
+          const previous = ranges.get(p.id)
+          ranges.delete(p.id)
+          if (previous) events.emit('assignment', { id: p.id, model: moved, range: undefined, previous })
+          events.emit('nodeLeft', { address: p.id, model: moved, reason: `moved to ${p.model}`, timestamp: t })
+        }
+        if (!existing || moved) {
+          logger.info({ id: p.id, kind: p.kind, model: p.model }, 'node joined')
+          events.emit('nodeJoined', { address: p.id, model: p.model, kind: p.kind, timestamp: t })
+        }
+        await reassign(p.model)
+        if (moved) await reassign(moved)
+        return { range: ranges.get(p.id), totalLayers: info.numLayers, isNew: !existing }
+      }),
+    ready: (id) =>
+      serial(async () => {
+        const n = nodes.get(id)
+        if (!n) throw new UnknownNodeError(id)
+        const t = now()
+        const next = { ...n, ready: true, updatedAt: t, lastSeen: t, touchedAt: t }
+        await store.upsertNode(next)
+        nodes.set(id, next)
+        events.emit('nodeStatus', { address: id, model: n.model, ready: true, timestamp: t })
+        events.emit('topology', { ...topology(n.model), timestamp: t })
+      }),
+    touch: (id) => {
+      const n = nodes.get(id)
+      if (!n) return false
+      n.lastSeen = n.touchedAt = now()
+      return true
+    },
+    leave: (id, reason) => serial(() => remove(id, reason)),
+    sweep,
+    recordMetrics: (r) =>
+      serial(async () => {
+        const t = now()
+        const epoch = epochOf()
+        const last = await store.agentCounters(r.agent)
+        const backwards = !!last && (r.tokensProcessed < last.tokens || r.requestCount < last.requests)
+        // Counters are cumulative since the agent started; after a restart they start again from zero.
+        const tokens = last && !backwards ? r.tokensProcessed - last.tokens : r.tokensProcessed
+        const requests = last && !backwards ? r.requestCount - last.requests : r.requestCount
+        const proofs: StoredProof[] = (r.proofs ?? []).map((p) => ({
+          agent: r.agent,
+          epoch,
+          modelHash: p.modelHash.toLowerCase(),
+          inputHash: p.inputHash.toLowerCase(),
+          outputHash: p.outputHash.toLowerCase(),
+          tokenCount: p.tokenCount,
+          proofHash: inferenceProofHash({ ...p, agent: r.agent }),
+          createdAt: t,
+        }))
+        await store.recordMetrics({
+          counters: { agent: r.agent, tokens: r.tokensProcessed, requests: r.requestCount, epoch, reportedAt: t },
+          delta: { tokens, requests, latencyMsSum: r.avgLatencyMs * requests },
+          uptimeSeconds: r.uptimeSeconds,
+          proofs,
+        })
+        const n = nodes.get(r.agent)
+        if (n) n.lastSeen = n.touchedAt = t
+        if (backwards) logger.info({ agent: r.agent, last: { tokens: last.tokens, requests: last.requests }, now: { tokens: r.tokensProcessed, requests: r.requestCount } }, 'agent counters went backwards (restart)')
+        return { shouldReset: backwards, epoch, delta: { tokens, requests } }
+      }),
+    async close() {
+      clearInterval(timer)
+      await queue
+    },
+  }
+}
