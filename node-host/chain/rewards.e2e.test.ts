@@ -3,8 +3,8 @@ import { after, before, test } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { keccak256, stringToHex, type Address } from 'viem'
-import { getBalance } from 'viem/actions'
+import { createWalletClient, http, keccak256, stringToHex, type Address } from 'viem'
+import { getBalance, getTransaction } from 'viem/actions'
 import { claimIfAbove, claimReward } from '../../shared/chain/claimReward.ts'
 import { distributeRewards } from '../../shared/chain/distributeRewards.ts'
 import { ChainActionError } from '../../shared/chain/errors.ts'
@@ -38,7 +38,10 @@ before(async () => {
 })
 after(() => devnet.close())
 
-const client = (a: DevAccount) => devnet.walletClient(a)
+// bob's wallet is a JSON-RPC account (anvil signs, like a browser wallet behind wagmi's connector
+// client); the others sign locally
+const client = (a: DevAccount) =>
+  a === bob ? createWalletClient({ chain: devnet.chain, transport: http(devnet.rpcUrl), account: bob.address, pollingInterval: 100 }) : devnet.walletClient(a)
 const balance = (address: Address) => getBalance(client(stranger), { address })
 const peerOf = (key: PrivateKey) => ({ peerId: peerIdFromPrivateKey(key).toString(), sign: (m: Uint8Array) => key.sign(m) })
 
@@ -70,6 +73,8 @@ test('hosts register with their peer binding, prove generations, get paid their 
 
   // heartbeats through the registry and through the precompile, and the oracle's on the agent's behalf
   await sendHeartbeat(client(alice), { config })
+  const legacy = await sendHeartbeat(client(alice), { config: { ...config, legacyTransactions: true } }) // Plumise's transaction type
+  assert.equal((await getTransaction(client(stranger), { hash: legacy.hash })).type, 'legacy')
   await sendHeartbeat(client(bob), { config, via: 'precompile' })
   await sendHeartbeat(client(devnet.accounts.oracle), { config, via: 'precompile', agent: alice.address })
   await rejectsWith(sendHeartbeat(client(stranger), { config, via: 'precompile', agent: bob.address }), 'agentHeartbeat: sender is neither the agent nor the operator')
