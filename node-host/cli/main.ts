@@ -3,6 +3,7 @@ import { UsageError } from './usageError.ts'
 import { SERVE_USAGE, parseServeArgs, runServe } from './serveCommand.ts'
 import { START_USAGE, parseStartArgs, runStart } from './startCommand.ts'
 import { LOCAL_USAGE, runLocalNetwork } from './localNetwork.ts'
+import { ORACLE_USAGE, parseOracleArgs, runOracle } from './oracleCommand.ts'
 import { DEVNET_USAGE, parseDevnetArgs, runDevnet } from '../chain/devnetCommand.ts'
 
 const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
@@ -12,11 +13,13 @@ commands:
   serve      serve a model over the Plumise agent API and the OpenAI API, shards in this process
   local      run a whole network on this machine (what npm start does)
   start      run a node host: a layer range of a model on the libp2p mesh (and the HTTP API as origin)
+  oracle     run the Oracle: assigns layer ranges, Plumise Oracle HTTP API, state in SQLite
   devnet     run a local chain (anvil) with the project's contracts: RPC URL, chain id, addresses
 
 ${GENERATE_USAGE}
 ${SERVE_USAGE}
 ${START_USAGE}
+${ORACLE_USAGE}
 ${LOCAL_USAGE}
 ${DEVNET_USAGE}`
 
@@ -34,6 +37,9 @@ async function main(argv: string[]): Promise<number> {
       return 0
     case 'start':
       await runStart(parseStartArgs(rest))
+      return new Promise<number>(() => {})
+    case 'oracle':
+      await runOracle(parseOracleArgs(rest))
       return new Promise<number>(() => {})
     case 'devnet':
       await runDevnet(parseDevnetArgs(rest))

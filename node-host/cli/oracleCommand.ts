@@ -1,0 +1,91 @@
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { z } from 'zod'
+import type { Logger } from '../../shared/logger.ts'
+import { createLogger } from '../logger.ts'
+import { createOracleCore, type OracleCore } from '../oracle/createOracleCore.ts'
+import { createOracleServer, type OracleServer } from '../oracle/createOracleServer.ts'
+import { readModelInfo } from '../oracle/modelInfo.ts'
+import type { OracleStore } from '../oracle/oracleStore.ts'
+import { createSqliteOracleStore } from '../oracle/sqliteOracleStore.ts'
+import { parseOptions } from './usageError.ts'
+
+export const ORACLE_USAGE = `usage: shardmesh oracle [--port 3100] [--host 127.0.0.1] [--db <file>] [--model <folder|url|owner/name>]… [--silence-s 600] [--replicas 1]
+       (--db defaults to $SHARDMESH_HOME/oracle.db, ~/.shardmesh/oracle.db; --model to the shipped docs-llama-7m;
+        --replicas > 1 plans spare pipelines for shardmesh peers, upstream Plumise agents route along one only)`
+
+const optionsSchema = z.object({
+  port: z.coerce.number().int().min(0).max(65535).default(3100),
+  host: z.string().default('127.0.0.1'),
+  db: z.string().default(join(process.env.SHARDMESH_HOME ?? join(homedir(), '.shardmesh'), 'oracle.db')),
+  model: z.array(z.string()).default([]),
+  silenceS: z.coerce.number().positive().default(600),
+  replicas: z.coerce.number().int().min(1).max(16).default(1),
+})
+
+export type OracleOptions = z.infer<typeof optionsSchema>
+
+export function parseOracleArgs(argv: string[]): OracleOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      db: { type: 'string' },
+      model: { type: 'string', multiple: true },
+      'silence-s': { type: 'string' },
+      replicas: { type: 'string' },
+    },
+    strict: true,
+  })
+  return parseOptions(optionsSchema, { ...values, silenceS: values['silence-s'] })
+}
+
+export type RunningOracle = { core: OracleCore; server: OracleServer; store: OracleStore; close(): Promise<void> }
+
+/** Opens the database, reads the models, starts the core and the HTTP server (attach more to `server.server`). */
+export async function startOracle(opts: OracleOptions, logger: Logger = createLogger('shardmesh:oracle')): Promise<RunningOracle> {
+  const models = await Promise.all(opts.model.length ? opts.model.map((m) => readModelInfo(m)) : [readModelInfo(undefined)])
+  const store = createSqliteOracleStore({ path: opts.db })
+  let core: OracleCore | undefined
+  try {
+    core = await createOracleCore({ store, models, silenceMs: opts.silenceS * 1000, replicas: opts.replicas, logger })
+    const server = await createOracleServer({ core, store, port: opts.port, host: opts.host, logger })
+    const c = core
+    return {
+      core: c,
+      server,
+      store,
+      async close() {
+        await server.close()
+        await c.close()
+        await store.close()
+      },
+    }
+  } catch (e) {
+    await core?.close()
+    await store.close()
+    throw e
+  }
+}
+
+/** `shardmesh oracle`: serves the Plumise Oracle API until SIGINT/SIGTERM. */
+export async function runOracle(opts: OracleOptions): Promise<void> {
+  const logger = createLogger('shardmesh:oracle')
+  const oracle = await startOracle(opts, logger)
+  logger.info(
+    { url: oracle.server.url, db: opts.db, models: oracle.core.models().map((m) => ({ name: m.name, layers: m.numLayers, source: m.source })), silenceS: opts.silenceS, replicas: opts.replicas },
+    `oracle listening at ${oracle.server.url}`,
+  )
+  let stopping = false
+  const stop = async (signal: string) => {
+    if (stopping) return
+    stopping = true
+    logger.info({ signal }, 'shutting down')
+    await oracle.close()
+    process.exit(0)
+  }
+  process.once('SIGINT', () => void stop('SIGINT'))
+  process.once('SIGTERM', () => void stop('SIGTERM'))
+}
