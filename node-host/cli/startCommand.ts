@@ -12,7 +12,7 @@ import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { UsageError, parseOptions } from './usageError.ts'
 
 export const START_USAGE = `usage: shardmesh start [--model <folder|url|owner/name>] (--layers <a-b> | --oracle <url>) [--device auto|webgpu|cpu|wasm]
-       [--weights float32|int4] [--memory-mb <n>] [--listen <multiaddr>]… [--peer <multiaddr>]… [--api-port <port>]
+       [--weights float32|int4] [--memory-mb <n>] [--heartbeat-s 30] [--listen <multiaddr>]… [--peer <multiaddr>]… [--api-port <port>]
        [--host 127.0.0.1] [--identity <file>]
        --oracle: the Oracle assigns the layer range (and moves it as peers come and go); --memory-mb caps
        the memory offered for weights (default: 80% of free RAM on cpu, the GPU's VRAM on webgpu).`
@@ -22,6 +22,7 @@ const optionsSchema = z.object({
   layers: z.string().optional(),
   oracle: z.url({ protocol: /^https?$/, error: '--oracle must be an http(s) URL' }).optional(),
   memoryMb: z.coerce.number().int().positive().optional(),
+  heartbeatS: z.coerce.number().positive().default(30),
   device: z.enum(['auto', 'webgpu', 'cpu', 'wasm']).default('auto'),
   weights: z.enum(['float32', 'int4']).default('float32'),
   listen: z.array(z.string()).default([]),
@@ -41,6 +42,7 @@ export function parseStartArgs(argv: string[]): StartOptions {
       layers: { type: 'string' },
       oracle: { type: 'string' },
       'memory-mb': { type: 'string' },
+      'heartbeat-s': { type: 'string' },
       device: { type: 'string' },
       weights: { type: 'string' },
       listen: { type: 'string', multiple: true },
@@ -51,7 +53,7 @@ export function parseStartArgs(argv: string[]): StartOptions {
     },
     strict: true,
   })
-  const opts = parseOptions(optionsSchema, { ...values, apiPort: values['api-port'], memoryMb: values['memory-mb'] })
+  const opts = parseOptions(optionsSchema, { ...values, apiPort: values['api-port'], memoryMb: values['memory-mb'], heartbeatS: values['heartbeat-s'] })
   if (!opts.layers && !opts.oracle) throw new UsageError('--layers or --oracle is required (e.g. --layers 0-4)')
   if (opts.layers && opts.oracle) throw new UsageError('--layers and --oracle exclude each other: the Oracle assigns the range')
   return opts
@@ -81,7 +83,7 @@ async function runStartWithOracle(opts: StartOptions, oracle: string, logger: Lo
   const node = await createNodeLibp2p({ privateKey, listen: opts.listen.length ? opts.listen : undefined })
   const log = logger.child({ peerId: node.peerId.toString() })
   log.info({ multiaddrs: node.getMultiaddrs().map(String), oracle }, 'libp2p started; asking the oracle for a layer range')
-  const agent = await runOracleAgent({ oracle, node, privateKey, model: opts.model, device: opts.device, weights: opts.weights, memoryMb: opts.memoryMb, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log })
+  const agent = await runOracleAgent({ oracle, node, privateKey, model: opts.model, device: opts.device, weights: opts.weights, memoryMb: opts.memoryMb, heartbeatIntervalMs: opts.heartbeatS * 1000, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log })
   stopOnSignals(log, () => agent.stop())
 }
 

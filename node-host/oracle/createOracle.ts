@@ -86,6 +86,36 @@ export async function createOracle(init: OracleInit) {
     await core.leave(agentId, `rejected its range: ${result.rejected}`)
   }
 
+  async function join(agent: OrbanConnectedAgent): Promise<void> {
+    const reg = agent.registration
+    const mesh = reg.mesh
+    const served = core.models().map((m) => m.name)
+    const model = mesh?.model && served.includes(mesh.model) ? mesh.model : served[0]!
+    const gpuVram = Math.max(0, ...reg.hardware.gpus.map((g) => Number(g.vram_gb)))
+    const device = mesh?.device ?? (gpuVram > 0 ? 'webgpu' : 'cpu')
+    const offered = mesh?.memory_mb
+    joining.add(agent.agentId)
+    let joined
+    try {
+      joined = await core.join({
+        id: agent.agentId,
+        kind: 'orban',
+        model,
+        ramMb: offered ?? Math.round(Number(reg.hardware.memory_gb) * 1024),
+        vramMb: device === 'cpu' || device === 'wasm' ? 0 : (offered ?? Math.round(gpuVram * 1024)),
+        device,
+        benchmarkTokPerSec: mesh?.benchmark_tok_per_sec ?? 0,
+        peerId: mesh?.peer_id,
+        multiaddrs: mesh?.multiaddrs ?? [],
+      })
+    } finally {
+      joining.delete(agent.agentId)
+    }
+    logger.info({ agentId: agent.agentId, model, range: joined.range }, 'oracle: orban agent joined')
+    // A (re)connected agent is sent its range again: it may have restarted without it.
+    if (joined.range) await dispatch(agent.agentId, model, joined.range)
+  }
+
   const orbanStore = createSqliteOrbanStore(db)
   const orban: OrbanChannel = createOrbanChannel({
     store: orbanStore,
@@ -93,36 +123,10 @@ export async function createOracle(init: OracleInit) {
     jwtSecret: init.jwtSecret,
     heartbeatTimeoutMs: init.heartbeatTimeoutMs,
     hooks: {
-      async onRegister(agent: OrbanConnectedAgent) {
-        const reg = agent.registration
-        const mesh = reg.mesh
-        const served = core.models().map((m) => m.name)
-        const model = mesh?.model && served.includes(mesh.model) ? mesh.model : served[0]!
-        const gpuVram = Math.max(0, ...reg.hardware.gpus.map((g) => Number(g.vram_gb)))
-        const device = mesh?.device ?? (gpuVram > 0 ? 'webgpu' : 'cpu')
-        const offered = mesh?.memory_mb
-        joining.add(agent.agentId)
-        try {
-          const joined = await core.join({
-            id: agent.agentId,
-            kind: 'orban',
-            model,
-            ramMb: offered ?? Math.round(Number(reg.hardware.memory_gb) * 1024),
-            vramMb: device === 'cpu' || device === 'wasm' ? 0 : (offered ?? Math.round(gpuVram * 1024)),
-            device,
-            benchmarkTokPerSec: mesh?.benchmark_tok_per_sec ?? 0,
-            peerId: mesh?.peer_id,
-            multiaddrs: mesh?.multiaddrs ?? [],
-          })
-          logger.info({ agentId: agent.agentId, model, range: joined.range }, 'oracle: orban agent joined')
-          // A (re)connected agent is sent its range again: it may have restarted without it.
-          if (joined.range) await dispatch(agent.agentId, model, joined.range)
-        } finally {
-          joining.delete(agent.agentId)
-        }
-      },
-      onHeartbeat(agent) {
-        core.touch(agent.agentId)
+      onRegister: (agent: OrbanConnectedAgent) => join(agent),
+      // An agent dropped for silence that speaks again (a long network outage) joins again.
+      async onHeartbeat(agent) {
+        if (!core.touch(agent.agentId) && !joining.has(agent.agentId)) await join(agent)
       },
       onMetrics(agentId) {
         core.touch(agentId)
