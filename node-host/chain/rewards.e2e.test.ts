@@ -120,6 +120,7 @@ test('hosts register with their peer binding, prove generations, get paid their 
   await rejectsWith(reportContributions(client(stranger), { config, contributions }), 'RewardPool: caller is not the oracle')
   const reported = await reportContributions(client(devnet.accounts.oracle), { config, contributions, fundWei })
   assert.equal(reported.epoch, epoch)
+  assert.equal(reported.fundEpoch, epoch)
   assert.deepEqual(reported.reports.map((r) => r.epoch), [epoch, epoch])
   const predicted = computeEpochRewards({ totalReward: fundWei, reports: contributions })
   assert.deepEqual(await predictEpochRewards(client(stranger), { config, epoch }), predicted)

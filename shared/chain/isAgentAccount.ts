@@ -10,7 +10,9 @@ import type { ChainClient } from './transact.ts'
  */
 export async function isAgentAccount(client: ChainClient, p: { config: ChainConfig; agent: Address }): Promise<boolean> {
   if (p.config.kind === 'plumise') {
-    const result = await client.request({ method: 'agent_isAgentAccount', params: [p.agent] } as never)
+    // the spec gives `[addr, "latest"]` for the agent_* methods; upstream's own test sends `[addr]`
+    const ask = (params: unknown[]) => client.request({ method: 'agent_isAgentAccount', params } as never) as Promise<unknown>
+    const result = await ask([p.agent, 'latest']).catch(() => ask([p.agent]))
     return result === true || result === 'true'
   }
   const { data } = await call(client, { to: p.config.precompiles.agentRegister, data: encodeAddressWord(p.agent) })

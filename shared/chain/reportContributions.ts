@@ -25,6 +25,8 @@ export type ReportContributionsParameters = {
 
 export type ReportContributionsReturnType = {
   fundHash: Hash | undefined
+  /** The epoch the funding counted for (distribute it too: if no agent scored in it, its reward rolls over). */
+  fundEpoch: bigint | undefined
   /** Per report: its transaction, gas and the epoch it counted for (from ContributionReported). */
   reports: { agent: Address; hash: Hash; epoch: bigint; gasUsed: bigint }[]
   /** The epoch of the last report (distribute it once it has ended). */
@@ -41,9 +43,11 @@ export type ReportContributionsReturnType = {
 export async function reportContributions(client: ChainClient, p: ReportContributionsParameters): Promise<ReportContributionsReturnType> {
   const { config } = p
   const pool = config.contracts.rewardPool
-  const out: ReportContributionsReturnType = { fundHash: undefined, reports: [], epoch: undefined, distributed: [], pendingEpochs: [] }
+  const out: ReportContributionsReturnType = { fundHash: undefined, fundEpoch: undefined, reports: [], epoch: undefined, distributed: [], pendingEpochs: [] }
   if (p.fundWei && p.fundWei > 0n) {
-    out.fundHash = (await transact(client, 'fundRewardPool', { config, account: p.account, to: pool, data: '0x', value: p.fundWei })).hash
+    const { hash, receipt } = await transact(client, 'fundRewardPool', { config, account: p.account, to: pool, data: '0x', value: p.fundWei })
+    out.fundHash = hash
+    out.fundEpoch = parseEventLogs({ abi: rewardPoolAbi, eventName: 'RewardReceived', logs: receipt.logs }).find((l) => isAddressEqual(l.address, pool))?.args.epoch
   }
   for (const c of p.contributions) {
     const data =
