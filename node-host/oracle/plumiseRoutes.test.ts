@@ -4,6 +4,7 @@ import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
+import fc from 'fast-check'
 import { keccak256, stringToBytes, type LocalAccount } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { silentLogger } from '../../shared/logger.ts'
@@ -177,6 +178,45 @@ test('each refusal answers 400 with a message (413 oversize, 404 unknown route) 
   grew('not_found', 1)
   const stats = (await (await fetch(`${oracle.url}/api/v1/oracle/stats`)).json()) as { refused: { total: number } }
   assert.ok(stats.refused.total >= 21)
+})
+
+test('300 mutated bodies across the signed routes: every one refused with 400 and a message, never a 500; valid calls go on', async (t) => {
+  // Its own server without the per-IP limit: the bodies themselves must be refused, not the rate.
+  const open = await createOracleServer({ core, store, port: 0, logger: silentLogger, ipRateLimit: { burst: 10_000, perSecond: 1_000 } })
+  t.after(() => open.close())
+  const post = async (path: string, body: unknown) => {
+    const res = await fetch(`${open.url}${path}`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) })
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> }
+  }
+  const account = newAccount()
+  const valid = await registerBody(account)
+  const readyFields = { address: account.address, model: MODEL, timestamp: ts() }
+  const bodies: Record<string, Record<string, unknown>> = {
+    '/api/v1/pipeline/register': valid,
+    '/api/v1/pipeline/ready': { ...readyFields, signature: await signPlumiseMessage(account, readyMessage(readyFields)) },
+    '/api/v1/metrics/report': { wallet: account.address, tokensProcessed: 5, avgLatencyMs: 1, uptimeSeconds: 1, requestCount: 1, timestamp: ts(), signature: valid.signature, proofs: [] },
+  }
+  const junk = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 }), fc.object({ maxDepth: 1 }))
+  const mutation = fc.record({
+    path: fc.constantFrom(...Object.keys(bodies)),
+    drop: fc.array(fc.nat(9), { maxLength: 2 }),
+    set: fc.array(fc.tuple(fc.nat(12), junk), { maxLength: 2 }),
+    raw: fc.option(fc.string({ maxLength: 40 }), { freq: 8 }),
+  }).filter((m) => m.drop.length + m.set.length > 0 || m.raw !== null)
+  for (const m of fc.sample(mutation, { numRuns: 300, seed: 7 })) {
+    const base = bodies[m.path]!
+    const keys = Object.keys(base)
+    const body: Record<string, unknown> = { ...base }
+    for (const i of m.drop) delete body[keys[i % keys.length]!]
+    for (const [i, v] of m.set) body[i < keys.length ? keys[i]! : `extra${i}`] = v
+    const r = await post(m.path, m.raw ?? body)
+    assert.ok(r.status === 400, `${m.path} ${JSON.stringify(m.raw ?? body)} → ${r.status}`)
+    assert.equal(typeof r.json.message, 'string')
+  }
+  const refusals = open.stats().refused.byReason
+  assert.equal(refusals.internal, undefined)
+  assert.equal(refusals.rate_limited_ip, undefined)
+  assert.equal((await post('/api/v1/pipeline/register', await registerBody(account))).status, 200)
 })
 
 /** A request from another loopback address (its own per-IP bucket). */
