@@ -71,14 +71,17 @@ describe('oracle: an Oracle process assigns the layers of three node hosts, reas
     await waitFor('the oracle', async () => ((await fetch(`${oracleUrl}/health`)).ok ? true : undefined), 30_000, allLogs)
     const apiPort = await freePort()
     api = `http://127.0.0.1:${apiPort}`
-    // Each host offers a little over half the model's weights: three hosts make one pipeline of two and a spare copy.
-    for (let i = 0; i < 3; i++) {
-      const args = ['start', '--oracle', oracleUrl, '--device', 'cpu', '--memory-mb', '9', '--heartbeat-s', '1', '--listen', '/ip4/127.0.0.1/tcp/0', '--identity', join(dir, `host-${i}.key`)]
-      if (i === 0) args.push('--api-port', String(apiPort))
-      const h = spawnCli(args)
+    // Each host offers a little over half the model's weights: two hosts make a pipeline, the third a second copy of
+    // the first half. The origin (with the HTTP API) joins last, so a host killed later can be one that is not it.
+    const startHost = (i: number, extra: string[] = []) => {
+      const h = spawnCli(['start', '--oracle', oracleUrl, '--device', 'cpu', '--memory-mb', '9', '--heartbeat-s', '1', '--listen', '/ip4/127.0.0.1/tcp/0', '--identity', join(dir, `host-${i}.key`), ...extra])
       hosts.push(h)
       procs.push(h)
     }
+    startHost(1)
+    startHost(2)
+    await waitFor('two hosts in the topology', async () => ((await topology()).nodes.length === 2 ? true : undefined), 120_000, allLogs)
+    startHost(0, ['--api-port', String(apiPort)])
   })
   after(() => {
     for (const p of procs) p.child.kill('SIGKILL')
@@ -97,7 +100,7 @@ describe('oracle: an Oracle process assigns the layers of three node hosts, reas
 
   test('a host killed: its layers are reassigned within the silence window and generation works again', async () => {
     const t = await topology()
-    const originPeer = hosts[0]!.log.join('').match(/"peerId":"(12D3Koo\w+)"/)?.[1]
+    const originPeer = hosts.at(-1)!.log.join('').match(/"peerId":"(12D3Koo\w+)"/)?.[1]
     assert.ok(originPeer)
     // The host holding the last layers, not the origin.
     const victim = t.nodes.find((n) => n.layerEnd === 8 && n.peerId !== originPeer)

@@ -1,19 +1,18 @@
 import { homedir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
 import type { Logger } from '../../shared/logger.ts'
 import { createLogger } from '../logger.ts'
-import { createOracleCore, type OracleCore } from '../oracle/createOracleCore.ts'
-import { createOracleServer, type OracleServer } from '../oracle/createOracleServer.ts'
+import { mkdir } from 'node:fs/promises'
+import { createOracle, type Oracle } from '../oracle/createOracle.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
-import type { OracleStore } from '../oracle/oracleStore.ts'
-import { createSqliteOracleStore } from '../oracle/sqliteOracleStore.ts'
 import { parseOptions } from './usageError.ts'
 
-export const ORACLE_USAGE = `usage: shardmesh oracle [--port 3100] [--host 127.0.0.1] [--db <file>] [--model <folder|url|owner/name>]… [--silence-s 600] [--replicas 1]
+export const ORACLE_USAGE = `usage: shardmesh oracle [--port 3100] [--host 127.0.0.1] [--db <file>] [--model <folder|url|owner/name>]… [--silence-s 600] [--replicas 2]
        (--db defaults to $SHARDMESH_HOME/oracle.db, ~/.shardmesh/oracle.db; --model to the shipped docs-llama-7m;
-        --replicas > 1 plans spare pipelines for shardmesh peers, upstream Plumise agents route along one only)`
+        --replicas: pipelines planned when capacity allows, so every layer survives the loss of one peer.)
+       Serves the Plumise Oracle API and the Orban agent channel (ws://…/agent/v1/connect) on the same port.`
 
 const optionsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(3100),
@@ -21,7 +20,7 @@ const optionsSchema = z.object({
   db: z.string().default(join(process.env.SHARDMESH_HOME ?? join(homedir(), '.shardmesh'), 'oracle.db')),
   model: z.array(z.string()).default([]),
   silenceS: z.coerce.number().positive().default(600),
-  replicas: z.coerce.number().int().min(1).max(16).default(1),
+  replicas: z.coerce.number().int().min(1).max(16).default(2),
 })
 
 export type OracleOptions = z.infer<typeof optionsSchema>
@@ -42,32 +41,11 @@ export function parseOracleArgs(argv: string[]): OracleOptions {
   return parseOptions(optionsSchema, { ...values, silenceS: values['silence-s'] })
 }
 
-export type RunningOracle = { core: OracleCore; server: OracleServer; store: OracleStore; close(): Promise<void> }
-
-/** Opens the database, reads the models, starts the core and the HTTP server (attach more to `server.server`). */
-export async function startOracle(opts: OracleOptions, logger: Logger = createLogger('shardmesh:oracle')): Promise<RunningOracle> {
+/** Opens the database, reads the models, starts the Oracle: the Plumise HTTP API and the Orban channel on one port. */
+export async function startOracle(opts: OracleOptions, logger: Logger = createLogger('shardmesh:oracle')): Promise<Oracle> {
   const models = await Promise.all(opts.model.length ? opts.model.map((m) => readModelInfo(m)) : [readModelInfo(undefined)])
-  const store = createSqliteOracleStore({ path: opts.db })
-  let core: OracleCore | undefined
-  try {
-    core = await createOracleCore({ store, models, silenceMs: opts.silenceS * 1000, replicas: opts.replicas, logger })
-    const server = await createOracleServer({ core, store, port: opts.port, host: opts.host, logger })
-    const c = core
-    return {
-      core: c,
-      server,
-      store,
-      async close() {
-        await server.close()
-        await c.close()
-        await store.close()
-      },
-    }
-  } catch (e) {
-    await core?.close()
-    await store.close()
-    throw e
-  }
+  await mkdir(dirname(opts.db), { recursive: true })
+  return createOracle({ db: opts.db, models, port: opts.port, host: opts.host, silenceMs: opts.silenceS * 1000, replicas: opts.replicas, jwtSecret: process.env.ORACLE_JWT_SECRET, logger })
 }
 
 /** `shardmesh oracle`: serves the Plumise Oracle API until SIGINT/SIGTERM. */
@@ -75,8 +53,8 @@ export async function runOracle(opts: OracleOptions): Promise<void> {
   const logger = createLogger('shardmesh:oracle')
   const oracle = await startOracle(opts, logger)
   logger.info(
-    { url: oracle.server.url, db: opts.db, models: oracle.core.models().map((m) => ({ name: m.name, layers: m.numLayers, source: m.source })), silenceS: opts.silenceS, replicas: opts.replicas },
-    `oracle listening at ${oracle.server.url}`,
+    { url: oracle.url, db: opts.db, models: oracle.core.models().map((m) => ({ name: m.name, layers: m.numLayers, source: m.source })), silenceS: opts.silenceS, replicas: opts.replicas },
+    `oracle listening at ${oracle.url}`,
   )
   let stopping = false
   const stop = async (signal: string) => {
