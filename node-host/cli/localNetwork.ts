@@ -3,15 +3,15 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 import { REPO_ROOT } from '../testing/fixtures.ts'
-import { resolveModelSource } from '../model/resolveModelSource.ts'
-import { freePort } from '../net/freePort.ts'
+import { startDevnet, type Devnet } from '../chain/startDevnet.ts'
+import { readModelInfo } from '../oracle/modelInfo.ts'
 
-export const LOCAL_USAGE = `usage: shardmesh local [--model <folder|url|owner/name>] [--hosts 3] [--api-port 31331] [--device cpu]`
+export const LOCAL_USAGE = `usage: shardmesh local [--model <folder|url|owner/name>] [--hosts 3] [--api-port 31331] [--oracle-port 3100] [--device cpu] [--no-chain]
+       A whole network on this machine: a devnet (anvil with the contracts), the Oracle, and node hosts that
+       get their layer ranges from it; the first host is the origin with the HTTP API.`
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url))
-
 
 /** Cuts `[0, L)` into `n` contiguous ranges of near-equal size. */
 export function splitLayers(numLayers: number, n: number): Array<{ start: number; end: number }> {
@@ -19,62 +19,118 @@ export function splitLayers(numLayers: number, n: number): Array<{ start: number
   return Array.from({ length: count }, (_, i) => ({ start: Math.round((i * numLayers) / count), end: Math.round(((i + 1) * numLayers) / count) }))
 }
 
+const MB = 1024 * 1024
+
 /**
- * A whole network on this machine: node hosts as separate processes serving the model in
- * contiguous ranges over libp2p on loopback, the first with the HTTP API. Ctrl-C stops them all.
+ * A whole network on this machine: anvil with the contracts deployed and the hosts' wallets funded,
+ * the Oracle (reporting contributions to the RewardPool), and node hosts as separate processes that
+ * get their ranges from the Oracle and serve them over libp2p on loopback; the first host is the
+ * origin with the HTTP API. Ctrl-C stops them all.
  */
 export async function runLocalNetwork(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, hosts: { type: 'string' }, 'api-port': { type: 'string' }, device: { type: 'string' } }, strict: true })
-  const source = resolveModelSource(values.model)
-  const spec = parseModelConfig(await source.readText('config.json'))
-  const ranges = splitLayers(spec.numLayers, Number(values.hosts ?? 3))
+  const { values } = parseArgs({
+    args: argv,
+    options: { model: { type: 'string' }, hosts: { type: 'string' }, 'api-port': { type: 'string' }, 'oracle-port': { type: 'string' }, device: { type: 'string' }, 'no-chain': { type: 'boolean' } },
+    strict: true,
+  })
+  const info = await readModelInfo(values.model)
+  const hosts = Math.max(1, Number(values.hosts ?? 3))
   const apiPort = Number(values['api-port'] ?? process.env.API_PORT ?? 31331)
+  const oraclePort = Number(values['oracle-port'] ?? 3100)
   const device = values.device ?? 'cpu'
   const home = join(REPO_ROOT, '.cache', 'local-network')
   await mkdir(home, { recursive: true })
-  const ports = await Promise.all(ranges.map(() => freePort()))
   const children: ChildProcess[] = []
-  const stopAll = (signal: NodeJS.Signals) => {
-    for (const c of children) if (c.exitCode === null) c.kill(signal)
+  let devnet: Devnet | undefined
+  let stopping = false
+  const stopAll = async (signal: NodeJS.Signals) => {
+    if (stopping) return
+    stopping = true
+    const hostsFirst = children.slice(1).concat(children.slice(0, 1))
+    for (const c of hostsFirst) if (c.exitCode === null) c.kill(signal)
+    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)))
+    await devnet?.close()
   }
-  process.once('SIGINT', () => stopAll('SIGINT'))
-  process.once('SIGTERM', () => stopAll('SIGTERM'))
-
-  ranges.forEach((range, i) => {
-    const args = [MAIN, 'start', '--layers', `${range.start}-${range.end}`, '--device', device, '--listen', `/ip4/127.0.0.1/tcp/${ports[i]}`, '--listen', '/ip4/127.0.0.1/tcp/0/ws', '--identity', join(home, `host-${i}.key`)]
-    if (values.model) args.push('--model', values.model)
-    if (i === 0) {
-      args.push('--api-port', String(apiPort))
-      for (const p of ports.slice(1)) args.push('--peer', `/ip4/127.0.0.1/tcp/${p}`)
-    }
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } })
+  process.once('SIGINT', () => void stopAll('SIGINT'))
+  process.once('SIGTERM', () => void stopAll('SIGTERM'))
+  const spawnCli = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env } })
     children.push(child)
-  })
-  const exited = Promise.all(children.map((c) => new Promise<void>((resolve) => c.once('exit', () => resolve()))))
-  children.forEach((c, i) =>
-    c.once('exit', (code, signal) => {
-      if (signal === null && code !== 0) {
-        process.stderr.write(`shardmesh local: host ${i} exited with code ${code}; stopping the network\n`)
-        stopAll('SIGTERM')
+    child.once('exit', (code, signal) => {
+      if (!stopping && signal === null && code !== 0) {
+        process.stderr.write(`shardmesh local: ${args[0]} exited with code ${code}; stopping the network\n`)
+        void stopAll('SIGTERM')
       }
-    }),
-  )
+    })
+    return child
+  }
+
+  const devnetFile = join(REPO_ROOT, '.cache', 'devnet.json')
+  if (!values['no-chain']) {
+    // The hosts' wallets: anvil's dev accounts after the deployer and the oracle.
+    devnet = await startDevnet({ out: devnetFile, blocksPerEpoch: 30 })
+    await fundHosts(devnet, hosts)
+  }
+  const chainEnv = (key?: string): NodeJS.ProcessEnv => (devnet ? { SHARDMESH_DEVNET_FILE: devnetFile, PLUMISE_CHAIN_ID: String(devnet.chainId), PLUMISE_RPC_URL: devnet.rpcUrl, ...(key ? { PLUMISE_PRIVATE_KEY: key } : {}) } : {})
+
+  const oracleUrl = `http://127.0.0.1:${oraclePort}`
+  const oracleArgs = ['oracle', '--port', String(oraclePort), '--db', join(home, 'oracle.db')]
+  if (values.model) oracleArgs.push('--model', values.model)
+  spawnCli(oracleArgs, devnet ? { ...chainEnv(), ORACLE_PRIVATE_KEY: devnet.accounts.oracle.privateKey } : {})
+  await waitUntil(async () => (await fetch(`${oracleUrl}/health`)).ok, 30_000, () => children.some((c) => c.exitCode !== null))
+
+  // Each host offers a little over half of the model's weights: the Oracle makes a pipeline of two
+  // hosts and puts the others on second copies, so every layer survives the loss of one host.
+  const total = info.numLayers * info.layerBytes + info.embedBytes + info.headBytes
+  const memoryMb = Math.max(1, Math.ceil((total * 0.55) / MB))
+  for (let i = 0; i < hosts; i++) {
+    const args = ['start', '--oracle', oracleUrl, '--device', device, '--memory-mb', String(memoryMb), '--heartbeat-s', '10', '--listen', '/ip4/127.0.0.1/tcp/0', '--listen', '/ip4/127.0.0.1/tcp/0/ws', '--identity', join(home, `host-${i}.key`)]
+    if (values.model) args.push('--model', values.model)
+    if (i === 0) args.push('--api-port', String(apiPort))
+    spawnCli(args, chainEnv(devnet?.accounts.others[i]?.privateKey))
+  }
 
   const url = `http://127.0.0.1:${apiPort}`
-  for (let tries = 0; tries < 600; tries++) {
-    const health = await fetch(`${url}/health`).then((r) => r.json() as Promise<{ status: string }>, () => null)
-    if (health?.status === 'ok') break
-    if (children.some((c) => c.exitCode !== null)) break
-    await new Promise((r) => setTimeout(r, 200))
+  const covered = async () => {
+    const t = (await fetch(`${oracleUrl}/api/v1/pipeline/topology?model=${encodeURIComponent(info.name)}`).then((r) => r.json())) as { nodes: Array<{ layerStart: number; layerEnd: number; ready: boolean }> }
+    return Array.from({ length: info.numLayers }, (_, l) => t.nodes.some((n) => n.ready && n.layerStart <= l && l < n.layerEnd)).every(Boolean)
   }
-  if (children.every((c) => c.exitCode === null)) {
+  // Ready when the origin answers and every layer is served.
+  const healthy = await waitUntil(
+    async () => ((await fetch(`${url}/health`).then((r) => r.json())) as { status: string }).status === 'ok' && (await covered()),
+    600_000,
+    () => children.some((c) => c.exitCode !== null),
+  )
+  if (healthy && !stopping) {
+    const chainLines = devnet
+      ? `Chain: anvil at ${devnet.rpcUrl} (chain id ${devnet.chainId}); AgentRegistry ${devnet.contracts.agentRegistry}, RewardPool ${devnet.contracts.rewardPool}\n` +
+        `       (addresses in ${devnetFile}); the hosts register, prove their work and claim rewards there.\n`
+      : ''
     process.stdout.write(
-      `\nshardmesh: ${ranges.length} node hosts serve ${source.name} (layers ${ranges.map((r) => `${r.start}-${r.end}`).join(', ')}) over libp2p on loopback.\n` +
+      `\nshardmesh: ${hosts} node hosts serve ${info.name} over libp2p on loopback, with layer ranges from the Oracle at ${oracleUrl}.\n` +
+        chainLines +
         `The first host is the origin, with the HTTP API at ${url}. Try:\n\n` +
         `  curl -s ${url}/v1/completions -H 'Content-Type: application/json' -d '{"prompt": "The pipeline splits the model into layer ranges and", "max_tokens": 32, "temperature": 0}'\n` +
-        `  curl -sN ${url}/api/v1/generate -H 'Content-Type: application/json' -d '{"inputs": "def forward(self, x):", "parameters": {"max_new_tokens": 40}, "stream": true}'\n\n` +
+        `  curl -sN ${url}/api/v1/generate -H 'Content-Type: application/json' -d '{"inputs": "def forward(self, x):", "parameters": {"max_new_tokens": 40}, "stream": true}'\n` +
+        `  curl -s '${oracleUrl}/api/v1/pipeline/topology?model=${encodeURIComponent(info.name)}'\n\n` +
         `Ctrl-C stops the network.\n\n`,
     )
   }
-  await exited
+  await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)))
+  await devnet?.close()
+}
+
+/** Gives the first `n` non-system dev accounts their starting balance (anvil funds them already; this is explicit). */
+async function fundHosts(devnet: Devnet, n: number): Promise<void> {
+  if (devnet.accounts.others.length < n) throw new Error(`the devnet has ${devnet.accounts.others.length} spare accounts for ${n} hosts`)
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, failed: () => boolean): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return true
+    if (failed()) return false
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  return false
 }
