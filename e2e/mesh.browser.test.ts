@@ -8,6 +8,9 @@ import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { createLibp2p } from 'libp2p'
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { loadShards } from '../shared/engine/loadShards.ts'
@@ -15,6 +18,9 @@ import { createForwardService, type ForwardService } from '../shared/mesh/forwar
 import { serveInfo } from '../shared/mesh/infoProtocol.ts'
 import type { PeerShard } from '../shared/mesh/planRoute.ts'
 import { nodeRuntime } from '../node-host/engine/nodeRuntime.ts'
+import { createLogger } from '../node-host/logger.ts'
+import { createOracle } from '../node-host/oracle/createOracle.ts'
+import { readModelInfo } from '../node-host/oracle/modelInfo.ts'
 import { createNodeLibp2p, type NodeLibp2p } from '../node-host/mesh/createNodeLibp2p.ts'
 import { fileModelSource } from '../node-host/model/fileModelSource.ts'
 import { loadFixture, type Fixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
@@ -58,6 +64,7 @@ describe('mesh: a Chromium page serving layers [3, 6) of docs-llama-7m', () => {
   let hostA: { node: NodeLibp2p; service: ForwardService }
   let hostC: { node: NodeLibp2p; service: ForwardService }
   let origin: ForwardService
+  let originLibp2p: NodeLibp2p
   const pageErrors: string[] = []
 
   async function host(range: { start: number; end: number }, node?: NodeLibp2p) {
@@ -100,6 +107,7 @@ describe('mesh: a Chromium page serving layers [3, 6) of docs-llama-7m', () => {
     hostA = a
     hostC = c
     nodes.push(originNode)
+    originLibp2p = originNode
     origin = createForwardService({ node: originNode, model: MODEL, hiddenSize: 256, stepTimeoutMs: 20_000, logger: debug })
     await origin.start()
     browser = await chromium.launch({
@@ -209,6 +217,44 @@ describe('mesh: a Chromium page serving layers [3, 6) of docs-llama-7m', () => {
     for (const page of [page1, page2]) {
       await page.evaluate(() => window.meshPeer!.stop())
       await page.context().close()
+    }
+  })
+  test('(d) the page joins an Oracle over the Orban channel: hardware and score registered, a range assigned, loaded in the worker and served: the reference greedy tokens through it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shardmesh-page-oracle-'))
+    const oracle = await createOracle({ db: join(dir, 'oracle.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, logger: createLogger('oracle', 'silent') })
+    const page = await openPeerPage('page-oracle')
+    try {
+      const joined = await page.evaluate((p) => window.meshPeer!.joinOracle(p), {
+        oracle: oracle.url,
+        modelUrl: `/models/${MODEL}/`,
+        model: MODEL,
+        relay: wsAddr(hostC.node),
+        dial: [wsAddr(originLibp2p)],
+        device: 'wasm' as const,
+        heartbeatIntervalMs: 2000,
+      })
+      const registered = oracle.orban.agents().find((a) => a.agentId === joined.agentId)
+      assert.ok(registered, 'the page registered over the Orban channel')
+      assert.equal(registered.registration.mesh?.peer_id, joined.peerId, 'its Orban key is its libp2p identity')
+      assert.ok((registered.registration.mesh?.benchmark_tok_per_sec ?? 0) > 0, 'a measured score')
+      assert.ok(Number(registered.registration.hardware.memory_gb) > 0, 'navigator.deviceMemory')
+      let node
+      for (let i = 0; i < 300 && !node; i++) {
+        node = oracle.core.topology(MODEL).nodes.find((n) => n.peerId === joined.peerId && n.ready)
+        if (!node) await new Promise((r) => setTimeout(r, 200))
+      }
+      assert.ok(node, 'the page reported its range served')
+      assert.deepEqual([node.layerStart, node.layerEnd], [0, 8], 'alone, it holds the whole model')
+      assert.deepEqual(await page.evaluate(() => window.meshPeer!.oracleRange()), { start: 0, end: 8 })
+      const p = fixture.prompts[0]!
+      const pagePeer: PeerShard = { peerId: joined.peerId, multiaddrs: joined.multiaddrs.filter((a) => a.includes('/p2p-circuit') && !a.includes('/webrtc')), start: 0, end: 8, latencyMs: 1 }
+      const r = await origin.generate({ peers: () => [pagePeer], numLayers: 8, inputIds: p.input_ids, maxNewTokens: p.new_tokens, eosTokenIds: [0] })
+      assert.deepEqual(r.outputIds, expected(p))
+      assert.deepEqual(pageErrors, [])
+    } finally {
+      await page.evaluate(() => window.meshPeer!.stop()).catch(() => undefined)
+      await page.context().close()
+      await oracle.close()
     }
   })
 })

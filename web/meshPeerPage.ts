@@ -12,6 +12,7 @@ import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from './mesh/cr
 import { asShardSession, workerShard } from './mesh/workerShard.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreateBrowserIdentity } from './mesh/indexedDbIdentity.ts'
+import { startPageOracleAgent } from './agent/pageOracleAgent.ts'
 
 export type MeshPeerStartParams = {
   /** Folder URL of the checkpoint, e.g. `/models/docs-llama-7m/`. */
@@ -41,6 +42,13 @@ export type MeshPeerApi = {
   stop(): Promise<void>
   /** This page's peer id, from its identity in IndexedDB (created on first use). */
   peerId(): Promise<string>
+  /**
+   * Joins an Oracle as an Orban agent: libp2p up (relay, dials), hardware and score measured, the
+   * range each TASK_ASSIGN gives loaded in the worker and served.
+   */
+  joinOracle(params: { oracle: string; modelUrl: string; model: string; relay: string; dial?: string[]; device?: 'wasm' | 'webgpu'; heartbeatIntervalMs?: number }): Promise<{ peerId: string; agentId: string; multiaddrs: string[] }>
+  /** The range served now, from the Oracle's assignment. */
+  oracleRange(): { start: number; end: number } | undefined
 }
 
 declare global {
@@ -52,6 +60,7 @@ declare global {
 let engine: EngineClient | undefined
 let node: BrowserLibp2p | undefined
 let service: ForwardService | undefined
+let oracleAgent: Awaited<ReturnType<typeof startPageOracleAgent>> | undefined
 
 window.meshPeer = {
   async peerId() {
@@ -87,7 +96,39 @@ window.meshPeer = {
   connections() {
     return (node?.getConnections() ?? []).map((c) => ({ peerId: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString(), direct: c.direct, limited: c.limits != null }))
   },
+  async joinOracle(params) {
+    if (node) throw new Error('already started')
+    engine = createEngineClient()
+    const config = (await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json()) as { hidden_size: number }
+    const privateKey = await loadOrCreateBrowserIdentity()
+    node = await createBrowserLibp2p({ privateKey })
+    const relayed = await connectRelay(node, params.relay)
+    for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
+    service = createForwardService({ node, model: params.model, hiddenSize: config.hidden_size, stepTimeoutMs: 20_000 })
+    await service.start()
+    const multiaddrs = () => (node!.getMultiaddrs().length ? node!.getMultiaddrs().map(String) : relayed)
+    oracleAgent = await startPageOracleAgent({
+      oracle: params.oracle,
+      modelUrl: params.modelUrl,
+      benchmarkUrl: params.modelUrl,
+      engine,
+      service,
+      privateKey,
+      peerId: node.peerId.toString(),
+      multiaddrs,
+      device: params.device ?? 'wasm',
+      heartbeatIntervalMs: params.heartbeatIntervalMs,
+      onRange: (r) => (document.getElementById('status')!.textContent = r ? `serving ${r.start}-${r.end} for the oracle` : 'idle'),
+    })
+    await oracleAgent.agent.ready(AbortSignal.timeout(60_000))
+    return { peerId: node.peerId.toString(), agentId: oracleAgent.agent.agentId, multiaddrs: multiaddrs() }
+  },
+  oracleRange() {
+    return oracleAgent?.range()
+  },
   async stop() {
+    await oracleAgent?.agent.stop()
+    oracleAgent = undefined
     await service?.stop()
     await node?.stop()
     engine?.terminate()

@@ -1,0 +1,111 @@
+import type { PrivateKey } from '@libp2p/interface'
+import type { ForwardService } from '../../shared/mesh/forwardService.ts'
+import type { LayerRange } from '../../shared/model/shardGraph.ts'
+import { createOrbanAgent, type OrbanAgent, type OrbanTask, type OrbanTaskController, type OrbanTaskDecision } from '../../shared/oracle/orban/createOrbanAgent.ts'
+import type { EngineClient } from '../engine/engineClient.ts'
+import type { DeviceOption } from '../../shared/engine/runtime.ts'
+import { asShardSession, workerShard } from '../mesh/workerShard.ts'
+import { readPageHardwareProfile } from './pageHardwareProfile.ts'
+
+export type PageOracleAgentInit = {
+  /** The Oracle's base URL. */
+  oracle: string
+  /** Folder URL this page loads the model from (the Oracle's own source is a path on its machine). */
+  modelUrl: string
+  engine: EngineClient
+  service: ForwardService
+  privateKey: PrivateKey
+  peerId: string
+  /** The page's dialable addresses (relay circuits). */
+  multiaddrs: () => string[]
+  device: DeviceOption
+  /** Reference model for the score: the shipped one. */
+  benchmarkUrl: string
+  heartbeatIntervalMs?: number
+  onRange?: (range: LayerRange | undefined) => void
+}
+
+type ShardTaskConfig = { kind: 'shardmesh.shard'; model: string; layer_start: number; layer_end: number; total_layers: number }
+
+const isShardTask = (c: unknown): c is ShardTaskConfig => {
+  const v = c as Partial<ShardTaskConfig> | null
+  return !!v && v.kind === 'shardmesh.shard' && typeof v.model === 'string' && Number.isInteger(v.layer_start) && Number.isInteger(v.layer_end) && v.layer_start! < v.layer_end!
+}
+
+/** Decode tokens/s of the reference model whole in the engine worker: the page's score. */
+async function measurePageScore(engine: EngineClient, url: string, device: DeviceOption): Promise<{ tokensPerSecond: number; device: string }> {
+  const config = (await (await fetch(new URL('config.json', new URL(url, location.href)))).json()) as { num_hidden_layers: number }
+  const whole = await engine.load({ baseUrl: url, ranges: [{ start: 0, end: config.num_hidden_layers }], device })
+  const shard = whole.shards[0]!
+  try {
+    const session = 'benchmark'
+    await engine.forward({ shard: shard.id, sessionId: session, input: { tokens: [1, 415, 538, 861, 272, 229, 778, 487] }, reset: true })
+    for (let i = 0; i < 2; i++) await engine.forward({ shard: shard.id, sessionId: session, input: { tokens: [100 + i] } })
+    const steps = 12
+    const t = performance.now()
+    for (let i = 0; i < steps; i++) await engine.forward({ shard: shard.id, sessionId: session, input: { tokens: [200 + i] } })
+    return { tokensPerSecond: Math.round((steps / (performance.now() - t)) * 1000 * 10) / 10, device: shard.device }
+  } finally {
+    await engine.dispose({ shards: [shard.id] })
+  }
+}
+
+/**
+ * The page as an Oracle agent: the Orban channel from the page (its Ed25519 identity from
+ * IndexedDB), hardware from `navigator.gpu` and `navigator.deviceMemory`, a score from a short
+ * engine benchmark in the worker; each TASK_ASSIGN's range is loaded in the worker and served on
+ * the mesh, replacing the previous one.
+ */
+export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{ agent: OrbanAgent; range: () => LayerRange | undefined }> {
+  const [profile, score] = await Promise.all([readPageHardwareProfile(), measurePageScore(init.engine, init.benchmarkUrl, init.device)])
+  let range: LayerRange | undefined
+  let current: { controller: OrbanTaskController; shardId: string; since: number } | undefined
+  let chain: Promise<unknown> = Promise.resolve()
+
+  async function load(controller: OrbanTaskController, next: LayerRange): Promise<void> {
+    try {
+      controller.progress({ progress: 0, stage: 'loading' })
+      const loaded = await init.engine.load({ baseUrl: init.modelUrl, ranges: [next], device: init.device })
+      const handle = loaded.shards[0]!
+      const previous = current
+      range = next
+      current = { controller, shardId: handle.id, since: Date.now() }
+      await init.service.setShard(asShardSession(workerShard(init.engine, loaded, handle)), previous ? 30_000 : 0).then(() => {
+        if (previous) void init.engine.dispose({ shards: [previous.shardId] })
+      })
+      controller.progress({ progress: 1, stage: 'serving' })
+      init.onRange?.(next)
+      if (previous) previous.controller.complete({ result: { output_url: '', output_hash: '', execution_time_sec: (Date.now() - previous.since) / 1000, gpu_time_sec: 0 } })
+    } catch (e) {
+      controller.fail({ code: 'LOAD_FAILED', message: (e as Error).message })
+    }
+  }
+
+  function onTask(task: OrbanTask, controller: OrbanTaskController): OrbanTaskDecision {
+    const cfg = task.payload.config
+    if (!isShardTask(cfg)) return { accept: false, reason: 'unsupported_task', details: 'this agent serves shardmesh layer ranges only' }
+    chain = chain.then(() => load(controller, { start: cfg.layer_start, end: cfg.layer_end }))
+    return { accept: true }
+  }
+
+  const agent = await createOrbanAgent({
+    url: init.oracle,
+    key: init.privateKey.raw,
+    heartbeatIntervalMs: init.heartbeatIntervalMs,
+    onTask,
+    registration: () => ({
+      hardware: { gpus: profile.gpus, cpu: profile.cpu, memory_gb: profile.memory_gb, storage_available_gb: profile.storage_available_gb },
+      capabilities: { supported_frameworks: ['onnxruntime-web'], max_batch_size: 1, fp16_support: profile.adapter?.shaderF16 ?? false, int8_support: false },
+      location: { country: '', region: '', latency_to_platform_ms: 0 },
+      availability: { hours_per_day: 24, reliability_score: 0.5 },
+      mesh: {
+        peer_id: init.peerId,
+        multiaddrs: init.multiaddrs(),
+        device: score.device,
+        memory_mb: Math.floor(profile.memoryBytes / (1024 * 1024)),
+        benchmark_tok_per_sec: score.tokensPerSecond,
+      },
+    }),
+  })
+  return { agent, range: () => range }
+}
