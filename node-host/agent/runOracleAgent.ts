@@ -4,7 +4,7 @@ import { z } from 'zod'
 import type { DeviceOption } from '../../shared/engine/runtime.ts'
 import type { LayerRange, WeightFormat } from '../../shared/model/shardGraph.ts'
 import { createOrbanAgent, type OrbanAgent, type OrbanTask, type OrbanTaskController, type OrbanTaskDecision } from '../../shared/oracle/orban/createOrbanAgent.ts'
-import { createNodeHost, type NodeHost } from '../host/createNodeHost.ts'
+import { createNodeHost, type HostGeneration, type NodeHost } from '../host/createNodeHost.ts'
 import type { Logger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { measureBenchmarkScore } from './benchmarkScore.ts'
@@ -25,6 +25,8 @@ export type OracleAgentInit = {
   apiPort?: number
   apiHost?: string
   heartbeatIntervalMs?: number
+  /** Passed to the host (see NodeHostInit.onGenerated). */
+  onGenerated?: (generation: HostGeneration) => void
   logger: Logger
 }
 
@@ -74,7 +76,7 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
     creating ??= (async () => {
       const source = preferred && preferred.name === model ? preferred : resolveModelSource(task.payload.model_url)
       if (source.name !== model) throw new Error(`the task's source ${task.payload.model_url} is "${source.name}", not "${model}"`)
-      host = await createNodeHost({ node, source, device: init.device, weights: init.weights, bootstrap: init.bootstrap, discover: topologyAddresses(model), apiPort: init.apiPort, apiHost: init.apiHost, logger: log })
+      host = await createNodeHost({ node, source, device: init.device, weights: init.weights, bootstrap: init.bootstrap, discover: topologyAddresses(model), apiPort: init.apiPort, apiHost: init.apiHost, logger: log, onGenerated: init.onGenerated })
       return host
     })()
     return creating

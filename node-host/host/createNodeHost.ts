@@ -28,7 +28,12 @@ export type NodeHostInit = {
   apiPort?: number
   apiHost?: string
   logger: Logger
+  /** Told of each generation this host originated (its HTTP API): what an inference proof is made of. */
+  onGenerated?: (generation: HostGeneration) => void
 }
+
+/** One finished generation at this origin: the real prompt and generated text. */
+export type HostGeneration = { model: string; prompt: string; text: string; tokenCount: number }
 
 /** Served-work counters, cumulative since start: what metrics reports and proofs are made of. */
 export type HostCounters = { tokensProcessed: number; requestCount: number; totalLatencyMs: number }
@@ -71,6 +76,7 @@ export async function createNodeHost(init: NodeHostInit) {
     generator = createTextGenerator({
       tokenizer,
       eosTokenIds: spec.eosTokenIds,
+      onGenerated: init.onGenerated && ((req, r) => init.onGenerated!({ model: source.name, prompt: req.prompt, text: r.text, tokenCount: r.outputIds.length })),
       run: async (params) => {
         // Learn about peers that joined since the last refresh before planning.
         if (table.peers().length < 2) await table.refresh()
@@ -89,6 +95,11 @@ export async function createNodeHost(init: NodeHostInit) {
     /** The range being loaded, if any. */
     loading: () => loading,
     generator: () => generator,
+    /** Work this host's shard served, cumulative since start (for metrics reports). */
+    counters: (): HostCounters => {
+      const s = service.stats()
+      return { tokensProcessed: s.processedTokens, requestCount: s.sessions, totalLatencyMs: s.computeMs }
+    },
     /** Lets the HTTP API answer before this host serves layers (an origin-only host). */
     markOriginReady: () => void (originReady = true),
     apiUrl: () => (server ? `http://${init.apiHost ?? '127.0.0.1'}:${(server.address() as { port: number }).port}` : undefined),

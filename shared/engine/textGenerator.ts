@@ -45,6 +45,8 @@ export type CreateTextGeneratorParameters = {
   tokenizer: TextTokenizer
   run: GenerationRunner
   eosTokenIds: number[]
+  /** Told of every finished generation (proofs of work are made from it); what it throws is ignored. */
+  onGenerated?: (request: TextRequest, result: TextResult) => void
 }
 
 export function createTextGenerator(params: CreateTextGeneratorParameters): TextGenerator {
@@ -96,7 +98,13 @@ export function createTextGenerator(params: CreateTextGeneratorParameters): Text
       totals.totalRequests++
       totals.totalTokensProcessed += inputIds.length + result.outputIds.length
       totals.totalLatencyMs += latencyMs
-      return { text, outputIds: result.outputIds, promptTokens: inputIds.length, finishReason: result.finishReason, latencyMs }
+      const done: TextResult = { text, outputIds: result.outputIds, promptTokens: inputIds.length, finishReason: result.finishReason, latencyMs }
+      try {
+        params.onGenerated?.(req, done)
+      } catch {
+        // an observer never fails the generation
+      }
+      return done
     },
   }
 }

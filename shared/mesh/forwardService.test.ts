@@ -41,13 +41,25 @@ describe('forward protocol: docs-llama-7m over libp2p peers on loopback', () => 
   })
 
   test('three hops give the reference greedy tokens', async () => {
+    let positions = 0
     for (const p of fixture.prompts) {
       const r = await origin.generate({ peers: () => peers, numLayers: 8, inputIds: p.input_ids, maxNewTokens: p.new_tokens, eosTokenIds: [0] })
       const eos = p.greedy_new_ids.indexOf(0)
       assert.deepEqual(r.outputIds, eos >= 0 ? p.greedy_new_ids.slice(0, eos + 1) : p.greedy_new_ids)
       assert.equal(r.failovers, 0)
       assert.equal(r.routes[0]!.length, 3)
+      // the prompt, then every generated token but the last goes through each hop once
+      positions += p.input_ids.length + r.outputIds.length - 1
     }
+    // what each peer counts as served: the hops of the routes, and nothing on the unused replica
+    for (const i of [0, 1, 3]) {
+      const s = services[i]!.stats()
+      assert.equal(s.processedTokens, positions, `peer ${i}`)
+      assert.equal(s.sessions, fixture.prompts.length)
+      assert.ok(s.steps >= fixture.prompts.length && s.computeMs > 0)
+    }
+    assert.deepEqual(services[2]!.stats(), { processedTokens: 0, sessions: 0, steps: 0, computeMs: 0 })
+    assert.equal(origin.stats().processedTokens, 0)
   })
 
   test('the middle peer dies mid-generation: re-planned, replayed, the same tokens', async () => {

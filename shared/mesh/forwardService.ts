@@ -76,6 +76,18 @@ export type MeshGenerateResult = GenerateResult & {
   failovers: number
 }
 
+/** Served-work counters of one peer's shard, cumulative since the service started. */
+export type ForwardServiceStats = {
+  /** Positions (tokens of the prompt and of each step) run through this peer's layers. */
+  processedTokens: number
+  /** Sessions opened on this peer's shard. */
+  sessions: number
+  /** Forward frames computed (a prefill chunk or one decode step each). */
+  steps: number
+  /** Time spent computing those frames, ms. */
+  computeMs: number
+}
+
 type Lp = LengthPrefixedStream<Stream>
 
 /** Per-step sampler seed: a replay through a new route draws the same numbers. */
@@ -121,6 +133,8 @@ export function createForwardService(init: ForwardServiceInit) {
   /** Sessions being served, to tell their origins when this peer stops (and which shard serves each). */
   const active = new Map<string, Lp>()
   const activeShard = new Map<string, ShardSession>()
+  /** Work this peer's shard did, cumulative since start (what metrics reports are made of). */
+  const served: ForwardServiceStats = { processedTokens: 0, sessions: 0, steps: 0, computeMs: 0 }
 
   /** A stream to a hop: dialled, or an in-memory pair when the hop is this peer. */
   async function openStream(hop: { peerId: string; multiaddrs: string[] }, signal?: AbortSignal): Promise<Lp> {
@@ -241,6 +255,7 @@ export function createForwardService(init: ForwardServiceInit) {
 
     active.set(sessionId, up)
     activeShard.set(sessionId, shard)
+    served.sessions++
     try {
       for (;;) {
         const f = await readFrame(up, AbortSignal.timeout(idleMs)).catch((e: Error) => {
@@ -267,6 +282,9 @@ export function createForwardService(init: ForwardServiceInit) {
             : { hidden: decodeHidden(fw.input.case === 'hidden' ? fw.input.value : undefined, init.hiddenSize) }
         const out = await shard.forward(sessionId, input, { reset: start })
         const computeMs = performance.now() - t0
+        served.processedTokens += input.tokens ? input.tokens.length : input.hidden!.length / init.hiddenSize
+        served.steps++
+        served.computeMs += computeMs
         const timings = [...fw.timings, create(HopTimingSchema, { peerId: self, computeMs, totalMs: 0 })]
         const lastChunk = fw.chunkCount <= 1 || fw.chunkIndex === fw.chunkCount - 1
         if (!isLast) {
@@ -463,6 +481,8 @@ export function createForwardService(init: ForwardServiceInit) {
     },
     /** Sessions being served now. */
     activeSessions: () => active.size,
+    /** What this peer's shard has served since start. */
+    stats: (): ForwardServiceStats => ({ ...served }),
     /** The shard served now. */
     shard: () => current,
     /**
