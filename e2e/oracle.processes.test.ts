@@ -118,6 +118,10 @@ describe('oracle: an Oracle process assigns the layers of three node hosts, reas
     assert.ok(took < SILENCE_S + 30, `reassigned after ${took} s`)
     const r = await generate()
     assert.equal(r.generated_text, p0.greedy_text)
+    // The host that moved ended its old shard task: the Oracle recorded earnings for the time it served.
+    await waitFor('an earnings record', async () => (hosts.some((h) => h.log.join('').includes('agent: earnings recorded')) ? true : undefined), 10_000, allLogs)
+    // Every host answered the proof of work it was challenged with on joining, and the Oracle checked the counter.
+    assert.ok((oracle.log.join('').match(/proof of work verified/g) ?? []).length >= 3, 'proofs of work verified')
   })
 
   test('the oracle restarted: nodes and ranges are still there, agents reconnect, generation works', async () => {

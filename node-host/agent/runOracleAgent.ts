@@ -27,6 +27,8 @@ export type OracleAgentInit = {
   heartbeatIntervalMs?: number
   /** Passed to the host (see NodeHostInit.onGenerated). */
   onGenerated?: (generation: HostGeneration) => void
+  /** METRICS_BATCH aggregates. @default 300_000 */
+  metricsIntervalMs?: number
   logger: Logger
 }
 
@@ -61,6 +63,9 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
   /** The task whose range is served now: completed when a newer one replaces it. */
   let serving: { controller: OrbanTaskController; since: number } | undefined
   let chain: Promise<unknown> = Promise.resolve()
+  /** What METRICS_BATCH aggregates: tasks ended, seconds served, earnings the Oracle recorded. */
+  const counts = { completed: 0, failed: 0, servedSeconds: 0 }
+  let earnings = 0
 
   const topologyAddresses = (model: string) => async (): Promise<string[]> => {
     const res = await fetch(new URL(`/api/v1/pipeline/topology?model=${encodeURIComponent(model)}`, init.oracle), { signal: AbortSignal.timeout(5000) })
@@ -105,11 +110,14 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
       if (previous && previous.controller !== controller) {
         const seconds = (Date.now() - previous.since) / 1000
         previous.controller.complete({ result: { output_url: '', output_hash: '', execution_time_sec: seconds, gpu_time_sec: onGpu ? seconds : 0 } })
+        counts.completed++
+        counts.servedSeconds += seconds
       }
     } catch (e) {
       const err = e as Error
       log.error({ err: err.message, model, layers: `${range.start}-${range.end}` }, 'agent: loading the assigned range failed')
       controller.fail({ code: 'LOAD_FAILED', message: err.message })
+      counts.failed++
     }
   }
 
@@ -147,12 +155,32 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
       },
     }),
   })
+  // Aggregates every 5 minutes, as the Orban protocol asks: tasks ended and the hours spent serving.
+  const metricsTimer = setInterval(() => {
+    const servingNow = serving ? (Date.now() - serving.since) / 1000 : 0
+    agent.sendMetrics({
+      aggregated_metrics: {
+        tasks_completed: counts.completed,
+        tasks_failed: counts.failed,
+        total_gpu_hours: onGpu ? (counts.servedSeconds + servingNow) / 3600 : 0,
+        avg_gpu_utilization: 0,
+        total_energy_kwh: 0,
+        earnings_usd: earnings,
+      },
+    })
+  }, init.metricsIntervalMs ?? 300_000)
+  metricsTimer.unref?.()
+  agent.on('earnings', (e) => {
+    earnings += Number(e.earnings.final_amount_usd)
+    log.info({ taskId: e.task_id, amountUsd: e.earnings.final_amount_usd, status: e.status }, 'agent: earnings recorded')
+  })
   agent.on('stopped', (s) => log.error({ reason: s.reason, error: s.error?.message }, 'agent: the oracle channel stopped'))
 
   return {
     agent,
     host: () => host,
     async stop() {
+      clearInterval(metricsTimer)
       await agent.stop()
       await host?.stop()
       if (!host) await node.stop()

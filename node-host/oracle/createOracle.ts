@@ -112,6 +112,11 @@ export async function createOracle(init: OracleInit) {
       joining.delete(agent.agentId)
     }
     logger.info({ agentId: agent.agentId, model, range: joined.range }, 'oracle: orban agent joined')
+    // A proof of work on joining: the agent must answer with a counter that is checked here.
+    void orban.challengePow(agent.agentId).then(
+      (ok) => (ok ? logger.info({ agentId: agent.agentId }, 'oracle: proof of work verified') : logger.warn({ agentId: agent.agentId }, 'oracle: proof of work refused')),
+      (e: Error) => logger.debug({ agentId: agent.agentId, err: e.message }, 'oracle: proof of work not answered'),
+    )
     // A (re)connected agent is sent its range again: it may have restarted without it.
     if (joined.range) await dispatch(agent.agentId, model, joined.range)
   }
@@ -138,6 +143,20 @@ export async function createOracle(init: OracleInit) {
         core.touch(agentId)
         const current = sent.get(agentId)
         if (current?.taskId === progress.task_id && progress.stage === 'serving' && progress.progress >= 1) await core.ready(agentId).catch(() => undefined)
+      },
+      // A shard task ends when a newer assignment replaces it: the time it served is paid at the rate of REGISTER_ACK.
+      async onTaskComplete(agentId, complete) {
+        const agent = orban.agents().find((a) => a.agentId === agentId)
+        const hours = complete.result.execution_time_sec / 3600
+        const rate = Number(agent?.pricing.effective_rate ?? 0)
+        const amount = Math.round(hours * rate * 1e6) / 1e6
+        const payout = new Date(Date.now() + 7 * 86_400_000).toISOString().slice(0, 10)
+        await orban.sendEarnings(agentId, {
+          task_id: complete.task_id,
+          earnings: { gpu_hours: hours, rate_usd_per_hour: rate, amount_usd: amount, bonus_multiplier: 1, final_amount_usd: amount },
+          status: 'Pending',
+          estimated_payout_date: payout,
+        })
       },
       async onTaskFailed(agentId, failed) {
         if (sent.get(agentId)?.taskId !== failed.task_id) return
