@@ -429,6 +429,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
           outputHash: p.outputHash.toLowerCase(),
           tokenCount: p.tokenCount,
           proofHash: inferenceProofHash({ ...p, agent: r.agent }),
+          txHash: p.txHash?.toLowerCase() ?? null,
           createdAt: t,
         }))
         await store.recordMetrics({

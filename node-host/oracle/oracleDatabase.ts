@@ -73,6 +73,12 @@ export const MIGRATIONS: readonly string[] = [
      value TEXT NOT NULL,
      updated_at INTEGER NOT NULL
    );`,
+  // the reward reporter: the transaction that submitted each proof, the chain's verdict, per-epoch reads
+  `ALTER TABLE proofs ADD COLUMN tx_hash TEXT;
+   ALTER TABLE proofs ADD COLUMN verdict TEXT;
+   CREATE INDEX proofs_epoch ON proofs(epoch);
+   CREATE INDEX proofs_hash ON proofs(proof_hash);
+   CREATE INDEX metrics_totals_epoch ON metrics_totals(epoch);`,
 ]
 
 export class OracleDatabaseError extends Error {

@@ -58,8 +58,16 @@ export type StoredProof = {
   tokenCount: number
   /** keccak256(modelHash ‖ inputHash ‖ outputHash ‖ agent), computed by the Oracle. */
   proofHash: string
+  /** The verifyInference transaction the agent named (lowercase), if any. */
+  txHash?: string | null
   createdAt: number
 }
+
+/** The chain's word on a stored proof (see rewardReporter.ts); null until checked. */
+export type ProofVerdict = 'verified' | 'refused' | 'duplicate'
+
+/** A proof as stored: its row id and verdict. */
+export type StoredProofRow = StoredProof & { id: number; txHash: string | null; verdict: ProofVerdict | null }
 
 /** One accepted metrics report, written at once (counters, totals and proofs together). */
 export type MetricsEntry = {
@@ -92,6 +100,13 @@ export interface OracleStore {
   /** The agent's totals for one epoch, or every epoch newest first. */
   metricsTotals(agent: string, epoch?: number): Promise<MetricsTotals[]>
   proofs(agent: string, limit: number): Promise<StoredProof[]>
+  /** Every agent's totals for one epoch (the reward reporter's input). */
+  epochTotals(epoch: number): Promise<MetricsTotals[]>
+  /** Every proof booked to one epoch, oldest first. */
+  epochProofs(epoch: number): Promise<StoredProofRow[]>
+  /** Rows with this proof hash, oldest first (a proof reported twice counts once). */
+  proofsByHash(proofHash: string): Promise<StoredProofRow[]>
+  setProofVerdict(id: number, verdict: ProofVerdict): Promise<void>
 
   /** Generic key/value for other services (the Orban channel, the chain bridge); namespace the keys. */
   getValue(key: string): Promise<string | undefined>

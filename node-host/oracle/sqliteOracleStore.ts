@@ -1,6 +1,6 @@
 import type { DatabaseSync } from 'node:sqlite'
 import { openOracleDatabase, transaction } from './oracleDatabase.ts'
-import type { AgentCounters, LayerRange, MetricsEntry, MetricsTotals, NodeKind, OracleStore, StoredAssignment, StoredNode, StoredProof } from './oracleStore.ts'
+import type { AgentCounters, LayerRange, MetricsEntry, MetricsTotals, NodeKind, OracleStore, StoredAssignment, StoredNode, StoredProof, StoredProofRow } from './oracleStore.ts'
 
 type NodeRow = {
   id: string
@@ -37,6 +37,9 @@ const toNode = (r: NodeRow): StoredNode => ({
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 })
+
+const PROOF_ROW =
+  'id, agent, epoch, model_hash AS modelHash, input_hash AS inputHash, output_hash AS outputHash, token_count AS tokenCount, proof_hash AS proofHash, tx_hash AS txHash, verdict, created_at AS createdAt'
 
 /** The Oracle's store in an embedded SQLite file through `node:sqlite` (see oracleDatabase.ts). */
 export function createSqliteOracleStore(init: { path: string } | { db: DatabaseSync }): OracleStore {
@@ -78,8 +81,14 @@ export function createSqliteOracleStore(init: { path: string } | { db: DatabaseS
       'SELECT agent, epoch, tokens, requests, latency_ms_sum AS latencyMsSum, uptime_seconds AS uptimeSeconds, reports, updated_at AS updatedAt FROM metrics_totals WHERE agent = ? ORDER BY epoch DESC',
     ),
     insertProof: db.prepare(
-      'INSERT INTO proofs (agent, epoch, model_hash, input_hash, output_hash, token_count, proof_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO proofs (agent, epoch, model_hash, input_hash, output_hash, token_count, proof_hash, tx_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
+    totalsOfEpoch: db.prepare(
+      'SELECT agent, epoch, tokens, requests, latency_ms_sum AS latencyMsSum, uptime_seconds AS uptimeSeconds, reports, updated_at AS updatedAt FROM metrics_totals WHERE epoch = ? ORDER BY agent',
+    ),
+    proofsOfEpoch: db.prepare(`SELECT ${PROOF_ROW} FROM proofs WHERE epoch = ? ORDER BY id`),
+    proofsByHash: db.prepare(`SELECT ${PROOF_ROW} FROM proofs WHERE proof_hash = ? ORDER BY id`),
+    setVerdict: db.prepare('UPDATE proofs SET verdict = ? WHERE id = ?'),
     proofs: db.prepare(
       `SELECT agent, epoch, model_hash AS modelHash, input_hash AS inputHash, output_hash AS outputHash, token_count AS tokenCount, proof_hash AS proofHash, created_at AS createdAt
        FROM proofs WHERE agent = ? ORDER BY id DESC LIMIT ?`,
@@ -146,7 +155,7 @@ export function createSqliteOracleStore(init: { path: string } | { db: DatabaseS
       transaction(db, () => {
         q.upsertCounters.run(c.agent, c.tokens, c.requests, c.epoch, c.reportedAt)
         q.addTotals.run(c.agent, c.epoch, e.delta.tokens, e.delta.requests, e.delta.latencyMsSum, e.uptimeSeconds, c.reportedAt)
-        for (const p of e.proofs) q.insertProof.run(p.agent, p.epoch, p.modelHash, p.inputHash, p.outputHash, p.tokenCount, p.proofHash, p.createdAt)
+        for (const p of e.proofs) q.insertProof.run(p.agent, p.epoch, p.modelHash, p.inputHash, p.outputHash, p.tokenCount, p.proofHash, p.txHash ?? null, p.createdAt)
       })
     },
     async metricsTotals(agent, epoch) {
@@ -155,6 +164,18 @@ export function createSqliteOracleStore(init: { path: string } | { db: DatabaseS
     },
     async proofs(agent, limit) {
       return q.proofs.all(agent, limit).map((r) => plain<StoredProof>(r))
+    },
+    async epochTotals(epoch) {
+      return q.totalsOfEpoch.all(epoch).map((r) => plain<MetricsTotals>(r))
+    },
+    async epochProofs(epoch) {
+      return q.proofsOfEpoch.all(epoch).map((r) => plain<StoredProofRow>(r))
+    },
+    async proofsByHash(proofHash) {
+      return q.proofsByHash.all(proofHash).map((r) => plain<StoredProofRow>(r))
+    },
+    async setProofVerdict(id, verdict) {
+      q.setVerdict.run(verdict, id)
     },
     async getValue(key) {
       return (q.getValue.get(key) as { value: string } | undefined)?.value

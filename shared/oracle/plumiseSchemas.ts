@@ -51,7 +51,10 @@ export const readyBodySchema = z.strictObject({ address: checksummedAddress, mod
 export type ReadyBody = z.infer<typeof readyBodySchema>
 
 const hash32 = hex(32)
-/** `{modelHash, inputHash, outputHash, tokenCount}`, or the upstream agent's shape with `agentAddress` and `proofHash`. */
+/**
+ * `{modelHash, inputHash, outputHash, tokenCount}`, or the upstream agent's shape with `agentAddress` and `proofHash`;
+ * shardmesh hosts add `txHash`, the verifyInference transaction, so the Oracle can check the proof on any chain.
+ */
 export const proofSchema = z.strictObject({
   modelHash: hash32,
   inputHash: hash32,
@@ -59,6 +62,7 @@ export const proofSchema = z.strictObject({
   tokenCount: uint,
   agentAddress: hex(20).optional(),
   proofHash: hash32.optional(),
+  txHash: hash32.optional(),
 })
 export type InferenceProofBody = z.infer<typeof proofSchema>
 
