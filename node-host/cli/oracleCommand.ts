@@ -5,14 +5,22 @@ import { z } from 'zod'
 import type { Logger } from '../../shared/logger.ts'
 import { createLogger } from '../logger.ts'
 import { mkdir } from 'node:fs/promises'
-import { createOracle, type Oracle } from '../oracle/createOracle.ts'
+import { chainConfigFromEnv } from '../chain/chainConfigFromEnv.ts'
+import { loadWallet } from '../chain/loadWallet.ts'
+import { createOracle, type Oracle, type OracleInit } from '../oracle/createOracle.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
 import { parseOptions } from './usageError.ts'
 
 export const ORACLE_USAGE = `usage: shardmesh oracle [--port 3100] [--host 127.0.0.1] [--db <file>] [--model <folder|url|owner/name>]… [--silence-s 600] [--replicas 2]
        (--db defaults to $SHARDMESH_HOME/oracle.db, ~/.shardmesh/oracle.db; --model to the shipped docs-llama-7m;
         --replicas: pipelines planned when capacity allows, so every layer survives the loss of one peer.)
-       Serves the Plumise Oracle API and the Orban agent channel (ws://…/agent/v1/connect) on the same port.`
+       [--epoch-fund-wei <wei>] [--chain-poll-s 5]
+       Serves the Plumise Oracle API and the Orban agent channel (ws://…/agent/v1/connect) on the same port.
+       Rewards on chain when ORACLE_PRIVATE_KEY (the RewardPool's oracle account) is set, on the chain of
+       PLUMISE_CHAIN_ID / PLUMISE_RPC_URL (a devnet: its addresses file SHARDMESH_DEVNET_FILE): metrics are booked
+       to the pool's epoch; each closed epoch's contributions are reported, then distributed once paid.
+       --epoch-fund-wei (EPOCH_FUND_WEI) funds each reported epoch: default 1 ether on a devnet, 0 on Plumise
+       (block rewards fund the pool there).`
 
 const optionsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(3100),
@@ -21,6 +29,8 @@ const optionsSchema = z.object({
   model: z.array(z.string()).default([]),
   silenceS: z.coerce.number().positive().default(600),
   replicas: z.coerce.number().int().min(1).max(16).default(2),
+  epochFundWei: z.string().regex(/^\d+$/, 'a whole number of wei').transform(BigInt).optional(),
+  chainPollS: z.coerce.number().positive().optional(),
 })
 
 export type OracleOptions = z.infer<typeof optionsSchema>
@@ -35,17 +45,34 @@ export function parseOracleArgs(argv: string[]): OracleOptions {
       model: { type: 'string', multiple: true },
       'silence-s': { type: 'string' },
       replicas: { type: 'string' },
+      'epoch-fund-wei': { type: 'string' },
+      'chain-poll-s': { type: 'string' },
     },
     strict: true,
   })
-  return parseOptions(optionsSchema, { ...values, silenceS: values['silence-s'] })
+  const fund = values['epoch-fund-wei'] ?? process.env.EPOCH_FUND_WEI
+  const poll = values['chain-poll-s']
+  // absent flags stay absent (not undefined-valued keys)
+  return parseOptions(optionsSchema, { ...values, silenceS: values['silence-s'], ...(poll !== undefined ? { chainPollS: poll } : {}), ...(fund !== undefined ? { epochFundWei: fund } : {}) })
+}
+
+/** The reward reporter's settings from ORACLE_PRIVATE_KEY and the chain's variables; undefined without a key. */
+export async function oracleChainFromEnv(opts: OracleOptions, env: Record<string, string | undefined> = process.env): Promise<OracleInit['chain']> {
+  if (!env.ORACLE_PRIVATE_KEY) return undefined
+  const account = await loadWallet({ privateKey: env.ORACLE_PRIVATE_KEY, env: {} }).catch((e: Error) => {
+    throw new Error(`ORACLE_PRIVATE_KEY: ${e.message}`)
+  })
+  const chain = await chainConfigFromEnv(env)
+  const fundWeiPerEpoch = opts.epochFundWei ?? (chain.config.kind === 'devnet' ? 10n ** 18n : 0n)
+  return { chain, account, fundWeiPerEpoch, pollMs: (opts.chainPollS ?? 5) * 1000 }
 }
 
 /** Opens the database, reads the models, starts the Oracle: the Plumise HTTP API and the Orban channel on one port. */
 export async function startOracle(opts: OracleOptions, logger: Logger = createLogger('shardmesh:oracle')): Promise<Oracle> {
   const models = await Promise.all(opts.model.length ? opts.model.map((m) => readModelInfo(m)) : [readModelInfo(undefined)])
   await mkdir(dirname(opts.db), { recursive: true })
-  return createOracle({ db: opts.db, models, port: opts.port, host: opts.host, silenceMs: opts.silenceS * 1000, replicas: opts.replicas, jwtSecret: process.env.ORACLE_JWT_SECRET, logger })
+  const chain = await oracleChainFromEnv(opts)
+  return createOracle({ db: opts.db, models, port: opts.port, host: opts.host, silenceMs: opts.silenceS * 1000, replicas: opts.replicas, jwtSecret: process.env.ORACLE_JWT_SECRET, logger, chain })
 }
 
 /** `shardmesh oracle`: serves the Plumise Oracle API until SIGINT/SIGTERM. */

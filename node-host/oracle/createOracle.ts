@@ -7,6 +7,7 @@ import { createOracleServer, type OracleServer } from './createOracleServer.ts'
 import type { ModelInfo } from './modelInfo.ts'
 import { openOracleDatabase } from './oracleDatabase.ts'
 import { createOrbanChannel, type OrbanChannel, type OrbanConnectedAgent } from './orbanChannel.ts'
+import { createRewardReporter, type RewardReporter, type RewardReporterInit } from './rewardReporter.ts'
 import { createSqliteOracleStore } from './sqliteOracleStore.ts'
 import { createSqliteOrbanStore } from './sqliteOrbanStore.ts'
 
@@ -25,6 +26,8 @@ export type OracleInit = {
   /** Secret of the Orban JWTs; a fixed one keeps tokens valid across restarts. */
   jwtSecret?: string
   logger: Logger
+  /** Rewards on chain: metrics are booked to the RewardPool's epoch, and closed epochs reported and distributed. */
+  chain?: Pick<RewardReporterInit, 'chain' | 'account' | 'fundWeiPerEpoch' | 'pollMs'>
 }
 
 /** The shard-serving task an Orban agent gets: which model, from where, and its layer range. */
@@ -49,7 +52,9 @@ export async function createOracle(init: OracleInit) {
   const { logger } = init
   const db: DatabaseSync = openOracleDatabase(init.db)
   const store = createSqliteOracleStore({ db })
-  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, replicas: init.replicas, logger })
+  const rewards: RewardReporter | undefined = init.chain && createRewardReporter({ ...init.chain, store, logger })
+  await rewards?.start()
+  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, replicas: init.replicas, logger, epoch: rewards?.epoch })
   const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger })
   /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
   const sent = new Map<string, { taskId: string; range: LayerRange; model: string }>()
@@ -190,9 +195,11 @@ export async function createOracle(init: OracleInit) {
     orban,
     server,
     store,
+    rewards,
     async close(): Promise<void> {
       await orban.close()
       await server.close()
+      await rewards?.stop()
       await core.close()
       db.close()
     },

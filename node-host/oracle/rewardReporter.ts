@@ -94,7 +94,7 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
   const registry = { address: config.contracts.agentRegistry, abi: agentRegistryAbi } as const
 
   let chainEpoch = 0
-  /** The chain's epoch at the previous round: epochs below it closed at least one round ago, so no booking to them is in flight. */
+  /** The chain's epoch at the previous round (or at start): epochs below it closed before then, so no booking to them is in flight. */
   let settledEpoch: number | undefined
   let state: State | undefined
   let timer: ReturnType<typeof setTimeout> | undefined
@@ -263,15 +263,19 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
     return s
   }
 
+  /** The first round for this pool: report from the epoch bookings started in. */
+  async function begin(from: number): Promise<State> {
+    const s = { nextEpoch: from, toDistribute: [] }
+    if ((await store.epochTotals(from)).length) logger.warn({ epoch: from, key: stateKey }, 'rewards: the database already holds metrics for this epoch, from another chain or pool; they will be reported too (use a fresh --db with a fresh devnet)')
+    await save(s)
+    logger.info({ epoch: from, rewardPool: config.contracts.rewardPool }, 'rewards: following the pool from this epoch')
+    return s
+  }
+
   async function round(): Promise<void> {
+    const booked = chainEpoch
     const now = await readEpoch()
-    let s = state ?? (await loadState())
-    if (!s) {
-      s = { nextEpoch: now, toDistribute: [] }
-      if ((await store.epochTotals(now)).length) logger.warn({ epoch: now, key: stateKey }, 'rewards: the database already holds metrics for this epoch from another chain or pool; they will be reported too (use a fresh --db with a fresh devnet)')
-      await save(s)
-      logger.info({ epoch: now, rewardPool: config.contracts.rewardPool }, 'rewards: following the pool from this epoch')
-    }
+    let s = state ?? (await loadState()) ?? (await begin(Math.min(booked, now)))
     state = s
     stats.nextEpoch = s.nextEpoch
     const closed = settledEpoch === undefined ? s.nextEpoch : Math.min(settledEpoch, now)
@@ -310,6 +314,9 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
         state = await loadState()
         if (state) stats.nextEpoch = state.nextEpoch
         await readEpoch()
+        state ??= await begin(chainEpoch)
+        // nothing of this process is booked yet: the epochs closed before now can be reported in the first round
+        settledEpoch = chainEpoch
       } catch (e) {
         // the chain may come later: bookings go to the last epoch known until it does
         chainEpoch = Math.max(chainEpoch, state?.nextEpoch ?? 0)
