@@ -3,8 +3,9 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
 import { parseStages } from '../../shared/engine/loadShards.ts'
+import { chainAgentFromEnv, NO_COUNTERS } from '../agent/chainAgentFromEnv.ts'
 import { runOracleAgent } from '../agent/runOracleAgent.ts'
-import { createNodeHost } from '../host/createNodeHost.ts'
+import { createNodeHost, type NodeHost } from '../host/createNodeHost.ts'
 import { createLogger, type Logger } from '../logger.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { loadOrCreateIdentity } from '../mesh/fileIdentity.ts'
@@ -15,7 +16,10 @@ export const START_USAGE = `usage: shardmesh start [--model <folder|url|owner/na
        [--weights float32|int4] [--memory-mb <n>] [--heartbeat-s 30] [--listen <multiaddr>]… [--peer <multiaddr>]… [--api-port <port>]
        [--host 127.0.0.1] [--identity <file>]
        --oracle: the Oracle assigns the layer range (and moves it as peers come and go); --memory-mb caps
-       the memory offered for weights (default: 80% of free RAM on cpu, the GPU's VRAM on webgpu).`
+       the memory offered for weights (default: 80% of free RAM on cpu, the GPU's VRAM on webgpu).
+       With a wallet (PLUMISE_PRIVATE_KEY, or PLUMISE_KEYSTORE + PLUMISE_KEYSTORE_PASSWORD) the host registers on
+       chain (PLUMISE_CHAIN_ID, PLUMISE_RPC_URL, SHARDMESH_DEVNET_FILE), proves its generations, reports metrics to
+       the Oracle (--oracle or ORACLE_API_URL) every REPORT_INTERVAL s and claims above CLAIM_THRESHOLD_WEI.`
 
 const optionsSchema = z.object({
   model: z.string().optional(),
@@ -73,8 +77,14 @@ export async function runStart(opts: StartOptions): Promise<void> {
   const node = await createNodeLibp2p({ privateKey, listen: opts.listen.length ? opts.listen : undefined })
   const log = logger.child({ peerId: node.peerId.toString() })
   log.info({ multiaddrs: node.getMultiaddrs().map(String), model: source.name, layers: `${range.start}-${range.end}` }, 'libp2p started; loading the shard')
-  const host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log })
-  stopOnSignals(log, () => host.stop())
+  let host: NodeHost | undefined
+  const chain = await chainAgentFromEnv({ peer: { peerId: node.peerId.toString(), privateKey }, model: source.name, stats: () => host?.counters() ?? NO_COUNTERS, logger: log })
+  host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)) })
+  void chain?.start()
+  stopOnSignals(log, async () => {
+    await chain?.stop()
+    await host.stop()
+  })
   await host.serve(range)
 }
 
@@ -83,8 +93,16 @@ async function runStartWithOracle(opts: StartOptions, oracle: string, logger: Lo
   const node = await createNodeLibp2p({ privateKey, listen: opts.listen.length ? opts.listen : undefined })
   const log = logger.child({ peerId: node.peerId.toString() })
   log.info({ multiaddrs: node.getMultiaddrs().map(String), oracle }, 'libp2p started; asking the oracle for a layer range')
-  const agent = await runOracleAgent({ oracle, node, privateKey, model: opts.model, device: opts.device, weights: opts.weights, memoryMb: opts.memoryMb, heartbeatIntervalMs: opts.heartbeatS * 1000, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log })
-  stopOnSignals(log, () => agent.stop())
+  let hostOf: () => NodeHost | undefined = () => undefined
+  const model = opts.model ? resolveModelSource(opts.model).name : undefined
+  const chain = await chainAgentFromEnv({ oracleUrl: oracle, peer: { peerId: node.peerId.toString(), privateKey }, model, stats: () => hostOf()?.counters() ?? NO_COUNTERS, logger: log })
+  const agent = await runOracleAgent({ oracle, node, privateKey, model: opts.model, device: opts.device, weights: opts.weights, memoryMb: opts.memoryMb, heartbeatIntervalMs: opts.heartbeatS * 1000, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)) })
+  hostOf = agent.host
+  void chain?.start()
+  stopOnSignals(log, async () => {
+    await chain?.stop()
+    await agent.stop()
+  })
 }
 
 /** Clean shutdown on SIGINT/SIGTERM: peers told, sessions closed, then exit. */
