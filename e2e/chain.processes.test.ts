@@ -230,7 +230,7 @@ describe('chain: hosts and the Oracle on a devnet, from registration to claimed 
         const receipt = await getTransactionReceipt(reader(), { hash: tx.hash })
         const from = getAddress(tx.from)
         fees.set(from, (fees.get(from) ?? 0n) + receipt.gasUsed * receipt.effectiveGasPrice)
-        const kind = `${isAddressEqual(from, devnet.accounts.oracle.address) ? 'oracle' : 'host'} ${kindOf(tx.to, tx.input)}`
+        const kind = `${isAddressEqual(from, devnet.accounts.oracle.address) ? 'oracle' : 'agent'} ${kindOf(tx.to, tx.input)}`
         gasByKind.set(kind, [...(gasByKind.get(kind) ?? []), receipt.gasUsed])
       }
     }

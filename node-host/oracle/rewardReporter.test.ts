@@ -23,6 +23,7 @@ import { readModelInfo } from './modelInfo.ts'
 import type { OracleStore } from './oracleStore.ts'
 import { createRewardReporter, type RewardReporter } from './rewardReporter.ts'
 import { createSqliteOracleStore } from './sqliteOracleStore.ts'
+import { freePort } from '../net/freePort.ts'
 
 // The oracle's reward reporter against a real devnet and a real SQLite store: metrics booked to the
 // chain's epoch, proofs checked on chain, one report per agent per epoch even across a crash in the
@@ -180,4 +181,38 @@ test('an epoch is reported once from the booked metrics, with only the proofs th
   const later = (await reports()).slice(reported.length)
   assert.deepEqual(later.map((r) => [r.agent, r.processedTokens, r.uptimeSeconds]), [[alice.address, 30n, 50n]])
   assert.deepEqual(current.stats().distributed, [])
+})
+
+test('a fresh devnet behind the same addresses gets its own progress; an unreachable chain at start books to the last epoch read', async () => {
+  const old = current.stats().nextEpoch
+  const fresh = await startDevnet({ blockTime: 0, blocksPerEpoch: 10 })
+  try {
+    assert.equal(fresh.contracts.rewardPool, devnet.contracts.rewardPool, 'deployments are deterministic')
+    const r = createRewardReporter({ store, chain: { config: fresh.config, rpcUrl: fresh.rpcUrl, chain: fresh.chain, devnet: fresh.file }, account: oracleAccount(), logger: silentLogger, pollMs: 3_600_000 })
+    await r.start()
+    await r.stop()
+    const epoch = Number(await readContract(fresh.walletClient(stranger), { address: fresh.contracts.rewardPool, abi: rewardPoolAbi, functionName: 'getCurrentEpoch' }))
+    assert.notEqual(epoch, old)
+    assert.equal(r.stats().nextEpoch, epoch)
+
+    await fresh.mine(25)
+    await r.start()
+    await r.stop()
+    const later = r.epoch()
+    assert.ok(later > epoch)
+    const closed = `http://127.0.0.1:${await freePort()}`
+    const offline = createRewardReporter({
+      store,
+      chain: { config: fresh.config, rpcUrl: closed, chain: fresh.chain, devnet: fresh.file },
+      account: oracleAccount(),
+      logger: silentLogger,
+      client: createWalletClient({ chain: fresh.chain, transport: http(closed, { retryCount: 0 }), account: oracleAccount() }),
+    })
+    await offline.start()
+    await offline.stop()
+    assert.equal(offline.epoch(), later)
+    assert.match(offline.stats().lastError ?? '', /fetch failed|HTTP request failed/)
+  } finally {
+    await fresh.close()
+  }
 })

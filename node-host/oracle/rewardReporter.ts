@@ -1,5 +1,5 @@
 import { getAddress, type Account, type Hash, type Hex } from 'viem'
-import { readContract } from 'viem/actions'
+import { getBlock, readContract } from 'viem/actions'
 import { z } from 'zod'
 import { agentRegistryAbi, rewardPoolAbi } from '../../shared/chain/abis.ts'
 import { distributeRewards, isEpochDistributable } from '../../shared/chain/distributeRewards.ts'
@@ -89,7 +89,10 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
   const client = init.client ?? walletClientFor(chain, init.account)
   const pollMs = init.pollMs ?? 5000
   const fundWei = init.fundWeiPerEpoch ?? 0n
-  const stateKey = `chain:rewards:${config.chainId}:${config.contracts.rewardPool.toLowerCase()}`
+  /** One state per chain (its genesis: a fresh devnet has the same pool address) and pool. */
+  let stateKey: string | undefined
+  const keyOf = async () =>
+    (stateKey ??= `chain:rewards:${config.chainId}:${config.contracts.rewardPool.toLowerCase()}:${(await getBlock(client, { blockNumber: 0n })).hash}`)
   const pool = { address: config.contracts.rewardPool, abi: rewardPoolAbi } as const
   const registry = { address: config.contracts.agentRegistry, abi: agentRegistryAbi } as const
 
@@ -113,20 +116,24 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
   }
 
   async function loadState(): Promise<State | undefined> {
-    const raw = await store.getValue(stateKey)
+    const raw = await store.getValue(await keyOf())
     if (raw === undefined) return undefined
     const parsed = stateSchema.safeParse(JSON.parse(raw))
-    if (!parsed.success) throw new Error(`stored reward state ${stateKey} is invalid: ${parsed.error.issues[0]!.message}`)
+    if (!parsed.success) throw new Error(`stored reward state ${await keyOf()} is invalid: ${parsed.error.issues[0]!.message}`)
     return parsed.data
   }
   const save = async (s: State) => {
     state = s
     stats.nextEpoch = s.nextEpoch
-    await store.setValue(stateKey, JSON.stringify(s))
+    await store.setValue(await keyOf(), JSON.stringify(s))
   }
+
+  /** The last epoch read, kept for a start while the chain is unreachable (bookings go to it meanwhile). */
+  const lastEpochKey = `chain:rewards:lastEpoch:${config.chainId}:${config.contracts.rewardPool.toLowerCase()}`
 
   async function readEpoch(): Promise<number> {
     const e = Number(await readContract(client, { ...pool, functionName: 'getCurrentEpoch' }))
+    if (e !== chainEpoch) await store.setValue(lastEpochKey, String(e))
     chainEpoch = Math.max(chainEpoch, e)
     stats.epoch = chainEpoch
     return chainEpoch
@@ -266,16 +273,24 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
   /** The first round for this pool: report from the epoch bookings started in. */
   async function begin(from: number): Promise<State> {
     const s = { nextEpoch: from, toDistribute: [] }
-    if ((await store.epochTotals(from)).length) logger.warn({ epoch: from, key: stateKey }, 'rewards: the database already holds metrics for this epoch, from another chain or pool; they will be reported too (use a fresh --db with a fresh devnet)')
+    if ((await store.epochTotals(from)).length) logger.warn({ epoch: from, key: stateKey }, 'rewards: the database already holds metrics for this epoch, from another chain or pool; they will be reported too (give a fresh devnet a fresh --db)')
     await save(s)
     logger.info({ epoch: from, rewardPool: config.contracts.rewardPool }, 'rewards: following the pool from this epoch')
     return s
   }
 
+  /** The stored state, unless the chain is behind it (a new chain behind the same addresses): then a fresh one. */
+  async function resume(now: number): Promise<State | undefined> {
+    const s = await loadState()
+    if (!s || s.nextEpoch <= now) return s
+    logger.warn({ stored: s.nextEpoch, epoch: now }, 'rewards: the chain is behind the stored progress (a new devnet?): starting over from its epoch')
+    return begin(now)
+  }
+
   async function round(): Promise<void> {
     const booked = chainEpoch
     const now = await readEpoch()
-    let s = state ?? (await loadState()) ?? (await begin(Math.min(booked, now)))
+    let s = state ?? (await resume(now)) ?? (await begin(Math.min(booked, now)))
     state = s
     stats.nextEpoch = s.nextEpoch
     const closed = settledEpoch === undefined ? s.nextEpoch : Math.min(settledEpoch, now)
@@ -311,15 +326,13 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
     epoch: () => chainEpoch,
     async start() {
       try {
-        state = await loadState()
-        if (state) stats.nextEpoch = state.nextEpoch
         await readEpoch()
-        state ??= await begin(chainEpoch)
+        state = (await resume(chainEpoch)) ?? (await begin(chainEpoch))
         // nothing of this process is booked yet: the epochs closed before now can be reported in the first round
         settledEpoch = chainEpoch
       } catch (e) {
         // the chain may come later: bookings go to the last epoch known until it does
-        chainEpoch = Math.max(chainEpoch, state?.nextEpoch ?? 0)
+        chainEpoch = Math.max(chainEpoch, Number((await store.getValue(lastEpochKey)) ?? 0) || 0)
         stats.lastError = (e as Error).message
         logger.warn({ err: (e as Error).message, epoch: chainEpoch }, 'rewards: cannot read the chain epoch yet; retrying')
       }
