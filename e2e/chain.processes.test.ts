@@ -100,7 +100,17 @@ describe('chain: hosts and the Oracle on a devnet, from registration to claimed 
       const proc = procs[1 + i]!
       peerIds.set(who.address, await waitFor(`host ${i}'s peer id`, async () => proc.log.join('').match(/"peerId":"(12D3Koo\w+)"/)?.[1], 30_000, allLogs))
     }
-    await waitFor('the origin serving, every layer ready', async () => ((await fetch(`${api}/health`).then((r) => r.json())).status === 'ok' ? true : undefined), 120_000, allLogs)
+    await waitFor('the origin serving', async () => ((await fetch(`${api}/health`).then((r) => r.json())).status === 'ok' ? true : undefined), 120_000, allLogs)
+    await waitFor(
+      'every layer ready',
+      async () => {
+        const t = (await fetch(`${oracleUrl}/api/v1/pipeline/topology?model=${MODEL}`).then((r) => r.json())) as { totalLayers: number; nodes: Array<{ layerStart: number; layerEnd: number; ready: boolean }> }
+        const covered = Array.from({ length: t.totalLayers }, (_, l) => t.nodes.some((n) => n.ready && n.layerStart <= l && l < n.layerEnd)).every(Boolean)
+        return t.totalLayers > 0 && covered ? true : undefined
+      },
+      120_000,
+      allLogs,
+    )
   })
   after(async () => {
     for (const p of procs) p.child.kill('SIGKILL')

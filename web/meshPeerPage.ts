@@ -99,17 +99,20 @@ window.meshPeer = {
   async joinOracle(params) {
     if (node) throw new Error('already started')
     engine = createEngineClient()
-    const config = (await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json()) as { hidden_size: number }
+    const config = (await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json()) as { hidden_size: number; num_hidden_layers: number }
     const privateKey = await loadOrCreateBrowserIdentity()
     node = await createBrowserLibp2p({ privateKey })
     const relayed = await connectRelay(node, params.relay)
     for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
     service = createForwardService({ node, model: params.model, hiddenSize: config.hidden_size, stepTimeoutMs: 20_000 })
     await service.start()
+    // Peers learn the page's range (and that it serves none yet) over the info protocol, like a Node host's.
+    await serveInfo(node, () => ({ model: params.model, numLayers: config.num_hidden_layers, range: oracleAgent?.range(), known: [] }))
     const multiaddrs = () => (node!.getMultiaddrs().length ? node!.getMultiaddrs().map(String) : relayed)
     oracleAgent = await startPageOracleAgent({
       oracle: params.oracle,
       modelUrl: params.modelUrl,
+      model: params.model,
       benchmarkUrl: params.modelUrl,
       engine,
       service,

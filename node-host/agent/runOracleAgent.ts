@@ -84,6 +84,11 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
       host = await createNodeHost({ node, source, device: init.device, weights: init.weights, bootstrap: init.bootstrap, discover: topologyAddresses(model), apiPort: init.apiPort, apiHost: init.apiHost, logger: log, onGenerated: init.onGenerated })
       return host
     })()
+    // A host that could not be set up (a model it cannot read, a port in use) is tried afresh by the next task.
+    creating.catch(() => {
+      creating = undefined
+      if (!host) hostModel = undefined
+    })
     return creating
   }
 
@@ -148,7 +153,7 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
       mesh: {
         peer_id: node.peerId.toString(),
         multiaddrs: node.getMultiaddrs().map(String),
-        model: preferred?.name,
+        model: hostModel ?? preferred?.name,
         device: score.device,
         memory_mb: memoryMb,
         benchmark_tok_per_sec: score.tokensPerSecond,

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -43,23 +43,29 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
   const children: ChildProcess[] = []
   let devnet: Devnet | undefined
   let stopping = false
-  const stopAll = async (signal: NodeJS.Signals) => {
+  const stopAll = async () => {
     if (stopping) return
     stopping = true
-    const hostsFirst = children.slice(1).concat(children.slice(0, 1))
-    for (const c of hostsFirst) if (c.exitCode === null) c.kill(signal)
+    // SIGTERM, not the signal received: on Ctrl-C the terminal has already sent SIGINT to every child,
+    // and a second SIGINT would cut their clean shutdown short. Hosts first (their last reports reach
+    // the Oracle), then the Oracle.
+    const [oracle, ...hostProcs] = children
+    for (const c of hostProcs) if (c.exitCode === null) c.kill('SIGTERM')
+    await Promise.race([Promise.all(hostProcs.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined))), new Promise((r) => setTimeout(r, 10_000))])
+    if (oracle && oracle.exitCode === null) oracle.kill('SIGTERM')
     await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)))
     await devnet?.close()
   }
-  process.once('SIGINT', () => void stopAll('SIGINT'))
-  process.once('SIGTERM', () => void stopAll('SIGTERM'))
+  process.once('SIGINT', () => void stopAll())
+  process.once('SIGTERM', () => void stopAll())
   const spawnCli = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    if (stopping) return undefined
     const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env } })
     children.push(child)
     child.once('exit', (code, signal) => {
       if (!stopping && signal === null && code !== 0) {
         process.stderr.write(`shardmesh local: ${args[0]} exited with code ${code}; stopping the network\n`)
-        void stopAll('SIGTERM')
+        void stopAll()
       }
     })
     return child
@@ -70,14 +76,23 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
     // The hosts' wallets: anvil's dev accounts after the deployer and the oracle.
     devnet = await startDevnet({ out: devnetFile, blocksPerEpoch: 30 })
     await fundHosts(devnet, hosts)
+    if (stopping) return void (await devnet.close())
   }
+  // A fresh chain each run, so a fresh Oracle too (its metrics and reports belong to the old chain).
+  await Promise.all(['', '-wal', '-shm'].map((ext) => rm(join(home, `oracle.db${ext}`), { force: true })))
   const chainEnv = (key?: string): NodeJS.ProcessEnv => (devnet ? { SHARDMESH_DEVNET_FILE: devnetFile, PLUMISE_CHAIN_ID: String(devnet.chainId), PLUMISE_RPC_URL: devnet.rpcUrl, ...(key ? { PLUMISE_PRIVATE_KEY: key } : {}) } : {})
 
   const oracleUrl = `http://127.0.0.1:${oraclePort}`
   const oracleArgs = ['oracle', '--port', String(oraclePort), '--db', join(home, 'oracle.db')]
   if (values.model) oracleArgs.push('--model', values.model)
   spawnCli(oracleArgs, devnet ? { ...chainEnv(), ORACLE_PRIVATE_KEY: devnet.accounts.oracle.privateKey } : {})
-  await waitUntil(async () => (await fetch(`${oracleUrl}/health`)).ok, 30_000, () => children.some((c) => c.exitCode !== null))
+  const oracleUp = await waitUntil(async () => (await fetch(`${oracleUrl}/health`)).ok, 30_000, () => children.some((c) => c.exitCode !== null))
+  if (!oracleUp || stopping) {
+    if (!stopping) process.stderr.write(`shardmesh local: the Oracle did not come up at ${oracleUrl}; stopping\n`)
+    await stopAll()
+    process.exitCode = 1
+    return
+  }
 
   // Each host offers a little over half of the model's weights: the Oracle makes a pipeline of two
   // hosts and puts the others on second copies, so every layer survives the loss of one host.
@@ -87,7 +102,8 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
     const args = ['start', '--oracle', oracleUrl, '--device', device, '--memory-mb', String(memoryMb), '--heartbeat-s', '10', '--listen', '/ip4/127.0.0.1/tcp/0', '--listen', '/ip4/127.0.0.1/tcp/0/ws', '--identity', join(home, `host-${i}.key`)]
     if (values.model) args.push('--model', values.model)
     if (i === 0) args.push('--api-port', String(apiPort))
-    spawnCli(args, chainEnv(devnet?.accounts.others[i]?.privateKey))
+    // Claims above 0.1 ETH, reports every 20 s: rewards show up within minutes on the demo chain.
+    spawnCli(args, { CLAIM_THRESHOLD_WEI: process.env.CLAIM_THRESHOLD_WEI ?? '100000000000000000', REPORT_INTERVAL: process.env.REPORT_INTERVAL ?? '20', ...chainEnv(devnet?.accounts.others[i]?.privateKey) })
   }
 
   const url = `http://127.0.0.1:${apiPort}`

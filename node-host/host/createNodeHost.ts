@@ -5,7 +5,7 @@ import type { DeviceOption } from '../../shared/engine/runtime.ts'
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
 import { createTextGenerator, type TextGenerator } from '../../shared/engine/textGenerator.ts'
 import { createForwardService } from '../../shared/mesh/forwardService.ts'
-import { serveInfo } from '../../shared/mesh/infoProtocol.ts'
+import { INFO_PROTOCOL, serveInfo } from '../../shared/mesh/infoProtocol.ts'
 import { createPeerTable } from '../../shared/mesh/peerTable.ts'
 import type { ModelSource } from '../../shared/model/modelSource.ts'
 import { parseModelConfig, type ModelSpec } from '../../shared/model/modelSpec.ts'
@@ -59,31 +59,40 @@ export async function createNodeHost(init: NodeHostInit) {
   let generator: TextGenerator | null = null
   /** The HTTP API reports "loading" until this host serves its first range (or is told to go on without one). */
   let originReady = false
-  if (init.apiPort !== undefined) {
-    const tokenizerConfig = await readTokenizerConfig(source)
-    server = createServer(
-      createHttpApi(
-        { model: source.name, address: peerId, layers: () => ({ start: range?.start ?? 0, end: range?.end ?? 0, total: spec.numLayers }), apiSecret: process.env.API_SECRET, tokenizerConfig },
-        {
-          logger: log,
-          generator: () => (originReady ? generator : null),
-          topology: () => table.peers().map((p) => ({ address: p.peerId, multiaddrs: p.multiaddrs, layerStart: p.start, layerEnd: p.end })),
+  // A setup that fails half way (a port in use, an unreadable tokenizer) undoes itself, so it can be tried again.
+  try {
+    if (init.apiPort !== undefined) {
+      const tokenizerConfig = await readTokenizerConfig(source)
+      server = createServer(
+        createHttpApi(
+          { model: source.name, address: peerId, layers: () => ({ start: range?.start ?? 0, end: range?.end ?? 0, total: spec.numLayers }), apiSecret: process.env.API_SECRET, tokenizerConfig },
+          {
+            logger: log,
+            generator: () => (originReady ? generator : null),
+            topology: () => table.peers().map((p) => ({ address: p.peerId, multiaddrs: p.multiaddrs, layerStart: p.start, layerEnd: p.end })),
+          },
+        ),
+      )
+      await new Promise<void>((resolve, reject) => server!.once('error', reject).listen(init.apiPort, init.apiHost ?? '127.0.0.1', resolve))
+      const tokenizer = await loadTokenizer(source)
+      generator = createTextGenerator({
+        tokenizer,
+        eosTokenIds: spec.eosTokenIds,
+        onGenerated: init.onGenerated && ((req, r) => init.onGenerated!({ model: source.name, prompt: req.prompt, text: r.text, tokenCount: r.outputIds.length })),
+        run: async (params) => {
+          // Learn about peers that joined since the last refresh before planning.
+          if (table.peers().length < 2) await table.refresh()
+          return service.generate({ ...params, peers: () => table.peers(), numLayers: spec.numLayers, beforeReplan: () => table.refresh() })
         },
-      ),
-    )
-    await new Promise<void>((resolve, reject) => server!.once('error', reject).listen(init.apiPort, init.apiHost ?? '127.0.0.1', resolve))
-    const tokenizer = await loadTokenizer(source)
-    generator = createTextGenerator({
-      tokenizer,
-      eosTokenIds: spec.eosTokenIds,
-      onGenerated: init.onGenerated && ((req, r) => init.onGenerated!({ model: source.name, prompt: req.prompt, text: r.text, tokenCount: r.outputIds.length })),
-      run: async (params) => {
-        // Learn about peers that joined since the last refresh before planning.
-        if (table.peers().length < 2) await table.refresh()
-        return service.generate({ ...params, peers: () => table.peers(), numLayers: spec.numLayers, beforeReplan: () => table.refresh() })
-      },
-    })
-    log.info({ url: `http://${init.apiHost ?? '127.0.0.1'}:${(server.address() as { port: number }).port}` }, 'HTTP API ready')
+      })
+      log.info({ url: `http://${init.apiHost ?? '127.0.0.1'}:${(server.address() as { port: number }).port}` }, 'HTTP API ready')
+    }
+  } catch (e) {
+    table.stop()
+    server?.close()
+    await service.stop()
+    await node.unhandle(INFO_PROTOCOL).catch(() => undefined)
+    throw e
   }
 
   return {

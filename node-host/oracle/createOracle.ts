@@ -59,6 +59,20 @@ export async function createOracle(init: OracleInit) {
   /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
   const sent = new Map<string, { taskId: string; range: LayerRange; model: string }>()
   const joining = new Set<string>()
+  /** Agents that refused or failed their range, and until when they are not offered one again (doubling backoff). */
+  const refused = new Map<string, { until: number; backoffMs: number }>()
+  let closing = false
+  /** What the channel itself answers when the agent never did (not a refusal: the agent may come back). */
+  const TRANSIENT = new Set(['agent_unavailable', 'disconnected', 'timeout', 'platform_closing', 'unreachable'])
+
+  const refuse = async (agentId: string, reason: string) => {
+    const before = refused.get(agentId)
+    const backoffMs = Math.min(600_000, before ? before.backoffMs * 2 : 30_000)
+    refused.set(agentId, { until: Date.now() + backoffMs, backoffMs })
+    sent.delete(agentId)
+    logger.warn({ agentId, reason, retryInS: backoffMs / 1000 }, 'oracle: the agent refused or failed its range; it leaves the assignment for a while')
+    await core.leave(agentId, reason)
+  }
 
   const rangeBytes = (info: ModelInfo, r: LayerRange) => (r.end - r.start) * info.layerBytes + (r.start === 0 ? info.embedBytes : 0) + (r.end === info.numLayers ? info.headBytes : 0)
 
@@ -70,13 +84,16 @@ export async function createOracle(init: OracleInit) {
     sent.set(agentId, { taskId, range, model })
     const config: ShardTaskConfig = { kind: 'shardmesh.shard', model, layer_start: range.start, layer_end: range.end, total_layers: info.numLayers }
     const onGpu = node.device !== 'cpu' && node.device !== 'wasm' && node.vramMb > 0
+    // Never ask for more VRAM than the agent's largest GPU reports (unified memory reports none).
+    const gpuVramGb = Math.max(0, ...(orban.agents().find((a) => a.agentId === agentId)?.registration.hardware.gpus ?? []).map((g) => Number(g.vram_gb)))
+    const minVramGb = onGpu ? Math.min(gpuVramGb, Math.round((rangeBytes(info, range) / GB) * 100) / 100) : 0
     const result = await orban
       .assignTask(agentId, {
         task_id: taskId,
         job_id: `shard-${model}`.replace(/[^\w.-]/g, '-'),
         priority: 1,
         estimated_duration_sec: 0,
-        requirements: { min_vram_gb: onGpu ? Math.round((rangeBytes(info, range) / GB) * 100) / 100 : 0, min_compute_capability: '', framework: 'onnxruntime', fp16: false },
+        requirements: { min_vram_gb: minVramGb, min_compute_capability: '', framework: 'onnxruntime', fp16: false },
         payload: { model_url: info.source, model_hash: info.modelHash, input_data_url: '', output_url: '', config },
         pricing: { base_rate_usd_per_hour: 0, gpu_multiplier: 1, effective_rate: 0 },
       })
@@ -85,13 +102,25 @@ export async function createOracle(init: OracleInit) {
       logger.info({ agentId, model, layers: `${range.start}-${range.end}`, taskId }, 'oracle: shard task accepted')
       return
     }
-    if (sent.get(agentId)?.taskId !== taskId) return
-    logger.warn({ agentId, model, reason: result.rejected, details: result.details }, 'oracle: shard task rejected; the node leaves the assignment')
-    sent.delete(agentId)
-    await core.leave(agentId, `rejected its range: ${result.rejected}`)
+    if (sent.get(agentId)?.taskId !== taskId || closing) return
+    if (TRANSIENT.has(result.rejected)) {
+      // Not an answer from the agent: it re-registers when it reconnects, or the sweeper drops it.
+      logger.info({ agentId, reason: result.rejected }, 'oracle: shard task not answered')
+      sent.delete(agentId)
+      return
+    }
+    await refuse(agentId, `rejected its range: ${result.rejected}${result.details ? ` (${result.details})` : ''}`)
   }
 
   async function join(agent: OrbanConnectedAgent): Promise<void> {
+    if (closing) return
+    const held = refused.get(agent.agentId)
+    if (held && Date.now() < held.until) {
+      logger.debug({ agentId: agent.agentId }, 'oracle: agent refused its range recently; not offered one yet')
+      return
+    }
+    // Whatever it was sent before, a (re)registering agent is sent its range anew.
+    sent.delete(agent.agentId)
     const reg = agent.registration
     const mesh = reg.mesh
     const served = core.models().map((m) => m.name)
@@ -146,6 +175,7 @@ export async function createOracle(init: OracleInit) {
       },
       async onTaskProgress(agentId, progress) {
         core.touch(agentId)
+        if (progress.stage === 'serving') refused.delete(agentId)
         const current = sent.get(agentId)
         if (current?.taskId === progress.task_id && progress.stage === 'serving' && progress.progress >= 1) await core.ready(agentId).catch(() => undefined)
       },
@@ -164,10 +194,8 @@ export async function createOracle(init: OracleInit) {
         })
       },
       async onTaskFailed(agentId, failed) {
-        if (sent.get(agentId)?.taskId !== failed.task_id) return
-        logger.warn({ agentId, error: failed.error }, 'oracle: shard task failed; the node leaves the assignment')
-        sent.delete(agentId)
-        await core.leave(agentId, `task failed: ${failed.error.message}`)
+        if (sent.get(agentId)?.taskId !== failed.task_id || closing) return
+        await refuse(agentId, `task failed: ${failed.error.message}`)
       },
       onDisconnect(agentId, info) {
         logger.info({ agentId, code: info.code }, 'oracle: orban agent disconnected (dropped if silent for the silence window)')
@@ -176,12 +204,14 @@ export async function createOracle(init: OracleInit) {
   })
 
   // Moves caused by other nodes' joins and leaves reach the Orban agents they concern.
+  core.events.on('nodeLeft', (e) => sent.delete(e.address))
   core.events.on('assignment', (change) => {
+    if (closing) return
     const node = core.node(change.id)
     if (!node || node.kind !== 'orban' || joining.has(change.id) || !change.range) return
     const last = sent.get(change.id)
     if (last && last.range.start === change.range.start && last.range.end === change.range.end && last.model === change.model) return
-    void dispatch(change.id, change.model, change.range)
+    dispatch(change.id, change.model, change.range).catch((e: Error) => logger.error({ agentId: change.id, err: e.message }, 'oracle: dispatching a range failed'))
   })
 
   server.server.on('upgrade', (req, socket, head) => {
@@ -197,6 +227,7 @@ export async function createOracle(init: OracleInit) {
     store,
     rewards,
     async close(): Promise<void> {
+      closing = true
       await orban.close()
       await server.close()
       await rewards?.stop()

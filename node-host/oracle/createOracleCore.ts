@@ -210,7 +210,9 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
       logger.warn({ id: n.id, model: n.model }, 'stored node is for a model not served now: ignored (kept in the store)')
       continue
     }
-    nodes.set(n.id, { ...n, lastSeen: loadedAt, touchedAt: 0 })
+    // Orban agents always re-register after a reconnect and report `serving` again: until then an
+    // Oracle that was down cannot know they still hold their layers (a host may have gone for good).
+    nodes.set(n.id, { ...n, ready: n.kind === 'orban' ? false : n.ready, lastSeen: loadedAt, touchedAt: 0 })
   }
   const stale = new Set<string>()
   for (const a of await store.loadAssignments()) {
@@ -289,6 +291,18 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
       if (!sameRange(previous, range)) changes.push({ id: n.id, model, range, previous })
     }
     await store.replaceAssignments(model, next, now())
+    // An Orban node that was moved must load its new range before routes go through it: not ready
+    // until its task reports `serving` again (Plumise nodes are told their range only on register).
+    for (const c of changes) {
+      const n = nodes.get(c.id)
+      if (n && n.kind === 'orban' && n.ready) {
+        const t = now()
+        const next = { ...n, ready: false, updatedAt: t }
+        nodes.set(n.id, next)
+        await store.upsertNode(next)
+        events.emit('nodeStatus', { address: n.id, model, ready: false, timestamp: t })
+      }
+    }
     for (const n of live) ranges.delete(n.id)
     for (const [id, r] of next) ranges.set(id, r)
     for (const c of changes) {

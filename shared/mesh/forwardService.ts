@@ -242,6 +242,8 @@ export function createForwardService(init: ForwardServiceInit) {
       send(down!, f).catch((e: Error) => {
         throw new MeshError(ErrorCode.UNREACHABLE_NEXT_HOP, `cannot reach the next hop: ${e.message}`, next.peerId)
       })
+    // Counted on its shard from here: a swap while the next hop is dialled waits for this session too.
+    activeShard.set(sessionId, shard)
     try {
       down = await openStream(next)
       if (!isLast) {
@@ -249,12 +251,12 @@ export function createForwardService(init: ForwardServiceInit) {
         void relayErrors(down, up, next.peerId, sessionId, () => active.has(sessionId))
       }
     } catch (e) {
+      activeShard.delete(sessionId)
       await fail(ErrorCode.UNREACHABLE_NEXT_HOP, `cannot reach the next hop: ${(e as Error).message}`, next.peerId)
       return close(up)
     }
 
     active.set(sessionId, up)
-    activeShard.set(sessionId, shard)
     served.sessions++
     try {
       for (;;) {

@@ -12,6 +12,8 @@ export type PageOracleAgentInit = {
   oracle: string
   /** Folder URL this page loads the model from (the Oracle's own source is a path on its machine). */
   modelUrl: string
+  /** The model's name on the wire. */
+  model: string
   engine: EngineClient
   service: ForwardService
   privateKey: PrivateKey
@@ -64,15 +66,21 @@ export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{
 
   async function load(controller: OrbanTaskController, next: LayerRange): Promise<void> {
     try {
-      controller.progress({ progress: 0, stage: 'loading' })
-      const loaded = await init.engine.load({ baseUrl: init.modelUrl, ranges: [next], device: init.device })
-      const handle = loaded.shards[0]!
       const previous = current
-      range = next
-      current = { controller, shardId: handle.id, since: Date.now() }
-      await init.service.setShard(asShardSession(workerShard(init.engine, loaded, handle)), previous ? 30_000 : 0).then(() => {
-        if (previous) void init.engine.dispose({ shards: [previous.shardId] })
-      })
+      if (previous && range && range.start === next.start && range.end === next.end) {
+        // The range it already serves (a reconnect, an Oracle restart): no reload, the new task takes over.
+        current = { ...previous, controller, since: Date.now() }
+      } else {
+        controller.progress({ progress: 0, stage: 'loading' })
+        const loaded = await init.engine.load({ baseUrl: init.modelUrl, ranges: [next], device: init.device })
+        const handle = loaded.shards[0]!
+        range = next
+        current = { controller, shardId: handle.id, since: Date.now() }
+        // Sessions open on the previous shard finish there; it is released once they have.
+        void init.service.setShard(asShardSession(workerShard(init.engine, loaded, handle)), previous ? 30_000 : 0).then(() => {
+          if (previous) void init.engine.dispose({ shards: [previous.shardId] })
+        })
+      }
       controller.progress({ progress: 1, stage: 'serving' })
       init.onRange?.(next)
       if (previous) previous.controller.complete({ result: { output_url: '', output_hash: '', execution_time_sec: (Date.now() - previous.since) / 1000, gpu_time_sec: 0 } })
@@ -84,6 +92,7 @@ export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{
   function onTask(task: OrbanTask, controller: OrbanTaskController): OrbanTaskDecision {
     const cfg = task.payload.config
     if (!isShardTask(cfg)) return { accept: false, reason: 'unsupported_task', details: 'this agent serves shardmesh layer ranges only' }
+    if (cfg.model !== init.model) return { accept: false, reason: 'other_model', details: `this page serves "${init.model}"` }
     chain = chain.then(() => load(controller, { start: cfg.layer_start, end: cfg.layer_end }))
     return { accept: true }
   }
@@ -101,6 +110,7 @@ export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{
       mesh: {
         peer_id: init.peerId,
         multiaddrs: init.multiaddrs(),
+        model: init.model,
         device: score.device,
         memory_mb: Math.floor(profile.memoryBytes / (1024 * 1024)),
         benchmark_tok_per_sec: score.tokensPerSecond,
