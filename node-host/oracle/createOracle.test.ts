@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import { createOrbanAgent, type OrbanAgent, type OrbanRegistration, type OrbanTaskController } from '../../shared/oracle/orban/createOrbanAgent.ts'
+import { createLogger } from '../logger.ts'
+import { createOracle, type Oracle } from './createOracle.ts'
+import { readModelInfo } from './modelInfo.ts'
+
+const MODEL = 'docs-llama-7m'
+let dir: string
+let oracle: Oracle
+const agents: OrbanAgent[] = []
+
+const registration = (memoryMb: number): OrbanRegistration => ({
+  hardware: { gpus: [], cpu: { model: 'test', cores: 2, threads: 2 }, memory_gb: 8, storage_available_gb: 10 },
+  capabilities: { supported_frameworks: ['onnxruntime'], max_batch_size: 1, fp16_support: false, int8_support: false },
+  location: { country: '', region: '', latency_to_platform_ms: 0 },
+  availability: { hours_per_day: 24, reliability_score: 1 },
+  mesh: { peer_id: `peer-${randomBytes(4).toString('hex')}`, multiaddrs: [], device: 'cpu', memory_mb: memoryMb, benchmark_tok_per_sec: 100 },
+})
+
+async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = fn()
+    if (v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'shardmesh-create-oracle-'))
+  oracle = await createOracle({ db: join(dir, 'oracle.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, logger: createLogger('oracle', 'silent') })
+})
+after(async () => {
+  for (const a of agents) await a.stop()
+  await oracle.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+test('an agent that refuses its range leaves the assignment and is not offered one again on every heartbeat', async () => {
+  let offers = 0
+  const refuser = await createOrbanAgent({
+    url: oracle.url,
+    key: randomBytes(32),
+    heartbeatIntervalMs: 50,
+    registration: registration(100),
+    onTask: () => (offers++, { accept: false, reason: 'busy', details: 'a test that says no' }),
+  })
+  agents.push(refuser)
+  await refuser.ready()
+  await waitFor('the first offer', () => offers >= 1)
+  await waitFor('the refusal to take effect', () => oracle.core.node(refuser.agentId) === undefined)
+  // Twenty heartbeats later: still the one offer (the backoff holds), not a join/leave loop.
+  await new Promise((r) => setTimeout(r, 1000))
+  assert.equal(offers, 1)
+  assert.equal(oracle.core.node(refuser.agentId), undefined)
+})
+
+test('an agent that accepts gets its range as TASK_ASSIGN and is ready only once it reports serving', async () => {
+  let controller: OrbanTaskController | undefined
+  const agent = await createOrbanAgent({
+    url: oracle.url,
+    key: randomBytes(32),
+    heartbeatIntervalMs: 200,
+    registration: registration(100),
+    onTask: (_task, c) => ((controller = c), { accept: true }),
+  })
+  agents.push(agent)
+  const c = await waitFor('a task', () => controller)
+  assert.deepEqual(c.task.payload.config, { kind: 'shardmesh.shard', model: MODEL, layer_start: 0, layer_end: 8, total_layers: 8 })
+  await waitFor('the accept to reach the oracle', () => oracle.core.node(agent.agentId))
+  assert.equal(oracle.core.node(agent.agentId)!.ready, false, 'not ready while loading')
+  c.progress({ progress: 0.5, stage: 'loading' })
+  c.progress({ progress: 1, stage: 'serving' })
+  const node = await waitFor('ready in topology', () => oracle.core.topology(MODEL).nodes.find((n) => n.nodeAddress === agent.agentId && n.ready))
+  assert.deepEqual([node.layerStart, node.layerEnd], [0, 8])
+})
