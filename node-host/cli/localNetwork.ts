@@ -111,9 +111,14 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
     const t = (await fetch(`${oracleUrl}/api/v1/pipeline/topology?model=${encodeURIComponent(info.name)}`).then((r) => r.json())) as { nodes: Array<{ layerStart: number; layerEnd: number; ready: boolean }> }
     return Array.from({ length: info.numLayers }, (_, l) => t.nodes.some((n) => n.ready && n.layerStart <= l && l < n.layerEnd)).every(Boolean)
   }
-  // Ready when the origin answers and every layer is served.
+  // One token through the whole route: what the printed curl lines will do.
+  const generates = async () => {
+    const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: 'The', max_tokens: 1, temperature: 0 }) })
+    return r.ok
+  }
+  // Ready when the origin answers, every layer is served, and a token comes back.
   const healthy = await waitUntil(
-    async () => ((await fetch(`${url}/health`).then((r) => r.json())) as { status: string }).status === 'ok' && (await covered()),
+    async () => ((await fetch(`${url}/health`).then((r) => r.json())) as { status: string }).status === 'ok' && (await covered()) && (await generates()),
     600_000,
     () => children.some((c) => c.exitCode !== null),
   )

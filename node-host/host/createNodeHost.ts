@@ -7,6 +7,7 @@ import { createTextGenerator, type TextGenerator } from '../../shared/engine/tex
 import { createForwardService } from '../../shared/mesh/forwardService.ts'
 import { INFO_PROTOCOL, serveInfo } from '../../shared/mesh/infoProtocol.ts'
 import { createPeerTable } from '../../shared/mesh/peerTable.ts'
+import { planRoute, type PeerShard } from '../../shared/mesh/planRoute.ts'
 import type { ModelSource } from '../../shared/model/modelSource.ts'
 import { parseModelConfig, type ModelSpec } from '../../shared/model/modelSpec.ts'
 import type { LayerRange, WeightFormat } from '../../shared/model/shardGraph.ts'
@@ -14,6 +15,15 @@ import { loadTokenizer, readTokenizerConfig } from '../../shared/model/tokenizer
 import type { Logger } from '../logger.ts'
 import { createHttpApi } from '../api/httpApi.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
+
+const hasRoute = (peers: PeerShard[], numLayers: number) => {
+  try {
+    planRoute(peers, numLayers)
+    return true
+  } catch {
+    return false
+  }
+}
 
 export type NodeHostInit = {
   node: Libp2p
@@ -80,8 +90,8 @@ export async function createNodeHost(init: NodeHostInit) {
         eosTokenIds: spec.eosTokenIds,
         onGenerated: init.onGenerated && ((req, r) => init.onGenerated!({ model: source.name, prompt: req.prompt, text: r.text, tokenCount: r.outputIds.length })),
         run: async (params) => {
-          // Learn about peers that joined since the last refresh before planning.
-          if (table.peers().length < 2) await table.refresh()
+          // Learn about peers that joined (or were moved) since the last refresh when what is known has no route.
+          if (!hasRoute(table.peers(), spec.numLayers)) await table.refresh()
           return service.generate({ ...params, peers: () => table.peers(), numLayers: spec.numLayers, beforeReplan: () => table.refresh() })
         },
       })
