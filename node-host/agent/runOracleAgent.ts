@@ -79,7 +79,9 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
 
   const hostFor = (task: OrbanTask, model: string): Promise<NodeHost> => {
     creating ??= (async () => {
-      const source = preferred && preferred.name === model ? preferred : resolveModelSource(task.payload.model_url)
+      // `/models/<name>/`: the Oracle serves the files itself.
+      const url = task.payload.model_url.startsWith('/models/') ? new URL(task.payload.model_url, init.oracle).href : task.payload.model_url
+      const source = preferred && preferred.name === model ? preferred : resolveModelSource(url)
       if (source.name !== model) throw new Error(`the task's source ${task.payload.model_url} is "${source.name}", not "${model}"`)
       host = await createNodeHost({ node, source, device: init.device, weights: init.weights, bootstrap: init.bootstrap, discover: topologyAddresses(model), apiPort: init.apiPort, apiHost: init.apiHost, logger: log, onGenerated: init.onGenerated })
       return host

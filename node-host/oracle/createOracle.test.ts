@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { createOrbanAgent, type OrbanAgent, type OrbanRegistration, type OrbanTaskController } from '../../shared/oracle/orban/createOrbanAgent.ts'
 import { createLogger } from '../logger.ts'
+import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { createOracle, type Oracle } from './createOracle.ts'
 import { readModelInfo } from './modelInfo.ts'
 
@@ -13,6 +14,7 @@ const MODEL = 'docs-llama-7m'
 let dir: string
 let oracle: Oracle
 const agents: OrbanAgent[] = []
+let assignedModelUrl: string | undefined
 
 const registration = (memoryMb: number): OrbanRegistration => ({
   hardware: { gpus: [], cpu: { model: 'test', cores: 2, threads: 2 }, memory_gb: 8, storage_available_gb: 10 },
@@ -72,6 +74,7 @@ test('an agent that accepts gets its range as TASK_ASSIGN and is ready only once
   })
   agents.push(agent)
   const c = await waitFor('a task', () => controller)
+  assignedModelUrl = c.task.payload.model_url
   assert.deepEqual(c.task.payload.config, { kind: 'shardmesh.shard', model: MODEL, layer_start: 0, layer_end: 8, total_layers: 8 })
   await waitFor('the accept to reach the oracle', () => oracle.core.node(agent.agentId))
   assert.equal(oracle.core.node(agent.agentId)!.ready, false, 'not ready while loading')
@@ -79,4 +82,23 @@ test('an agent that accepts gets its range as TASK_ASSIGN and is ready only once
   c.progress({ progress: 1, stage: 'serving' })
   const node = await waitFor('ready in topology', () => oracle.core.topology(MODEL).nodes.find((n) => n.nodeAddress === agent.agentId && n.ready))
   assert.deepEqual([node.layerStart, node.layerEnd], [0, 8])
+})
+
+test("a model in a local folder is offered by the Oracle: tasks name /models/<name>/, its files answer Range reads, nothing else is served", async () => {
+  // The task of the agent above.
+  const modelUrl = assignedModelUrl
+  assert.equal(modelUrl, `/models/${MODEL}/`)
+  const base = new URL(modelUrl!, oracle.url).href
+  const folder = join(import.meta.dirname, '..', '..', 'public', 'models', MODEL)
+  assert.deepEqual(await (await fetch(`${base}config.json`)).json(), JSON.parse(await readFile(join(folder, 'config.json'), 'utf8')))
+  const ranged = await fetch(`${base}model.safetensors`, { headers: { Range: 'bytes=8-15' } })
+  assert.equal(ranged.status, 206)
+  assert.deepEqual(Buffer.from(await ranged.arrayBuffer()), (await readFile(join(folder, 'model.safetensors'))).subarray(8, 16))
+  // What the hosts do with it: an http model source named after the folder.
+  const source = resolveModelSource(base)
+  assert.equal(source.name, MODEL)
+  assert.equal(JSON.parse(await source.readText('config.json')).num_hidden_layers, 8)
+  for (const path of [`/models/${MODEL}/README.md`, `/models/${MODEL}/..%2Fconfig.json`, '/models/other/config.json', `/models/${MODEL}/%2E%2E/package.json`]) {
+    assert.equal((await fetch(new URL(path, oracle.url))).status, 404, path)
+  }
 })

@@ -55,7 +55,8 @@ export async function createOracle(init: OracleInit) {
   const rewards: RewardReporter | undefined = init.chain && createRewardReporter({ ...init.chain, store, logger })
   await rewards?.start()
   const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, replicas: init.replicas, logger, epoch: rewards?.epoch })
-  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger })
+  const modelFolders = new Map(init.models.flatMap((m) => (m.folder ? [[m.name, m.folder] as const] : [])))
+  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders })
   /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
   const sent = new Map<string, { taskId: string; range: LayerRange; model: string }>()
   const joining = new Set<string>()
@@ -94,7 +95,8 @@ export async function createOracle(init: OracleInit) {
         priority: 1,
         estimated_duration_sec: 0,
         requirements: { min_vram_gb: minVramGb, min_compute_capability: '', framework: 'onnxruntime', fp16: false },
-        payload: { model_url: info.source, model_hash: info.modelHash, input_data_url: '', output_url: '', config },
+        // A model in a local folder is offered by this server (a path relative to it); others by their URL or Hub id.
+        payload: { model_url: info.folder ? `/models/${encodeURIComponent(info.name)}/` : info.source, model_hash: info.modelHash, input_data_url: '', output_url: '', config },
         pricing: { base_rate_usd_per_hour: 0, gpu_multiplier: 1, effective_rate: 0 },
       })
       .catch((e: Error) => ({ rejected: 'unreachable', details: e.message }))

@@ -1,4 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { join } from 'node:path'
+import { serveFile } from '../net/serveFile.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { OracleCore } from './createOracleCore.ts'
 import type { OracleStore } from './oracleStore.ts'
@@ -27,7 +29,12 @@ export type OracleServerInit = {
   trustProxy?: boolean
   /** Accepted clock skew of signed timestamps, seconds. @default 60 */
   timestampWindowS?: number
+  /** Models served from local folders, by wire name: their files are offered at `/models/<name>/<file>` (Range requests) so hosts elsewhere can load them. */
+  modelFolders?: ReadonlyMap<string, string>
 }
+
+/** The checkpoint files a host reads; nothing else in a model folder is served. */
+const MODEL_FILE = /^(config\.json|generation_config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|model\.safetensors|model\.safetensors\.index\.json|model-\d{5}-of-\d{5}\.safetensors)$/
 
 export type OracleStats = {
   uptimeSeconds: number
@@ -173,6 +180,18 @@ export async function createOracleServer(init: OracleServerInit): Promise<Oracle
       return refuse(res, new OracleHttpError(400, 'invalid_body', 'malformed request URL'), { ip, path: String(req.url) })
     }
     const path = url.pathname
+    // Model files: many Range reads per shard, so outside the per-IP request budget.
+    if (path.startsWith('/models/') && (req.method === 'GET' || req.method === 'HEAD')) {
+      const m = /^\/models\/([^/]+)\/([^/]+)$/.exec(path)
+      const folder = m ? init.modelFolders?.get(decodeURIComponent(m[1]!)) : undefined
+      const file = m ? decodeURIComponent(m[2]!) : ''
+      if (!folder || !MODEL_FILE.test(file)) return refuse(res, new OracleHttpError(404, 'not_found', `no model file ${path}`), { ip, path })
+      serveFile(req, res, join(folder, file)).catch((e: Error) => {
+        logger.error({ err: e.message, path }, 'serving a model file failed')
+        res.destroy()
+      })
+      return
+    }
     const handler = table[`${req.method} ${path}`]
     Promise.resolve()
       .then(() => {

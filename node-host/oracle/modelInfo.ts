@@ -20,6 +20,8 @@ export type ModelInfo = {
   source: string
   /** keccak256(utf8(name)), as in inference proofs. */
   modelHash: Hex
+  /** The local folder it was read from, when it was one (the Oracle then serves its files to hosts). */
+  folder?: string
 }
 
 const bytesOf = (index: SafetensorsIndex, names: string[]) =>
@@ -50,5 +52,5 @@ export async function modelInfoFromSource(source: ModelSource, signal?: AbortSig
 export async function readModelInfo(spec: string | undefined, options: { env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {}): Promise<ModelInfo> {
   const source = resolveModelSource(spec, options.env)
   const info = await modelInfoFromSource(source, options.signal)
-  return { ...info, source: spec ?? source.location }
+  return { ...info, source: spec ?? source.location, folder: /^https?:\/\//.test(source.location) ? undefined : source.location }
 }
