@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,7 +20,8 @@ import { computeEpochRewards } from '../shared/chain/rewardFormula.ts'
 import { createPlumiseOracleClient, OracleRequestError } from '../shared/oracle/plumiseOracleClient.ts'
 import { startDevnet, type DevAccount, type Devnet } from '../node-host/chain/startDevnet.ts'
 import { freePort } from '../node-host/net/freePort.ts'
-import { loadFixture, REPO_ROOT, type FixturePrompt } from '../node-host/testing/fixtures.ts'
+import { spawnCli, waitFor, type CliProcess } from './cliProcess.ts'
+import { loadFixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
 
 // The chain wired end to end in real processes on loopback: a devnet in this process, an Oracle
 // process with the reward reporter, two node hosts with wallets. The hosts register bound to their
@@ -29,32 +29,11 @@ import { loadFixture, REPO_ROOT, type FixturePrompt } from '../node-host/testing
 // chain vouches for, reports and distributes each epoch, and each host's balance moves by exactly
 // its predicted share less the gas of its own transactions.
 
-const MAIN = join(REPO_ROOT, 'node-host', 'cli', 'main.ts')
 const MODEL = 'docs-llama-7m'
 const FUND_WEI = 10n ** 18n + 12_345n
 
-type Proc = { child: ChildProcess; log: string[] }
-
-function spawnCli(args: string[], env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info', ...env } })
-  const log: string[] = []
-  child.stdout!.on('data', (c: Buffer) => log.push(c.toString()))
-  child.stderr!.on('data', (c: Buffer) => log.push(c.toString()))
-  return { child, log }
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, logs: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await fn().catch(() => undefined)
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${logs().slice(-4000)}`)
-    await new Promise((r) => setTimeout(r, 250))
-  }
-}
-
 describe('chain: hosts and the Oracle on a devnet, from registration to claimed rewards', { timeout: 240_000 }, () => {
-  const procs: Proc[] = []
+  const procs: CliProcess[] = []
   let dir: string
   let devnet: Devnet
   let startBlock: bigint

@@ -1,38 +1,16 @@
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { freePort } from '../node-host/net/freePort.ts'
-import { loadFixture, REPO_ROOT, type FixturePrompt } from '../node-host/testing/fixtures.ts'
+import { spawnCli, waitFor, type CliProcess } from './cliProcess.ts'
+import { loadFixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
 
-const MAIN = join(REPO_ROOT, 'node-host', 'cli', 'main.ts')
 const SILENCE_S = 4
-
-type Proc = { child: ChildProcess; log: string[]; exited: Promise<void> }
-
-function spawnCli(args: string[]): Proc {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } })
-  const log: string[] = []
-  child.stdout!.on('data', (c: Buffer) => log.push(c.toString()))
-  child.stderr!.on('data', (c: Buffer) => log.push(c.toString()))
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  return { child, log, exited }
-}
 
 type TopologyNode = { nodeAddress: string; layerStart: number; layerEnd: number; ready: boolean; peerId: string | null; kind: string }
 type Topology = { model: string; nodes: TopologyNode[]; count: number }
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, logs: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await fn().catch(() => undefined)
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${logs().slice(-3000)}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
 
 /** Copies of each layer among ready nodes. */
 function copies(t: Topology, numLayers: number): number[] {
@@ -42,14 +20,14 @@ function copies(t: Topology, numLayers: number): number[] {
 }
 
 describe('oracle: an Oracle process assigns the layers of three node hosts, reassigns when one dies, and survives a restart', { timeout: 300_000 }, () => {
-  const procs: Proc[] = []
+  const procs: CliProcess[] = []
   let dir: string
   let oraclePort: number
-  let oracle: Proc
+  let oracle: CliProcess
   let oracleUrl: string
   let api: string
   let p0: FixturePrompt
-  const hosts: Proc[] = []
+  const hosts: CliProcess[] = []
   const allLogs = () => procs.map((p) => p.log.join('')).join('\n---\n')
   const topology = async (): Promise<Topology> => (await fetch(`${oracleUrl}/api/v1/pipeline/topology?model=docs-llama-7m`)).json() as Promise<Topology>
   const startOracle = () => {

@@ -1,9 +1,9 @@
 import type { Libp2p } from 'libp2p'
 import type { PrivateKey } from '@libp2p/interface'
-import { z } from 'zod'
 import type { DeviceOption } from '../../shared/engine/runtime.ts'
 import type { LayerRange, WeightFormat } from '../../shared/model/shardGraph.ts'
 import { createOrbanAgent, type OrbanAgent, type OrbanTask, type OrbanTaskController, type OrbanTaskDecision } from '../../shared/oracle/orban/createOrbanAgent.ts'
+import { shardRangeProblem, shardTaskConfigSchema } from '../../shared/oracle/shardTask.ts'
 import { createNodeHost, type HostGeneration, type NodeHost } from '../host/createNodeHost.ts'
 import type { Logger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
@@ -31,15 +31,6 @@ export type OracleAgentInit = {
   metricsIntervalMs?: number
   logger: Logger
 }
-
-/** The shard task's `payload.config`, as the shardmesh Oracle writes it. */
-const shardTaskConfig = z.object({
-  kind: z.literal('shardmesh.shard'),
-  model: z.string().min(1),
-  layer_start: z.number().int().min(0),
-  layer_end: z.number().int().min(1),
-  total_layers: z.number().int().min(1),
-})
 
 const MB = 1024 * 1024
 
@@ -129,10 +120,11 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
   }
 
   function onTask(task: OrbanTask, controller: OrbanTaskController): OrbanTaskDecision {
-    const parsed = shardTaskConfig.safeParse(task.payload.config)
+    const parsed = shardTaskConfigSchema.safeParse(task.payload.config)
     if (!parsed.success) return { accept: false, reason: 'unsupported_task', details: 'this agent serves shardmesh layer ranges only' }
     const cfg = parsed.data
-    if (cfg.layer_end > cfg.total_layers || cfg.layer_start >= cfg.layer_end) return { accept: false, reason: 'bad_range', details: `[${cfg.layer_start}, ${cfg.layer_end}) of ${cfg.total_layers}` }
+    const problem = shardRangeProblem(cfg)
+    if (problem) return { accept: false, reason: 'bad_range', details: problem }
     // One model per host process: the first task fixes it.
     hostModel ??= cfg.model
     if (cfg.model !== hostModel) return { accept: false, reason: 'other_model', details: `this host serves "${hostModel}"` }

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import { REPO_ROOT } from '../testing/fixtures.ts'
 import { startDevnet, type Devnet } from '../chain/startDevnet.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
+import { rangeBytes } from '../../shared/oracle/assignLayers.ts'
 
 export const LOCAL_USAGE = `usage: shardmesh local [--model <folder|url|owner/name>] [--hosts 3] [--api-port 31331] [--oracle-port 3100] [--device cpu] [--no-chain]
        A whole network on this machine: a devnet (anvil with the contracts), the Oracle, and node hosts that
@@ -96,8 +97,7 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
 
   // Each host offers a little over half of the model's weights: the Oracle makes a pipeline of two
   // hosts and puts the others on second copies, so every layer survives the loss of one host.
-  const total = info.numLayers * info.layerBytes + info.embedBytes + info.headBytes
-  const memoryMb = Math.max(1, Math.ceil((total * 0.55) / MB))
+  const memoryMb = Math.max(1, Math.ceil((rangeBytes(info, { start: 0, end: info.numLayers }) * 0.55) / MB))
   for (let i = 0; i < hosts; i++) {
     const args = ['start', '--oracle', oracleUrl, '--device', device, '--memory-mb', String(memoryMb), '--heartbeat-s', '10', '--listen', '/ip4/127.0.0.1/tcp/0', '--listen', '/ip4/127.0.0.1/tcp/0/ws', '--identity', join(home, `host-${i}.key`)]
     if (values.model) args.push('--model', values.model)

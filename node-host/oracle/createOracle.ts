@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import type { DatabaseSync } from 'node:sqlite'
 import type { Logger } from '../../shared/logger.ts'
-import type { LayerRange } from '../../shared/oracle/assignLayers.ts'
+import { rangeBytes, type LayerRange } from '../../shared/oracle/assignLayers.ts'
+import type { ShardTaskConfig } from '../../shared/oracle/shardTask.ts'
 import { createOracleCore, type OracleCore } from './createOracleCore.ts'
 import { createOracleServer, type OracleServer } from './createOracleServer.ts'
 import type { ModelInfo } from './modelInfo.ts'
@@ -28,15 +29,6 @@ export type OracleInit = {
   logger: Logger
   /** Rewards on chain: metrics are booked to the RewardPool's epoch, and closed epochs reported and distributed. */
   chain?: Pick<RewardReporterInit, 'chain' | 'account' | 'fundWeiPerEpoch' | 'pollMs'>
-}
-
-/** The shard-serving task an Orban agent gets: which model, from where, and its layer range. */
-export type ShardTaskConfig = {
-  kind: 'shardmesh.shard'
-  model: string
-  layer_start: number
-  layer_end: number
-  total_layers: number
 }
 
 const GB = 1024 ** 3
@@ -74,8 +66,6 @@ export async function createOracle(init: OracleInit) {
     logger.warn({ agentId, reason, retryInS: backoffMs / 1000 }, 'oracle: the agent refused or failed its range; it leaves the assignment for a while')
     await core.leave(agentId, reason)
   }
-
-  const rangeBytes = (info: ModelInfo, r: LayerRange) => (r.end - r.start) * info.layerBytes + (r.start === 0 ? info.embedBytes : 0) + (r.end === info.numLayers ? info.headBytes : 0)
 
   async function dispatch(agentId: string, model: string, range: LayerRange): Promise<void> {
     const info = core.models().find((m) => m.name === model)

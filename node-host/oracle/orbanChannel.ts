@@ -209,15 +209,8 @@ type Connection = {
   handshakeTimer: ReturnType<typeof setTimeout> | undefined
 }
 
-type Session = {
-  agentId: string
-  publicKey: string
-  registration: OrbanPayload<'AGENT_REGISTER'>
-  pricing: OrbanPricing
-  connectedAt: number
-  lastSeenAt: number
-  heartbeat: OrbanPayload<'HEARTBEAT'> | undefined
-  stale: boolean
+/** What the channel keeps of a registered agent: the public view, with its live task set and socket. */
+type Session = Omit<OrbanConnectedAgent, 'tasks' | 'remoteAddress'> & {
   tasks: Set<string>
   conn: Connection | undefined
 }

@@ -79,6 +79,11 @@ export type AssignLayersResult = {
 }
 
 /** Input no assignment can be made for (bad sizes, duplicate ids). */
+/** Bytes a node needs for `range`: its layers, plus the embeddings when it starts at 0 and the head when it ends at L. */
+export function rangeBytes(sizes: Pick<AssignLayersInput, 'numLayers' | 'layerBytes' | 'embedBytes' | 'headBytes'>, range: LayerRange): number {
+  return (range.end - range.start) * sizes.layerBytes + (range.start === 0 ? sizes.embedBytes : 0) + (range.end === sizes.numLayers ? sizes.headBytes : 0)
+}
+
 export class AssignLayersError extends Error {
   constructor(message: string) {
     super(message)

@@ -1,6 +1,7 @@
 import type { PrivateKey } from '@libp2p/interface'
 import type { ForwardService } from '../../shared/mesh/forwardService.ts'
 import type { LayerRange } from '../../shared/model/shardGraph.ts'
+import { shardRangeProblem, shardTaskConfigSchema } from '../../shared/oracle/shardTask.ts'
 import { createOrbanAgent, type OrbanAgent, type OrbanTask, type OrbanTaskController, type OrbanTaskDecision } from '../../shared/oracle/orban/createOrbanAgent.ts'
 import type { EngineClient } from '../engine/engineClient.ts'
 import type { DeviceOption } from '../../shared/engine/runtime.ts'
@@ -25,13 +26,6 @@ export type PageOracleAgentInit = {
   benchmarkUrl: string
   heartbeatIntervalMs?: number
   onRange?: (range: LayerRange | undefined) => void
-}
-
-type ShardTaskConfig = { kind: 'shardmesh.shard'; model: string; layer_start: number; layer_end: number; total_layers: number }
-
-const isShardTask = (c: unknown): c is ShardTaskConfig => {
-  const v = c as Partial<ShardTaskConfig> | null
-  return !!v && v.kind === 'shardmesh.shard' && typeof v.model === 'string' && Number.isInteger(v.layer_start) && Number.isInteger(v.layer_end) && v.layer_start! < v.layer_end!
 }
 
 /** Decode tokens/s of the reference model whole in the engine worker: the page's score. */
@@ -90,8 +84,11 @@ export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{
   }
 
   function onTask(task: OrbanTask, controller: OrbanTaskController): OrbanTaskDecision {
-    const cfg = task.payload.config
-    if (!isShardTask(cfg)) return { accept: false, reason: 'unsupported_task', details: 'this agent serves shardmesh layer ranges only' }
+    const parsed = shardTaskConfigSchema.safeParse(task.payload.config)
+    if (!parsed.success) return { accept: false, reason: 'unsupported_task', details: 'this agent serves shardmesh layer ranges only' }
+    const cfg = parsed.data
+    const problem = shardRangeProblem(cfg)
+    if (problem) return { accept: false, reason: 'bad_range', details: problem }
     if (cfg.model !== init.model) return { accept: false, reason: 'other_model', details: `this page serves "${init.model}"` }
     chain = chain.then(() => load(controller, { start: cfg.layer_start, end: cfg.layer_end }))
     return { accept: true }
