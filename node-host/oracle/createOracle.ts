@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { DatabaseSync } from 'node:sqlite'
 import type { Logger } from '../../shared/logger.ts'
 import { rangeBytes, type LayerRange } from '../../shared/oracle/assignLayers.ts'
+import { ORBAN_MESH_LIMITS } from '../../shared/oracle/orban/orbanMeshClaims.ts'
 import type { ShardTaskConfig } from '../../shared/oracle/shardTask.ts'
 import { createOracleCore, type OracleCore } from './createOracleCore.ts'
 import { createOracleServer, type OracleServer } from './createOracleServer.ts'
@@ -119,18 +120,26 @@ export async function createOracle(init: OracleInit) {
     const model = mesh?.model && served.includes(mesh.model) ? mesh.model : served[0]!
     const gpuVram = Math.max(0, ...reg.hardware.gpus.map((g) => Number(g.vram_gb)))
     const device = mesh?.device ?? (gpuVram > 0 ? 'webgpu' : 'cpu')
+    // The channel has checked the mesh claim (peer id of the key, multiaddrs, capped memory and
+    // score: checkOrbanMeshClaims). The score also waits for proof of a live, working agent: a
+    // proof of work answered before joining; unproven, it joins with no score (weighed as the
+    // median node by the assignment), so a claim alone cannot pull layers to it.
     const offered = mesh?.memory_mb
     joining.add(agent.agentId)
     let joined
     try {
+      const proven = await orban.challengePow(agent.agentId).catch(() => false)
+      logger[proven ? 'info' : 'warn']({ agentId: agent.agentId, proven }, proven ? 'oracle: proof of work verified' : 'oracle: proof of work not verified; the agent joins without its declared score')
+      if (closing || !orban.agents().some((a) => a.agentId === agent.agentId)) return
       joined = await core.join({
         id: agent.agentId,
         kind: 'orban',
         model,
-        ramMb: offered ?? Math.round(Number(reg.hardware.memory_gb) * 1024),
-        vramMb: device === 'cpu' || device === 'wasm' ? 0 : (offered ?? Math.round(gpuVram * 1024)),
+        // Without a mesh claim (upstream agents) the hardware section is all there is: capped alike.
+        ramMb: offered ?? Math.min(ORBAN_MESH_LIMITS.maxMemoryMb, Math.round(Number(reg.hardware.memory_gb) * 1024)),
+        vramMb: device === 'cpu' || device === 'wasm' ? 0 : (offered ?? Math.min(ORBAN_MESH_LIMITS.maxMemoryMb, Math.round(gpuVram * 1024))),
         device,
-        benchmarkTokPerSec: mesh?.benchmark_tok_per_sec ?? 0,
+        benchmarkTokPerSec: proven ? (mesh?.benchmark_tok_per_sec ?? 0) : 0,
         peerId: mesh?.peer_id,
         multiaddrs: mesh?.multiaddrs ?? [],
       })
@@ -138,11 +147,6 @@ export async function createOracle(init: OracleInit) {
       joining.delete(agent.agentId)
     }
     logger.info({ agentId: agent.agentId, model, range: joined.range }, 'oracle: orban agent joined')
-    // A proof of work on joining: the agent must answer with a counter that is checked here.
-    void orban.challengePow(agent.agentId).then(
-      (ok) => (ok ? logger.info({ agentId: agent.agentId }, 'oracle: proof of work verified') : logger.warn({ agentId: agent.agentId }, 'oracle: proof of work refused')),
-      (e: Error) => logger.debug({ agentId: agent.agentId, err: e.message }, 'oracle: proof of work not answered'),
-    )
     // A (re)connected agent is sent its range again: it may have restarted without it.
     if (joined.range) await dispatch(agent.agentId, model, joined.range)
   }

@@ -116,6 +116,23 @@ export class UnknownModelError extends Error {
   }
 }
 
+/**
+ * A join whose id belongs to the other kind's id space: Plumise nodes are keyed by their 0x
+ * wallet, Orban agents by agent ids that never start with 0x, and no id changes kind, so an Orban
+ * agent can never take (or drop, or touch) a Plumise wallet's node, nor the other way round.
+ */
+export class NodeIdSpaceError extends Error {
+  readonly id: string
+  readonly kind: NodeKind
+
+  constructor(id: string, kind: NodeKind, reason: string) {
+    super(`node id ${id} cannot join as ${kind}: ${reason}`)
+    this.id = id
+    this.kind = kind
+    this.name = 'NodeIdSpaceError'
+  }
+}
+
 export class UnknownNodeError extends Error {
   readonly id: string
 
@@ -370,6 +387,8 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
         const info = modelInfo(p.model)
         const t = now()
         const existing = nodes.get(p.id)
+        if (p.kind === 'orban' && /^0x/i.test(p.id)) throw new NodeIdSpaceError(p.id, p.kind, 'ids starting with 0x are wallet addresses (Plumise nodes)')
+        if (existing && existing.kind !== p.kind) throw new NodeIdSpaceError(p.id, p.kind, `it is a ${existing.kind} node`)
         const record: LiveNode = {
           id: p.id,
           kind: p.kind,

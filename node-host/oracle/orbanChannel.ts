@@ -4,7 +4,8 @@ import type { Duplex } from 'node:stream'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
 import { silentLogger, type Logger } from '../../shared/logger.ts'
 import { base64ToBytes, bytesToBase64 } from '../../shared/oracle/orban/base64.ts'
-import { agentIdOf, isDerivedAgentId, verifyOrbanSignature } from '../../shared/oracle/orban/orbanIdentity.ts'
+import { agentIdOf, isDerivedAgentId, ORBAN_CHALLENGE_BYTES, verifyOrbanAuth, type OrbanAuthMode } from '../../shared/oracle/orban/orbanIdentity.ts'
+import { checkOrbanMeshClaims, OrbanMeshClaimError, type OrbanMeshLimits } from '../../shared/oracle/orban/orbanMeshClaims.ts'
 import {
   createOrbanMessage,
   ORBAN_PATH,
@@ -38,6 +39,11 @@ export type OrbanConnectedAgent = {
   agentId: string
   /** Base64 of its Ed25519 public key. */
   publicKey: string
+  /**
+   * How it signed the challenge: ours ("orban-auth-v1" ‖ challenge) or upstream's raw bytes. Only
+   * the former may announce a libp2p peer (`registration.mesh`, checked by checkOrbanMeshClaims).
+   */
+  authMode: OrbanAuthMode
   registration: OrbanPayload<'AGENT_REGISTER'>
   pricing: OrbanPricing
   connectedAt: number
@@ -85,6 +91,16 @@ export type OrbanChannelLimits = {
   handshakeTimeoutMs?: number
   /** Open sockets at once. @default 10000 */
   maxConnections?: number
+  /** Open sockets at once from one IP address (one /64 for IPv6). @default 32 */
+  maxConnectionsPerIp?: number
+  /** Sockets that have not authenticated yet, at once (upgrades beyond get 503). @default 256 */
+  maxUnauthenticated?: number
+  /** From the upgrade to a valid AUTH_RESPONSE. @default 5000 */
+  authTimeoutMs?: number
+  /** Largest frame read before authentication (an AUTH_RESPONSE is ~300 bytes). @default 4096 */
+  maxPreAuthFrameBytes?: number
+  /** Bounds on what an agent may claim about its libp2p node. @default ORBAN_MESH_LIMITS */
+  mesh?: Partial<OrbanMeshLimits>
 }
 
 export type CreateOrbanChannelInit = {
@@ -120,8 +136,16 @@ export type OrbanChannelStats = {
   badSubprotocol: number
   /** Upgrades on another path. */
   notFound: number
-  /** Upgrades refused because the channel is full or closed. */
+  /** Upgrades refused because the channel is full or closed, or too many are unauthenticated. */
   overloaded: number
+  /** Upgrades refused because their IP address has maxConnectionsPerIp sockets open. */
+  perIpRefused: number
+  /** Upgrade requests that could not be handled at all (answered 400). */
+  badUpgrades: number
+  /** Registrations refused for a mesh claim the key does not back (peer id, agent id). */
+  meshRefused: number
+  /** Announced multiaddrs left out (wrong peer, bad address, too many or too long). */
+  multiaddrsDropped: number
   authFailures: number
   /** Frames other than AUTH_RESPONSE before authentication. */
   unauthenticated: number
@@ -129,7 +153,7 @@ export type OrbanChannelStats = {
   malformed: number
   /** Frames that broke the envelope or a payload schema, or came out of turn. */
   invalid: number
-  /** Frames over maxFrameBytes. */
+  /** Frames over maxFrameBytes (or over maxPreAuthFrameBytes before authentication). */
   oversize: number
   rateLimited: number
   /** Connections closed because they reached maxErrors. */
@@ -197,11 +221,15 @@ type Phase = 'challenged' | 'authenticated' | 'registered' | 'closed'
 type Connection = {
   id: number
   ws: WebSocket
+  /** The upgraded TCP socket (what the per-IP and unauthenticated slots are keyed by). */
+  socket: Duplex
   remoteAddress: string | undefined
   phase: Phase
   challenge: Uint8Array
   agentId?: string
   publicKey?: string
+  publicKeyBytes?: Uint8Array
+  authMode?: OrbanAuthMode
   errors: number
   tokens: number
   refilledAt: number
@@ -229,6 +257,24 @@ type PendingPow = {
 // What only the platform sends: an agent sending one of these is out of turn.
 const PLATFORM_TYPES = new Set<OrbanMessageType>(['AUTH_CHALLENGE', 'AUTH_SUCCESS', 'REGISTER_ACK', 'TASK_ASSIGN', 'EARNINGS_RECORD', 'PAYOUT_NOTIFICATION', 'POW_CHALLENGE'])
 const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/
+/**
+ * Plumise nodes are keyed by their 0x wallet address in the same Oracle: an Orban agent id may
+ * never take that form, so the two id spaces cannot meet (the core refuses a kind change too).
+ */
+const WALLET_LIKE = /^0x/i
+
+/** The key per-IP caps count by: the address, or its /64 for IPv6 (one host holds a whole /64). */
+export function ipBucket(address: string | undefined): string {
+  if (!address) return 'unknown'
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped) return mapped[1]!
+  if (!address.includes(':')) return address
+  const [head = '', tail = ''] = address.toLowerCase().split('::')
+  const left = head ? head.split(':') : []
+  const right = tail ? tail.split(':') : []
+  const groups = address.includes('::') ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right] : left
+  return groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':') + '::/64'
+}
 
 export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
   const { store } = init
@@ -240,6 +286,10 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
   const burst = init.limits?.burst ?? 60
   const handshakeTimeoutMs = init.limits?.handshakeTimeoutMs ?? 15_000
   const maxConnections = init.limits?.maxConnections ?? 10_000
+  const maxConnectionsPerIp = init.limits?.maxConnectionsPerIp ?? 32
+  const maxUnauthenticated = init.limits?.maxUnauthenticated ?? 256
+  const authTimeoutMs = init.limits?.authTimeoutMs ?? 5000
+  const maxPreAuthFrameBytes = init.limits?.maxPreAuthFrameBytes ?? 4096
   const jwtSecret = init.jwtSecret ?? randomBytes(32)
   const jwtTtlSec = init.jwtTtlSec ?? 86_400
   const heartbeatTimeoutMs = init.heartbeatTimeoutMs ?? 90_000
@@ -254,6 +304,10 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
     badSubprotocol: 0,
     notFound: 0,
     overloaded: 0,
+    perIpRefused: 0,
+    badUpgrades: 0,
+    meshRefused: 0,
+    multiaddrsDropped: 0,
     authFailures: 0,
     unauthenticated: 0,
     malformed: 0,
@@ -284,6 +338,11 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
   const pendingPows = new Map<string, PendingPow>()
   let nextId = 1
   let closed = false
+  /** Open (or opening) sockets per ipBucket, and those not yet authenticated: counted from the upgrade to the socket's close. */
+  const perIp = new Map<string, number>()
+  let unauthenticatedOpen = 0
+  /** Releases a socket's unauthenticated slot once (on authentication or close). */
+  const unauthenticatedSlots = new WeakMap<Duplex, () => void>()
 
   function callHook<K extends keyof OrbanChannelHooks>(name: K, ...args: Parameters<NonNullable<OrbanChannelHooks[K]>>) {
     const hook = hooks[name] as ((...a: unknown[]) => unknown) | undefined
@@ -299,6 +358,7 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
     return {
       agentId: s.agentId,
       publicKey: s.publicKey,
+      authMode: s.authMode,
       registration: s.registration,
       pricing: s.pricing,
       connectedAt: s.connectedAt,
@@ -361,9 +421,10 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
     const conn: Connection = {
       id: nextId++,
       ws,
+      socket: req.socket,
       remoteAddress: req.socket.remoteAddress,
       phase: 'challenged',
-      challenge: randomBytes(32),
+      challenge: randomBytes(ORBAN_CHALLENGE_BYTES),
       errors: 0,
       tokens: burst,
       refilledAt: performance.now(),
@@ -379,6 +440,13 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
       counters.handshakeTimeouts++
       refuse(conn, 'TIMEOUT', 'authenticate and register sooner', true, true)
     }, handshakeTimeoutMs)
+    // A socket that never authenticates holds one of few unauthenticated slots: it goes sooner.
+    const authTimer = setTimeout(() => {
+      if (conn.phase !== 'challenged') return
+      counters.handshakeTimeouts++
+      refuse(conn, 'TIMEOUT', `authenticate within ${authTimeoutMs} ms`, true, true)
+    }, authTimeoutMs)
+    ws.once('close', () => clearTimeout(authTimer))
 
     ws.on('message', (data: RawData, isBinary: boolean) => onFrame(conn, data, isBinary))
     ws.on('error', (e: Error & { code?: string }) => {
@@ -399,12 +467,22 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
       return
     }
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
+    const preAuth = conn.phase === 'challenged'
+    // Before authentication only a small AUTH_RESPONSE is read: no other payload is validated
+    // (no work for a stranger beyond one bounded frame), and a bigger frame is refused unread.
+    if (preAuth && bytes.length > maxPreAuthFrameBytes) {
+      counters.oversize++
+      counters.unauthenticated++
+      refuse(conn, 'FRAME_TOO_LARGE', `frames before authentication are at most ${maxPreAuthFrameBytes} bytes`, false)
+      return
+    }
+    const options = preAuth ? { only: 'AUTH_RESPONSE' as const } : {}
     let message: OrbanMessage
     try {
       if (isBinary) {
         counters.binaryFrames++
-        message = fromProtobuf(bytes)
-      } else message = parseOrbanMessage(bytes.toString('utf8'))
+        message = fromProtobuf(bytes, options)
+      } else message = parseOrbanMessage(bytes.toString('utf8'), options)
     } catch (e) {
       const error = e instanceof OrbanMessageError ? e : new OrbanMessageError('MALFORMED_JSON', String(e))
       if (error.code === 'MALFORMED_JSON') counters.malformed++
@@ -537,8 +615,12 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
     } catch {
       return fail('public_key and signature must be base64')
     }
+    if (WALLET_LIKE.test(agentId)) return fail('agent_id may not start with 0x (wallet addresses name Plumise nodes)')
     if (publicKey.length !== 32 || signature.length !== 64) return fail('public_key must be 32 bytes and signature 64')
-    if (!(await verifyOrbanSignature(conn.challenge, signature, publicKey))) return fail('the signature does not verify over the challenge')
+    // Ours sign "orban-auth-v1" ‖ challenge; upstream agents the raw challenge (accepted, but such
+    // an agent may announce no libp2p peer: see register).
+    const authMode = await verifyOrbanAuth(conn.challenge, signature, publicKey)
+    if (!authMode) return fail('the signature does not verify over the challenge')
     if (isDerivedAgentId(agentId) && agentId !== agentIdOf(publicKey)) return fail('agent_id is not the one this public key implies')
     const keyBase64 = bytesToBase64(publicKey)
     const bound = await store.bindAgentKey(agentId, keyBase64, Date.now())
@@ -547,6 +629,9 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
     conn.phase = 'authenticated'
     conn.agentId = agentId
     conn.publicKey = keyBase64
+    conn.publicKeyBytes = publicKey
+    conn.authMode = authMode
+    unauthenticatedSlots.get(conn.socket)?.()
     send(conn, 'AUTH_SUCCESS', { jwt_token: signOrbanJwt({ sub: agentId, pk: keyBase64 }, jwtSecret, jwtTtlSec), expires_in: jwtTtlSec })
     log.info({ conn: conn.id, agentId }, 'orban: agent authenticated')
   }
@@ -554,6 +639,27 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
   async function register(conn: Connection, message: OrbanMessageOf<'AGENT_REGISTER'>) {
     const agentId = conn.agentId!
     const { message_id: _id, timestamp: _ts, type: _type, ...registration } = message
+    if (registration.mesh) {
+      try {
+        const checked = checkOrbanMeshClaims({
+          mesh: registration.mesh,
+          agentId,
+          publicKey: conn.publicKeyBytes!,
+          authMode: conn.authMode!,
+          hardware: registration.hardware,
+          limits: init.limits?.mesh,
+        })
+        if (checked.dropped.length) {
+          counters.multiaddrsDropped += checked.dropped.length
+          log.warn({ agentId, dropped: checked.dropped.slice(0, 4), count: checked.dropped.length }, 'orban: announced multiaddrs left out')
+        }
+        registration.mesh = checked.mesh
+      } catch (e) {
+        if (!(e instanceof OrbanMeshClaimError)) throw e
+        counters.meshRefused++
+        return refuse(conn, e.code, e.message, false)
+      }
+    }
     const pricing = pricingOf(registration)
     const now = Date.now()
     await store.saveRegistration(agentId, registration, pricing, now)
@@ -566,9 +672,9 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
       session!.conn = undefined
       closeConn(previous, 4000, 'replaced by a newer connection')
     }
-    if (session) Object.assign(session, { registration, pricing, publicKey: conn.publicKey!, conn, lastSeenAt: now, stale: false, connectedAt: previous === conn ? session.connectedAt : now })
+    if (session) Object.assign(session, { registration, pricing, publicKey: conn.publicKey!, authMode: conn.authMode!, conn, lastSeenAt: now, stale: false, connectedAt: previous === conn ? session.connectedAt : now })
     else {
-      session = { agentId, publicKey: conn.publicKey!, registration, pricing, connectedAt: now, lastSeenAt: now, heartbeat: undefined, stale: false, tasks: new Set(), conn }
+      session = { agentId, publicKey: conn.publicKey!, authMode: conn.authMode!, registration, pricing, connectedAt: now, lastSeenAt: now, heartbeat: undefined, stale: false, tasks: new Set(), conn }
       sessions.set(agentId, session)
     }
     conn.phase = 'registered'
@@ -674,7 +780,27 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
     }
   }
 
+  /**
+   * Never throws: whatever goes wrong with one upgrade request is a 4xx/5xx answer and a log line.
+   * Caps: open sockets in all, per IP (per /64 for IPv6), and not yet authenticated; each slot is
+   * taken here and given back when the TCP socket closes, whatever path it took.
+   */
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
+    try {
+      upgrade(req, socket, head)
+    } catch (e) {
+      counters.badUpgrades++
+      log.warn({ remote: req.socket?.remoteAddress, err: e instanceof Error ? e.message : String(e) }, 'orban: upgrade request could not be handled')
+      try {
+        if (socket.writable) rejectUpgrade(socket, 400, 'bad upgrade request')
+        else socket.destroy()
+      } catch {
+        socket.destroy()
+      }
+    }
+  }
+
+  function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
     socket.on('error', (e) => log.debug({ err: e.message }, 'orban: upgrade socket error'))
     if (!matches(req)) {
       counters.notFound++
@@ -685,13 +811,38 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
       .map((p) => p.trim())
     if (!offered.includes(ORBAN_SUBPROTOCOL)) {
       counters.badSubprotocol++
-      log.warn({ remote: req.socket.remoteAddress, offered: req.headers['sec-websocket-protocol'] }, 'orban: upgrade without the agent subprotocol refused')
+      log.warn({ remote: req.socket.remoteAddress, offered: String(req.headers['sec-websocket-protocol'] ?? '').slice(0, 200) }, 'orban: upgrade without the agent subprotocol refused')
       return rejectUpgrade(socket, 426, `the WebSocket subprotocol must be ${ORBAN_SUBPROTOCOL}`, { 'Sec-WebSocket-Protocol': ORBAN_SUBPROTOCOL })
     }
-    if (closed || counters.open >= maxConnections) {
+    if (closed || counters.open >= maxConnections || unauthenticatedOpen >= maxUnauthenticated) {
       counters.overloaded++
-      return rejectUpgrade(socket, 503, 'the platform takes no more agents now')
+      log.warn({ remote: req.socket.remoteAddress, open: counters.open, unauthenticated: unauthenticatedOpen }, 'orban: upgrade refused, the platform is full')
+      return rejectUpgrade(socket, 503, 'the platform takes no more agents now', { 'Retry-After': '30' })
     }
+    const ip = ipBucket(req.socket.remoteAddress)
+    const fromIp = perIp.get(ip) ?? 0
+    if (fromIp >= maxConnectionsPerIp) {
+      counters.perIpRefused++
+      log.warn({ remote: req.socket.remoteAddress, open: fromIp }, 'orban: upgrade refused, too many connections from this address')
+      return rejectUpgrade(socket, 429, `at most ${maxConnectionsPerIp} connections per address`, { 'Retry-After': '30' })
+    }
+    // A socket already gone would never say 'close': take no slot for it.
+    if (socket.destroyed) return
+    perIp.set(ip, fromIp + 1)
+    unauthenticatedOpen++
+    let unauthenticated = true
+    const releaseAuthSlot = () => {
+      if (!unauthenticated) return
+      unauthenticated = false
+      unauthenticatedOpen--
+    }
+    unauthenticatedSlots.set(socket, releaseAuthSlot)
+    socket.once('close', () => {
+      releaseAuthSlot()
+      const left = (perIp.get(ip) ?? 1) - 1
+      if (left > 0) perIp.set(ip, left)
+      else perIp.delete(ip)
+    })
     wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req))
   }
 

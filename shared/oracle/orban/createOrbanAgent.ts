@@ -472,11 +472,13 @@ export async function createOrbanAgent(init: CreateOrbanAgentInit): Promise<Orba
       async function handle(message: OrbanMessage) {
         switch (message.type) {
           case 'AUTH_CHALLENGE': {
+            // Only "orban-auth-v1" ‖ a 32-byte challenge is ever signed (orbanIdentity says why):
+            // a platform offering other bytes gets no signature at all.
             let signature: string
             try {
               signature = await signOrbanChallenge(identity.seed, message.challenge)
             } catch (e) {
-              log.warn({ err: e }, 'orban agent: challenge is not base64')
+              log.warn({ err: e instanceof Error ? e.message : e }, 'orban agent: challenge refused (not base64 of 32 bytes); nothing signed')
               close(4001, 'bad challenge')
               return
             }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { test } from 'node:test'
 import {
   createOrbanMessage,
+  DECIMAL_PATTERN,
   encodeOrbanMessage,
   ORBAN_MESSAGE_TYPES,
   OrbanMessageError,
@@ -224,4 +225,52 @@ test('every type round-trips through protobuf unchanged', () => {
 test('binary frames that are not a Message, or carry nothing, are refused', () => {
   assert.throws(() => fromProtobuf(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff])), OrbanMessageError)
   assert.throws(() => fromProtobuf(new Uint8Array([10, 3, 97, 98, 99])), (e) => e instanceof OrbanMessageError && e.code === 'UNKNOWN_TYPE')
+})
+
+test('the decimal pattern is linear: 256 KiB of digits that do not match are refused at once (was ~100 s)', () => {
+  // The old /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/ split a digit run between \d+ and \d*: quadratic.
+  const digits = '1'.repeat(256 * 1024) + 'x'
+  let started = performance.now()
+  assert.equal(DECIMAL_PATTERN.test(digits), false)
+  const patternMs = performance.now() - started
+  started = performance.now()
+  const error = refusal(frame('AGENT_REGISTER', { ...frames.AGENT_REGISTER, hardware: { ...(frames.AGENT_REGISTER.hardware as object), memory_gb: digits } }))
+  const parseMs = performance.now() - started
+  assert.equal(error.code, 'INVALID_PAYLOAD')
+  assert.match(error.message, /memory_gb/)
+  assert.ok(patternMs < 1000 && parseMs < 1000, `pattern ${patternMs} ms, parse ${parseMs} ms`)
+  // The pattern still reads every decimal form senders write.
+  for (const ok of ['1', '-1.5', '+.5', '1.', '1e9', '2.5E-3', '0.50']) assert.ok(DECIMAL_PATTERN.test(ok), ok)
+  for (const bad of ['', '.', 'e5', '1..2', '1e', '--1', '0x10']) assert.ok(!DECIMAL_PATTERN.test(bad), bad)
+})
+
+test('every string is bounded before it is matched, and free-form JSON is bounded in depth and size without recursion', () => {
+  const long = '9'.repeat(65)
+  assert.match(refusal(frame('REGISTER_ACK', { ...frames.REGISTER_ACK, pricing: { base_rate_usd_per_hour: long, gpu_multiplier: 1, effective_rate: 1 } })).message, /base_rate_usd_per_hour/)
+  assert.match(refusal(frame('TASK_ACCEPT', { ...frames.TASK_ACCEPT, estimated_completion: '2024-11-14T12:35:00' + '0'.repeat(100) + 'Z' })).message, /estimated_completion/)
+  assert.match(refusal(frame('HEARTBEAT', { ...frames.HEARTBEAT, status: 'i'.repeat(100_000) })).message, /status/)
+  assert.match(refusal(frame('POW_RESPONSE', { ...frames.POW_RESPONSE, response: 'ab'.repeat(100_000) })).message, /response/)
+  // 100k nested arrays used to overflow the stack inside z.json() (a RangeError, not an OrbanMessageError).
+  const deep = `{"message_id":"${randomUUID()}","timestamp":"2024-11-14T12:34:00Z","type":"ERROR","code":"x","message":"m","recoverable":true,"context":${'['.repeat(100_000)}${']'.repeat(100_000)}}`
+  assert.match(refusal(deep).message, /context/)
+  const wide = frame('ERROR', { ...frames.ERROR, context: Array.from({ length: 5000 }, (_, i) => i) })
+  assert.match(refusal(wide).message, /context/)
+  assert.deepEqual(parseOrbanMessage(frame('ERROR', { ...frames.ERROR, context: { a: [1, { b: null }] } })).context, { a: [1, { b: null }] })
+})
+
+test('only: a frame of another type is refused before its payload is validated', () => {
+  const auth = parseOrbanMessage(frame('AUTH_RESPONSE', frames.AUTH_RESPONSE), { only: 'AUTH_RESPONSE' })
+  assert.equal(auth.type, 'AUTH_RESPONSE')
+  let error: unknown
+  try {
+    // An invalid payload: with `only` the type alone decides.
+    parseOrbanMessage(frame('HEARTBEAT', { agent_id: 1 }), { only: 'AUTH_RESPONSE' })
+  } catch (e) {
+    error = e
+  }
+  assert.ok(error instanceof OrbanMessageError && error.code === 'UNEXPECTED_TYPE', String(error))
+  const bytes = toProtobuf(parseOrbanMessage(frame('HEARTBEAT', frames.HEARTBEAT)))
+  assert.throws(() => fromProtobuf(bytes, { only: 'AUTH_RESPONSE' }), (e) => e instanceof OrbanMessageError && e.code === 'UNEXPECTED_TYPE')
+  const authBytes = toProtobuf(auth)
+  assert.equal(fromProtobuf(authBytes, { only: 'AUTH_RESPONSE' }).type, 'AUTH_RESPONSE')
 })

@@ -47,9 +47,16 @@ const MAX_UINT64 = 0xffff_ffff_ffff_ffffn
 // Year 9999: beyond it Date and RFC 3339 disagree.
 const MAX_UNIX_SECONDS = 253_402_300_799
 
+/**
+ * A decimal as text. Each part is matched by one unambiguous branch (digits, then optionally a dot
+ * and digits): `\d+\.?\d*` split a run of digits between two quantifiers in n ways and
+ * backtracked quadratically on a long non-matching string (20 KB blocked the event loop for
+ * seconds). Lengths are bounded before any pattern runs.
+ */
+export const DECIMAL_PATTERN = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/
 /** A decimal (rust_decimal serialises as a string, floats as numbers): both accepted, a number out. */
 const decimal = z
-  .union([z.number(), z.string().trim().regex(/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/, 'not a decimal number')])
+  .union([z.number(), z.string().max(64).trim().regex(DECIMAL_PATTERN, 'not a decimal number')])
   .transform(Number)
   .pipe(z.number())
 const nonNegative = decimal.pipe(z.number().min(0))
@@ -68,7 +75,11 @@ const counter64 = z
 /** RFC 3339 (any offset, any sub-second precision) or unix seconds; out: ISO 8601 UTC, ms precision. */
 const timestamp = z
   .union([
-    z.string().transform((s) => s.toUpperCase()).pipe(z.iso.datetime({ offset: true })),
+    z
+      .string()
+      .max(64)
+      .transform((s) => s.toUpperCase())
+      .pipe(z.iso.datetime({ offset: true })),
     z.number().int().min(0).max(MAX_UNIX_SECONDS),
     z.date(),
   ])
@@ -85,15 +96,42 @@ const id = z.string().min(1).max(256)
 const text = z.string().max(4096)
 const hex = z
   .string()
+  .max(1024)
   .transform((s) => s.replace(/^0x/i, '').toLowerCase())
   .pipe(z.string().regex(/^([0-9a-f]{2})*$/, 'not hex bytes'))
-const json = z.json()
+/** How deep and how large free-form JSON (a task's config, an error's context) may be. */
+const MAX_JSON_DEPTH = 32
+const MAX_JSON_NODES = 4096
+/**
+ * Free-form JSON, checked without recursion (z.json() recursed once per nesting level: a frame of
+ * nested brackets overflowed the stack) and bounded in depth and size.
+ */
+function isBoundedJson(value: unknown): value is JsonValue {
+  const stack: Array<[unknown, number]> = [[value, 0]]
+  let nodes = 0
+  while (stack.length) {
+    const [v, depth] = stack.pop()!
+    if (++nodes > MAX_JSON_NODES || depth > MAX_JSON_DEPTH) return false
+    if (v === null || typeof v === 'boolean' || typeof v === 'string') continue
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return false
+      continue
+    }
+    if (Array.isArray(v)) for (const item of v) stack.push([item, depth + 1])
+    else if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) for (const item of Object.values(v)) stack.push([item, depth + 1])
+    else return false
+  }
+  return true
+}
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
+const json = z.custom<JsonValue>(isBoundedJson, `not JSON, or deeper than ${MAX_JSON_DEPTH} levels or larger than ${MAX_JSON_NODES} values`)
 
 /** Enum values matched case-insensitively (upstream's docs and serde disagree on casing). */
 function caseless<const T extends readonly [string, ...string[]]>(values: T) {
   const byLower = new Map(values.map((v) => [v.toLowerCase(), v]))
   return z
     .string()
+    .max(64)
     .transform((s) => byLower.get(s.toLowerCase()) ?? s)
     .pipe(z.enum(values))
 }
@@ -139,9 +177,9 @@ const mesh = z.object({
   /** The device it runs shards on: cpu, webgpu, wasm. */
   device: z.string().max(32).optional(),
   /** Memory it offers for weights, MiB (VRAM on a GPU, RAM otherwise). */
-  memory_mb: z.number().int().min(0).optional(),
+  memory_mb: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   /** Decode tokens/s of the reference engine benchmark. */
-  benchmark_tok_per_sec: z.number().min(0).optional(),
+  benchmark_tok_per_sec: z.number().min(0).max(1e9).optional(),
 })
 
 const pricing = z.object({ base_rate_usd_per_hour: decimal, gpu_multiplier: decimal, effective_rate: decimal })
@@ -313,7 +351,15 @@ export type OrbanGpuStatus = z.output<typeof gpuStatus>
 export type OrbanAgentStatus = OrbanPayload<'HEARTBEAT'>['status']
 export type OrbanEarningsStatus = OrbanPayload<'EARNINGS_RECORD'>['status']
 
-export type OrbanMessageErrorCode = 'MALFORMED_JSON' | 'INVALID_ENVELOPE' | 'UNKNOWN_TYPE' | 'INVALID_PAYLOAD'
+export type OrbanMessageErrorCode = 'MALFORMED_JSON' | 'INVALID_ENVELOPE' | 'UNKNOWN_TYPE' | 'UNEXPECTED_TYPE' | 'INVALID_PAYLOAD'
+
+export type ParseOrbanMessageOptions = {
+  /**
+   * The only type accepted: any other is refused (UNEXPECTED_TYPE) before its payload is looked
+   * at, so a peer that has not authenticated gets no validation work beyond AUTH_RESPONSE's.
+   */
+  only?: OrbanMessageType
+}
 
 /** A frame that is not a valid Orban message; `code` says which layer failed. */
 export class OrbanMessageError extends Error {
@@ -343,18 +389,19 @@ function describe(error: z.ZodError): string {
 }
 
 /** Validates an already decoded frame (JSON object) as an Orban message. */
-export function parseOrbanMessageObject(value: unknown): OrbanMessage {
+export function parseOrbanMessageObject(value: unknown, options: ParseOrbanMessageOptions = {}): OrbanMessage {
   const envelope = envelopeSchema.safeParse(value)
   if (!envelope.success) throw new OrbanMessageError('INVALID_ENVELOPE', `invalid envelope: ${describe(envelope.error)}`)
   const { type } = envelope.data
   if (!TYPES.has(type)) throw new OrbanMessageError('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(type)}`, type)
+  if (options.only !== undefined && type !== options.only) throw new OrbanMessageError('UNEXPECTED_TYPE', `expected ${options.only}, got ${type}`, type)
   const payload = orbanPayloadSchemas[type as OrbanMessageType].safeParse(value)
   if (!payload.success) throw new OrbanMessageError('INVALID_PAYLOAD', `invalid ${type}: ${describe(payload.error)}`, type)
   return { message_id: envelope.data.message_id, timestamp: envelope.data.timestamp, type, ...payload.data } as OrbanMessage
 }
 
 /** Parses one JSON text frame; throws OrbanMessageError with a code and a readable reason. */
-export function parseOrbanMessage(frame: string): OrbanMessage {
+export function parseOrbanMessage(frame: string, options: ParseOrbanMessageOptions = {}): OrbanMessage {
   let value: unknown
   try {
     value = JSON.parse(frame)
@@ -362,7 +409,7 @@ export function parseOrbanMessage(frame: string): OrbanMessage {
     throw new OrbanMessageError('MALFORMED_JSON', `frame is not JSON: ${(e as Error).message}`)
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new OrbanMessageError('INVALID_ENVELOPE', 'frame is not a JSON object')
-  return parseOrbanMessageObject(value)
+  return parseOrbanMessageObject(value, options)
 }
 
 export type CreateOrbanMessageOptions = {

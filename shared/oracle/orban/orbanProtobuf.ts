@@ -1,6 +1,6 @@
 import { fromBinary, fromJson, toBinary, toJson, type JsonObject, type JsonValue } from '@bufbuild/protobuf'
 import { MessageSchema } from '../../../proto/gen/orban_pb.js'
-import { OrbanMessageError, parseOrbanMessageObject, type OrbanMessage, type OrbanMessageType } from './orbanMessages.ts'
+import { OrbanMessageError, parseOrbanMessageObject, type OrbanMessage, type OrbanMessageType, type ParseOrbanMessageOptions } from './orbanMessages.ts'
 
 /**
  * Binary frames: an Orban message as the protobuf `orban.protocol.v1.Message` of proto/orban.proto.
@@ -27,7 +27,7 @@ export function toProtobuf(message: OrbanMessage): Uint8Array {
 }
 
 /** Decodes protobuf bytes into a validated message; anything else is an OrbanMessageError. */
-export function fromProtobuf(bytes: Uint8Array): OrbanMessage {
+export function fromProtobuf(bytes: Uint8Array, options: ParseOrbanMessageOptions = {}): OrbanMessage {
   let decoded
   try {
     decoded = fromBinary(MessageSchema, bytes)
@@ -36,6 +36,10 @@ export function fromProtobuf(bytes: Uint8Array): OrbanMessage {
   }
   const kind = decoded.payload.case
   if (kind === undefined) throw new OrbanMessageError('UNKNOWN_TYPE', 'binary frame carries no payload')
+  // Refused before the JSON mapping and the payload schema run (the case is the camelCase type).
+  if (options.only !== undefined && kind.toLowerCase() !== options.only.replace(/_/g, '').toLowerCase()) {
+    throw new OrbanMessageError('UNEXPECTED_TYPE', `expected ${options.only}, got ${kind}`)
+  }
   const json = toJson(MessageSchema, decoded, { useProtoFieldName: true, alwaysEmitImplicit: true }) as JsonObject
   const type = Object.keys(json).find((k) => k !== 'message_id' && k !== 'timestamp' && k !== 'timestamp_nanos')
   if (type === undefined) throw new OrbanMessageError('UNKNOWN_TYPE', 'binary frame carries no payload')
@@ -47,5 +51,5 @@ export function fromProtobuf(bytes: Uint8Array): OrbanMessage {
     message_id: decoded.messageId,
     timestamp: new Date(ms).toISOString(),
     type: type.toUpperCase() as OrbanMessageType,
-  })
+  }, options)
 }
