@@ -4,6 +4,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
+import { createOrbanIdentity } from '../../shared/oracle/orban/orbanIdentity.ts'
+import { peerIdOfEd25519 } from '../../shared/oracle/orban/orbanMeshClaims.ts'
 import { createOrbanAgent, type OrbanAgent, type OrbanRegistration, type OrbanTaskController } from '../../shared/oracle/orban/createOrbanAgent.ts'
 import { createLogger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
@@ -16,12 +18,13 @@ let oracle: Oracle
 const agents: OrbanAgent[] = []
 let assignedModelUrl: string | undefined
 
-const registration = (memoryMb: number): OrbanRegistration => ({
+/** A registration whose mesh claim the key backs (its own peer id). */
+const registration = async (memoryMb: number, key: Uint8Array): Promise<OrbanRegistration> => ({
   hardware: { gpus: [], cpu: { model: 'test', cores: 2, threads: 2 }, memory_gb: 8, storage_available_gb: 10 },
   capabilities: { supported_frameworks: ['onnxruntime'], max_batch_size: 1, fp16_support: false, int8_support: false },
   location: { country: '', region: '', latency_to_platform_ms: 0 },
   availability: { hours_per_day: 24, reliability_score: 1 },
-  mesh: { peer_id: `peer-${randomBytes(4).toString('hex')}`, multiaddrs: [], device: 'cpu', memory_mb: memoryMb, benchmark_tok_per_sec: 100 },
+  mesh: { peer_id: peerIdOfEd25519((await createOrbanIdentity(key)).publicKey), multiaddrs: [], device: 'cpu', memory_mb: memoryMb, benchmark_tok_per_sec: 100 },
 })
 
 async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 10_000): Promise<T> {
@@ -46,11 +49,12 @@ after(async () => {
 
 test('an agent that refuses its range leaves the assignment and is not offered one again on every heartbeat', async () => {
   let offers = 0
+  const refuserKey = randomBytes(32)
   const refuser = await createOrbanAgent({
     url: oracle.url,
-    key: randomBytes(32),
+    key: refuserKey,
     heartbeatIntervalMs: 50,
-    registration: registration(100),
+    registration: await registration(100, refuserKey),
     onTask: () => (offers++, { accept: false, reason: 'busy', details: 'a test that says no' }),
   })
   agents.push(refuser)
@@ -65,11 +69,12 @@ test('an agent that refuses its range leaves the assignment and is not offered o
 
 test('an agent that accepts gets its range as TASK_ASSIGN and is ready only once it reports serving', async () => {
   let controller: OrbanTaskController | undefined
+  const agentKey = randomBytes(32)
   const agent = await createOrbanAgent({
     url: oracle.url,
-    key: randomBytes(32),
+    key: agentKey,
     heartbeatIntervalMs: 200,
-    registration: registration(100),
+    registration: await registration(100, agentKey),
     onTask: (_task, c) => ((controller = c), { accept: true }),
   })
   agents.push(agent)

@@ -1,4 +1,5 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -11,6 +12,7 @@ import { WebSocket as WsClient } from 'ws'
 import { bytesToBase64 } from '../../shared/oracle/orban/base64.ts'
 import { createOrbanAgent, type OrbanAgent, type OrbanRegistration, type OrbanTaskController } from '../../shared/oracle/orban/createOrbanAgent.ts'
 import { agentIdOf, createOrbanIdentity, signOrbanChallenge } from '../../shared/oracle/orban/orbanIdentity.ts'
+import { peerIdOfEd25519 } from '../../shared/oracle/orban/orbanMeshClaims.ts'
 import {
   createOrbanMessage,
   encodeOrbanMessage,
@@ -39,7 +41,12 @@ const registration: OrbanRegistration = {
   capabilities: { supported_frameworks: ['onnx'], max_batch_size: 8, fp16_support: true, int8_support: false },
   location: { country: 'TW', region: 'asia-east1', latency_to_platform_ms: 1 },
   availability: { hours_per_day: 24, reliability_score: 0.99 },
-  mesh: { peer_id: '12D3KooWTestPeer', multiaddrs: ['/ip4/127.0.0.1/tcp/4001'] },
+}
+
+/** The registration with the mesh claim a key can back: its own peer id, an address ending in it. */
+function registrationFor(publicKey: Uint8Array): OrbanRegistration {
+  const peerId = peerIdOfEd25519(publicKey)
+  return { ...registration, mesh: { peer_id: peerId, multiaddrs: [`/ip4/127.0.0.1/tcp/4001/p2p/${peerId}`] } }
 }
 
 function task(taskId: string, minVramGb = 12): OrbanPayloadInput<'TASK_ASSIGN'> {
@@ -114,7 +121,9 @@ async function startPlatform(t: TestContext, options: { dbPath?: string; port?: 
 }
 
 async function startAgent(t: TestContext, url: string, init: Partial<Parameters<typeof createOrbanAgent>[0]> = {}): Promise<OrbanAgent> {
-  const agent = await createOrbanAgent({ url, key: (await generateKeyPair('Ed25519')).raw, registration, heartbeatIntervalMs: 10_000, reconnect: { baseDelayMs: 20 }, ...init })
+  const key = init.key ?? (await generateKeyPair('Ed25519')).raw
+  const { publicKey } = await createOrbanIdentity(key)
+  const agent = await createOrbanAgent({ url, key, registration: registrationFor(publicKey), heartbeatIntervalMs: 10_000, reconnect: { baseDelayMs: 20 }, ...init })
   t.after(() => agent.stop())
   return agent
 }
@@ -148,7 +157,7 @@ async function rawClient(url: string, protocols: string | string[] = ORBAN_SUBPR
     send('AUTH_RESPONSE', { agent_id: identity.agentId, signature: await signOrbanChallenge(identity.seed, challenge.challenge), public_key: bytesToBase64(identity.publicKey) })
     await next('AUTH_SUCCESS')
     if (options.register !== false) {
-      send('AGENT_REGISTER', { agent_id: identity.agentId, ...registration })
+      send('AGENT_REGISTER', { agent_id: identity.agentId, ...registrationFor(identity.publicKey) })
       await next('REGISTER_ACK')
     }
     return identity
@@ -198,7 +207,9 @@ test('handshake, registration, heartbeats, a task from assignment to completion,
   // Registration: the channel keeps what was sent (the mesh extension too) and prices it.
   const [connected] = platform.channel.agents()
   assert.equal(connected?.agentId, agent.agentId)
-  assert.deepEqual(connected?.registration.mesh, registration.mesh)
+  assert.deepEqual(connected?.registration.mesh, registrationFor(key.publicKey.raw).mesh)
+  assert.equal(connected?.registration.mesh?.peer_id, peerIdFromPrivateKey(key).toString())
+  assert.equal(connected?.authMode, 'domain-separated')
   assert.deepEqual(agent.pricing, { base_rate_usd_per_hour: 0.5, gpu_multiplier: 2.4, effective_rate: 1.2 })
   assert.deepEqual(connected?.pricing, orbanPricing(connected!.registration))
   assert.equal(platform.hooks('register').length, 1)

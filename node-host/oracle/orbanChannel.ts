@@ -485,11 +485,13 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
       } else message = parseOrbanMessage(bytes.toString('utf8'), options)
     } catch (e) {
       const error = e instanceof OrbanMessageError ? e : new OrbanMessageError('MALFORMED_JSON', String(e))
+      if (preAuth) counters.unauthenticated++
+      // Another message type before authentication: said as such, its payload never looked at.
+      if (preAuth && error.code === 'UNEXPECTED_TYPE') return refuse(conn, 'UNAUTHENTICATED', `${error.messageType ?? 'a message'} before authentication`, false)
       if (error.code === 'MALFORMED_JSON') counters.malformed++
       else counters.invalid++
-      if (conn.phase === 'challenged') counters.unauthenticated++
       // Before authentication nothing but a valid AUTH_RESPONSE is tolerated.
-      refuse(conn, error.code, error.message, conn.phase !== 'challenged')
+      refuse(conn, error.code, error.message, !preAuth)
       return
     }
     conn.queue = conn.queue

@@ -38,7 +38,8 @@ export function fromProtobuf(bytes: Uint8Array, options: ParseOrbanMessageOption
   if (kind === undefined) throw new OrbanMessageError('UNKNOWN_TYPE', 'binary frame carries no payload')
   // Refused before the JSON mapping and the payload schema run (the case is the camelCase type).
   if (options.only !== undefined && kind.toLowerCase() !== options.only.replace(/_/g, '').toLowerCase()) {
-    throw new OrbanMessageError('UNEXPECTED_TYPE', `expected ${options.only}, got ${kind}`)
+    const type = kind.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase()
+    throw new OrbanMessageError('UNEXPECTED_TYPE', `expected ${options.only}, got ${type}`, type)
   }
   const json = toJson(MessageSchema, decoded, { useProtoFieldName: true, alwaysEmitImplicit: true }) as JsonObject
   const type = Object.keys(json).find((k) => k !== 'message_id' && k !== 'timestamp' && k !== 'timestamp_nanos')
