@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { keccak256, stringToBytes } from 'viem'
 import { silentLogger } from '../../shared/logger.ts'
-import { createOracleCore, pipelineOrder, UnknownModelError, type OracleCore, type OracleCoreEvents } from './createOracleCore.ts'
+import { createOracleCore, NodeIdSpaceError, pipelineOrder, UnknownModelError, type OracleCore, type OracleCoreEvents } from './createOracleCore.ts'
 import { readModelInfo, type ModelInfo } from './modelInfo.ts'
 import { openOracleDatabase, MIGRATIONS, schemaVersion } from './oracleDatabase.ts'
 import { inferenceProofHash } from './proofHash.ts'
@@ -252,4 +252,24 @@ test('the database records its schema version and refuses a newer one', () => {
   db.prepare('UPDATE schema_version SET version = ?').run(MIGRATIONS.length + 1)
   db.close()
   assert.throws(() => openOracleDatabase(path), /newer than this build knows/)
+})
+
+test('Orban agents and Plumise wallets never share an id: no 0x Orban ids, no id changes kind, the other node stays as it was', async () => {
+  const { core, store } = await setup('id-spaces.db', 1_000_000)
+  const wallet = '0x' + 'ab'.repeat(20)
+  await core.join(gpu(wallet, 3000))
+  const before = core.node(wallet)
+  const orban = { ...gpu(wallet, 90_000), kind: 'orban' as const, grpcEndpoint: undefined, httpEndpoint: undefined, peerId: '12D3KooWx', multiaddrs: ['/ip4/6.6.6.6/tcp/1'] }
+  // The wallet's own id, and any other 0x id, cannot join as an Orban agent.
+  await assert.rejects(core.join(orban), NodeIdSpaceError)
+  await assert.rejects(core.join({ ...orban, id: '0X' + 'cd'.repeat(20) }), NodeIdSpaceError)
+  assert.deepEqual(core.node(wallet), before)
+  assert.equal(core.node('0X' + 'cd'.repeat(20)), undefined)
+  // Nor does a Plumise join take an Orban agent's node.
+  await core.join({ ...orban, id: 'agent-c' })
+  await assert.rejects(core.join(gpu('agent-c', 3000)), NodeIdSpaceError)
+  assert.equal(core.node('agent-c')?.kind, 'orban')
+  assert.equal(core.node('agent-c')?.peerId, '12D3KooWx')
+  await core.close()
+  await store.close()
 })

@@ -1,14 +1,16 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import * as ed from '@noble/ed25519'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:http'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { test, type TestContext } from 'node:test'
-import { WebSocket as WsClient } from 'ws'
+import { WebSocketServer, WebSocket as WsClient } from 'ws'
 import { bytesToBase64 } from '../../shared/oracle/orban/base64.ts'
 import { createOrbanAgent, type OrbanAgent, type OrbanRegistration, type OrbanTaskController } from '../../shared/oracle/orban/createOrbanAgent.ts'
 import { agentIdOf, createOrbanIdentity, signOrbanChallenge } from '../../shared/oracle/orban/orbanIdentity.ts'
@@ -569,4 +571,219 @@ test('an AUTH_FAILED error stops the agent instead of retrying', async (t) => {
   const stop = await agent.done
   assert.equal(stop.reason, 'auth_failed')
   assert.equal(stop.error?.code, 'AUTH_FAILED')
+})
+
+/** An AUTH_RESPONSE signed the way upstream's agent signs: Ed25519 over the raw challenge bytes. */
+async function rawSignedResponse(seed: Uint8Array, challengeBase64: string, agentId?: string): Promise<OrbanPayloadInput<'AUTH_RESPONSE'>> {
+  const publicKey = await ed.getPublicKeyAsync(seed)
+  const signature = await ed.signAsync(Buffer.from(challengeBase64, 'base64'), seed)
+  return { agent_id: agentId ?? agentIdOf(publicKey), signature: bytesToBase64(signature), public_key: bytesToBase64(publicKey) }
+}
+
+test('upstream agents (raw challenge signatures) are accepted but may not claim a libp2p peer; our agents may claim only their own', async (t) => {
+  const platform = await startPlatform(t)
+
+  // An upstream agent: raw signature, no mesh: registered, marked raw.
+  const upstream = await rawClient(platform.url)
+  const upstreamSeed = randomBytes(32)
+  upstream.send('AUTH_RESPONSE', await rawSignedResponse(upstreamSeed, (await upstream.next('AUTH_CHALLENGE')).challenge, 'upstream-rig-1'))
+  await upstream.next('AUTH_SUCCESS')
+  upstream.send('AGENT_REGISTER', { agent_id: 'upstream-rig-1', ...registration })
+  await upstream.next('REGISTER_ACK')
+  assert.equal(platform.channel.agents().find((a) => a.agentId === 'upstream-rig-1')?.authMode, 'raw')
+
+  // A raw signature that announces a peer (even its own key's) is refused: such a key signs for anyone.
+  const rawClaimer = await rawClient(platform.url)
+  const rawSeed = randomBytes(32)
+  const rawKey = await ed.getPublicKeyAsync(rawSeed)
+  rawClaimer.send('AUTH_RESPONSE', await rawSignedResponse(rawSeed, (await rawClaimer.next('AUTH_CHALLENGE')).challenge))
+  await rawClaimer.next('AUTH_SUCCESS')
+  rawClaimer.send('AGENT_REGISTER', { agent_id: agentIdOf(rawKey), ...registrationFor(rawKey) })
+  const unproven = await rawClaimer.next('ERROR')
+  assert.equal(unproven.code, 'PEER_ID_UNPROVEN')
+  assert.equal((await rawClaimer.closed).code, 1008)
+
+  // Our signature, but another host's peer id: refused.
+  const victim = await createOrbanIdentity(randomBytes(32))
+  const thief = await rawClient(platform.url)
+  const thiefId = await thief.login({ register: false })
+  thief.send('AGENT_REGISTER', { agent_id: thiefId.agentId, ...registrationFor(victim.publicKey) })
+  assert.equal((await thief.next('ERROR')).code, 'PEER_ID_MISMATCH')
+
+  // Its own peer id, with addresses of others, metadata endpoints and inflated capacity: filtered and capped.
+  const boaster = await rawClient(platform.url)
+  const boasterId = await boaster.login({ register: false })
+  const own = registrationFor(boasterId.publicKey)
+  const peerId = own.mesh!.peer_id
+  const victimPeer = peerIdOfEd25519(victim.publicKey)
+  boaster.send('AGENT_REGISTER', {
+    agent_id: boasterId.agentId,
+    ...own,
+    mesh: {
+      peer_id: peerId,
+      multiaddrs: [`/ip4/127.0.0.1/tcp/4001/p2p/${peerId}`, `/ip4/127.0.0.1/tcp/4002/p2p/${victimPeer}`, `/ip4/169.254.169.254/tcp/80/p2p/${peerId}`, '/dns4/evil/tcp/1'],
+      memory_mb: 50_000_000,
+      benchmark_tok_per_sec: 1e8,
+    },
+  })
+  await boaster.next('REGISTER_ACK')
+  const mesh = platform.channel.agents().find((a) => a.agentId === boasterId.agentId)?.registration.mesh
+  assert.deepEqual(mesh?.multiaddrs, [`/ip4/127.0.0.1/tcp/4001/p2p/${peerId}`])
+  assert.equal(mesh?.memory_mb, 64 * 1024, 'capped at the 64 GB of RAM it declared')
+  assert.equal(mesh?.benchmark_tok_per_sec, 10_000)
+  assert.equal(platform.channel.stats().multiaddrsDropped, 3)
+  assert.equal(platform.channel.stats().meshRefused, 2)
+
+  // Wallet-shaped ids belong to Plumise nodes.
+  const walletLike = await rawClient(platform.url)
+  const seed = randomBytes(32)
+  const identity = await createOrbanIdentity(seed, '0x' + 'ab'.repeat(20))
+  const challenge = await walletLike.next('AUTH_CHALLENGE')
+  walletLike.send('AUTH_RESPONSE', { agent_id: identity.agentId, signature: await signOrbanChallenge(seed, challenge.challenge), public_key: bytesToBase64(identity.publicKey) })
+  const walletError = await walletLike.next('ERROR')
+  assert.equal(walletError.code, 'AUTH_FAILED')
+  assert.match(walletError.message, /0x/)
+})
+
+test('a malicious platform gets no signature over bytes it chose: a Noise payload or any size but 32 is refused, 32 bytes are signed under our domain only', async (t) => {
+  const server = createServer()
+  const wss = new WebSocketServer({ server, handleProtocols: () => ORBAN_SUBPROTOCOL })
+  const port = await freePort()
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const client of wss.clients) client.terminate()
+        wss.close()
+        server.close(() => resolve())
+      }),
+  )
+  const key = await generateKeyPair('Ed25519')
+  const noisePayload = Buffer.concat([Buffer.from('noise-libp2p-static-key:'), randomBytes(32)])
+  const offers: Buffer[] = [noisePayload, randomBytes(64), randomBytes(16), randomBytes(32)]
+  const received: Array<{ offered: Buffer; frames: OrbanMessage[]; code?: number }> = []
+  wss.on('connection', (ws) => {
+    const offered = offers[received.length] ?? randomBytes(32)
+    const entry: (typeof received)[number] = { offered, frames: [] }
+    received.push(entry)
+    ws.on('message', (data) => entry.frames.push(parseOrbanMessage(data.toString())))
+    ws.on('close', (code) => (entry.code = code))
+    ws.send(encodeOrbanMessage('AUTH_CHALLENGE', { challenge: offered.toString('base64') }))
+  })
+  await startAgent(t, `ws://127.0.0.1:${port}`, { key: key.raw, reconnect: { baseDelayMs: 10, maxDelayMs: 20 } })
+  await until(() => received.length >= 4 && received[3]!.frames.length > 0, 'the agent to answer the fourth challenge', 10_000)
+  for (const entry of received.slice(0, 3)) {
+    assert.deepEqual(entry.frames, [], `${entry.offered.length} bytes offered: nothing may be sent`)
+    assert.equal(entry.code, 4001)
+  }
+  const [response] = received[3]!.frames
+  assert.equal(response?.type, 'AUTH_RESPONSE')
+  const signature = Buffer.from((response as OrbanMessageOf<'AUTH_RESPONSE'>).signature, 'base64')
+  assert.equal(await key.publicKey.verify(Buffer.concat([Buffer.from('orban-auth-v1'), received[3]!.offered]), signature), true)
+  assert.equal(await key.publicKey.verify(received[3]!.offered, signature), false)
+})
+
+test('before authentication only a small AUTH_RESPONSE is read: a 256 KiB crafted frame is refused in well under a second and the loop keeps turning', async (t) => {
+  const platform = await startPlatform(t)
+  const good = await startAgent(t, platform.url, { heartbeatIntervalMs: 50 })
+  await good.ready()
+  // AGENT_REGISTER with a decimal string made to backtrack (the old pattern: ~100 s at this size).
+  const crafted = (agentId: string) => {
+    const base = encodeOrbanMessage('AGENT_REGISTER', { agent_id: agentId, ...registration })
+    const pad = 256 * 1024 - base.length - 64
+    const value = JSON.parse(base) as { hardware: { memory_gb: unknown } }
+    value.hardware.memory_gb = '1'.repeat(pad) + 'x'
+    return JSON.stringify(value)
+  }
+  // The event loop's longest stall while the frames are handled.
+  let lastTick = performance.now()
+  let longestStallMs = 0
+  const ticker = setInterval(() => {
+    const now = performance.now()
+    longestStallMs = Math.max(longestStallMs, now - lastTick - 5)
+    lastTick = now
+  }, 5)
+  t.after(() => clearInterval(ticker))
+
+  const stranger = await rawClient(platform.url)
+  await stranger.next('AUTH_CHALLENGE')
+  const frame = crafted('agent-x')
+  assert.ok(frame.length > 250 * 1024 && frame.length < 256 * 1024)
+  let started = performance.now()
+  stranger.ws.send(frame)
+  const refused = await stranger.next('ERROR')
+  const preAuthMs = performance.now() - started
+  assert.equal(refused.code, 'FRAME_TOO_LARGE')
+  assert.equal((await stranger.closed).code, 1008)
+
+  // A small frame of another type before auth: refused as such, its payload never validated.
+  const small = await rawClient(platform.url)
+  await small.next('AUTH_CHALLENGE')
+  small.ws.send(JSON.stringify({ ...(JSON.parse(crafted('agent-y')) as object), hardware: { memory_gb: '1'.repeat(3000) + 'x' } }))
+  assert.equal((await small.next('ERROR')).code, 'UNAUTHENTICATED')
+
+  // After authentication the full schema runs, and is linear too.
+  const member = await rawClient(platform.url)
+  const memberId = await member.login({ register: false })
+  started = performance.now()
+  member.ws.send(crafted(memberId.agentId))
+  const invalid = await member.next('ERROR')
+  const postAuthMs = performance.now() - started
+  assert.equal(invalid.code, 'INVALID_PAYLOAD')
+  clearInterval(ticker)
+  console.log(`256 KiB crafted frame: refused before auth in ${preAuthMs.toFixed(1)} ms, validated after auth in ${postAuthMs.toFixed(1)} ms; longest event-loop stall ${longestStallMs.toFixed(1)} ms`)
+  assert.ok(preAuthMs < 1000, `pre-auth ${preAuthMs} ms`)
+  assert.ok(postAuthMs < 1000, `post-auth ${postAuthMs} ms`)
+  assert.ok(longestStallMs < 1000, `stall ${longestStallMs} ms`)
+  assert.equal(good.state, 'ready')
+})
+
+/** Sends raw bytes on a TCP connection and returns the HTTP status line's code (0 when closed without one). */
+function rawUpgrade(port: number, request: string): Promise<number> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(request))
+    let text = ''
+    socket.on('data', (d) => {
+      text += d.toString()
+      const match = /^HTTP\/1\.1 (\d{3})/.exec(text)
+      if (match) {
+        resolve(Number(match[1]))
+        socket.destroy()
+      }
+    })
+    socket.on('error', () => resolve(0))
+    socket.on('close', () => resolve(0))
+  })
+}
+
+test('upgrades are capped per IP and while unauthenticated, strangers time out, and bad upgrade requests get a 4xx', async (t) => {
+  const platform = await startPlatform(t, { limits: { maxConnectionsPerIp: 3, maxUnauthenticated: 100, authTimeoutMs: 300 } })
+  const endpoint = platform.url + ORBAN_PATH
+  const idle = [await rawClient(platform.url), await rawClient(platform.url), await rawClient(platform.url)]
+  assert.equal(await refusedStatus(endpoint, ORBAN_SUBPROTOCOL), 429)
+  assert.equal(platform.channel.stats().perIpRefused, 1)
+  // None of them authenticates: each is told and closed once authTimeoutMs passes, which frees the slots.
+  for (const client of idle) {
+    assert.equal((await client.next('ERROR')).code, 'TIMEOUT')
+    assert.equal((await client.closed).code, 1008)
+  }
+  const agent = await startAgent(t, platform.url)
+  await agent.ready()
+
+  // Bad upgrade requests: a 4xx each, and the channel goes on.
+  const upgradeHead = (path: string, extra: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${extra}\r\n`
+  assert.equal(await rawUpgrade(platform.port, upgradeHead(ORBAN_PATH, `Sec-WebSocket-Protocol: ${ORBAN_SUBPROTOCOL}\r\nSec-WebSocket-Version: 13\r\n`)), 400)
+  assert.equal(await rawUpgrade(platform.port, upgradeHead(ORBAN_PATH, `Sec-WebSocket-Protocol: ${ORBAN_SUBPROTOCOL}\r\nSec-WebSocket-Key: ${'A'.repeat(500)}\r\nSec-WebSocket-Version: 99\r\n`)), 400)
+  assert.equal(await rawUpgrade(platform.port, upgradeHead('//a:b', `Sec-WebSocket-Protocol: ${ORBAN_SUBPROTOCOL}\r\n`)), 404)
+  assert.equal(await rawUpgrade(platform.port, upgradeHead('/%E0%A4%A', '')), 404)
+  assert.equal(agent.state, 'ready')
+
+  // The unauthenticated cap.
+  const tight = await startPlatform(t, { limits: { maxUnauthenticated: 2, authTimeoutMs: 10_000 } })
+  const a = await rawClient(tight.url)
+  await rawClient(tight.url)
+  assert.equal(await refusedStatus(tight.url + ORBAN_PATH, ORBAN_SUBPROTOCOL), 503)
+  await a.login({ register: false })
+  const c = await rawClient(tight.url)
+  assert.equal((await c.next('AUTH_CHALLENGE')).type, 'AUTH_CHALLENGE')
 })

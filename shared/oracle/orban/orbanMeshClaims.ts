@@ -120,6 +120,11 @@ function badIp4(ip: string): boolean {
 function badIp6(ip: string): boolean {
   const lower = ip.toLowerCase()
   if (lower === '::' || /^fe[89ab]/.test(lower) || lower.startsWith('ff')) return true
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower)
-  return mapped !== null && badIp4(mapped[1]!)
+  // IPv4-mapped (::ffff:a.b.c.d, which multiaddr writes as ::ffff:xxxx:xxxx).
+  const dotted = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower)
+  if (dotted) return badIp4(dotted[1]!)
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower)
+  if (!hex) return false
+  const [high, low] = [parseInt(hex[1]!, 16), parseInt(hex[2]!, 16)]
+  return badIp4(`${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`)
 }
