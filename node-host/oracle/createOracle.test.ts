@@ -107,3 +107,24 @@ test("a model in a local folder is offered by the Oracle: tasks name /models/<na
     assert.equal((await fetch(new URL(path, oracle.url))).status, 404, path)
   }
 })
+
+test('a declared benchmark score counts only once the agent answered its proof of work; memory is capped by its declared hardware', async () => {
+  const make = async (maxPowDifficulty: number) => {
+    const key = randomBytes(32)
+    const reg = await registration(1_000_000, key)
+    const agent = await createOrbanAgent({ url: oracle.url, key, maxPowDifficulty, registration: { ...reg, mesh: { ...reg.mesh!, benchmark_tok_per_sec: 250 } }, onTask: () => ({ accept: true }) })
+    agents.push(agent)
+    return agent
+  }
+  // This one declines every proof of work (the Oracle asks 16 bits).
+  const shirker = await make(0)
+  const worker = await make(32)
+  const shirkerNode = await waitFor('the shirker to join', () => oracle.core.node(shirker.agentId))
+  const workerNode = await waitFor('the worker to join', () => oracle.core.node(worker.agentId))
+  assert.equal(shirkerNode.benchmarkTokPerSec, 0)
+  assert.equal(workerNode.benchmarkTokPerSec, 250)
+  // 1,000,000 MiB offered on a machine that declared 8 GB.
+  assert.equal(workerNode.ramMb, 8 * 1024)
+  assert.equal(shirkerNode.ramMb, 8 * 1024)
+  assert.equal(shirkerNode.peerId, oracle.orban.agents().find((a) => a.agentId === shirker.agentId)?.registration.mesh?.peer_id)
+})

@@ -583,10 +583,15 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
         return
       case 'POW_RESPONSE':
         return powAnswered(agentId, message)
-      case 'ERROR':
+      case 'ERROR': {
         log.warn({ agentId, code: message.code, message: message.message }, 'orban: agent reported an error')
+        // An agent declining a proof of work (too hard, missed its deadline) has answered: refused now, not at the timeout.
+        const context = message.context
+        const challengeId = context && typeof context === 'object' && !Array.isArray(context) ? context.challenge_id : undefined
+        if (typeof challengeId === 'string' && pendingPows.get(challengeId)?.agentId === agentId) await settlePow(challengeId, false, null)
         callHook('onAgentError', agentId, message)
         return
+      }
     }
   }
 
