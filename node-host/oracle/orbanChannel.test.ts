@@ -29,7 +29,7 @@ import {
 import { toProtobuf } from '../../shared/oracle/orban/orbanProtobuf.ts'
 import { proofOfWorkHash, verifyProofOfWork } from '../../shared/oracle/orban/proofOfWork.ts'
 import { freePort } from '../net/freePort.ts'
-import { createOrbanChannel, OrbanAgentUnavailableError, orbanPricing, type CreateOrbanChannelInit, type OrbanConnectedAgent } from './orbanChannel.ts'
+import { createOrbanChannel, ipBucket, OrbanAgentUnavailableError, orbanPricing, type CreateOrbanChannelInit, type OrbanConnectedAgent } from './orbanChannel.ts'
 import { verifyOrbanJwt } from './orbanJwt.ts'
 import { createSqliteOrbanStore } from './sqliteOrbanStore.ts'
 
@@ -786,4 +786,14 @@ test('upgrades are capped per IP and while unauthenticated, strangers time out, 
   await a.login({ register: false })
   const c = await rawClient(tight.url)
   assert.equal((await c.next('AUTH_CHALLENGE')).type, 'AUTH_CHALLENGE')
+})
+
+test('per-IP caps count IPv4 (also IPv4-mapped) by address and IPv6 by its /64', () => {
+  assert.equal(ipBucket('10.1.2.3'), '10.1.2.3')
+  assert.equal(ipBucket('::ffff:10.1.2.3'), '10.1.2.3')
+  assert.equal(ipBucket('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64')
+  assert.equal(ipBucket('2001:db8:1:2:bbbb:cccc:dddd:eeee'), '2001:db8:1:2::/64')
+  assert.equal(ipBucket('2001:0db8::1'), '2001:db8:0:0::/64')
+  assert.equal(ipBucket('::1'), '0:0:0:0::/64')
+  assert.equal(ipBucket(undefined), 'unknown')
 })
