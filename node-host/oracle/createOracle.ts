@@ -9,8 +9,11 @@ import type { ModelInfo } from './modelInfo.ts'
 import { openOracleDatabase } from './oracleDatabase.ts'
 import { createOrbanChannel, type OrbanChannel, type OrbanConnectedAgent } from './orbanChannel.ts'
 import { createRewardReporter, type RewardReporter, type RewardReporterInit } from './rewardReporter.ts'
+import { createRowPruner } from './rowPruner.ts'
 import { createSqliteOracleStore } from './sqliteOracleStore.ts'
 import { createSqliteOrbanStore } from './sqliteOrbanStore.ts'
+import { createWalletBindings } from './walletBindings.ts'
+import { createPublicClient, http } from 'viem'
 
 export type OracleInit = {
   /** SQLite file holding everything (created when missing). */
@@ -29,6 +32,8 @@ export type OracleInit = {
   logger: Logger
   /** Rewards on chain: metrics are booked to the RewardPool's epoch, and closed epochs reported and distributed. */
   chain?: Pick<RewardReporterInit, 'chain' | 'account' | 'fundWeiPerEpoch' | 'pollMs'>
+  /** Old proofs, metrics, replay-guard entries and Orban history are deleted after this. @default 30 days */
+  retentionMs?: number
 }
 
 const GB = 1024 ** 3
@@ -46,7 +51,11 @@ export async function createOracle(init: OracleInit) {
   const store = createSqliteOracleStore({ db })
   const rewards: RewardReporter | undefined = init.chain && createRewardReporter({ ...init.chain, store, logger })
   await rewards?.start()
-  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, replicas: init.replicas, logger, epoch: rewards?.epoch })
+  // A wallet is credited with a node host's work only through a binding the host's key signed (checked on the registry's record).
+  const bindings =
+    init.chain &&
+    createWalletBindings({ config: init.chain.chain.config, client: createPublicClient({ chain: init.chain.chain.chain, transport: http(init.chain.chain.rpcUrl) }), logger })
+  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, replicas: init.replicas, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf })
   const modelFolders = new Map(init.models.flatMap((m) => (m.folder ? [[m.name, m.folder] as const] : [])))
   const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders })
   /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
@@ -148,6 +157,9 @@ export async function createOracle(init: OracleInit) {
   }
 
   const orbanStore = createSqliteOrbanStore(db)
+  // Bounded tables: epochs the reporter has not reported are kept whatever their age.
+  const pruner = createRowPruner({ store, orbanStore, logger, retentionMs: init.retentionMs, keepFromEpoch: rewards && (() => rewards.stats().nextEpoch) })
+  pruner.start()
   const orban: OrbanChannel = createOrbanChannel({
     store: orbanStore,
     logger,
@@ -220,6 +232,7 @@ export async function createOracle(init: OracleInit) {
     rewards,
     async close(): Promise<void> {
       closing = true
+      pruner.stop()
       await orban.close()
       await server.close()
       await rewards?.stop()
