@@ -12,7 +12,7 @@ export type WalletBindingsInit = {
   logger: Logger
   /** How long a verified binding is trusted before it is read again. @default 300_000 */
   ttlMs?: number
-  /** How long a wallet without a valid binding is answered from memory (a registration may be on its way). @default 15_000 */
+  /** How long a wallet without a valid binding is answered from memory (a registration may be on its way). @default 5_000 */
   missTtlMs?: number
   /** Wallets remembered at most (oldest forgotten first). @default 10_000 */
   maxEntries?: number
@@ -49,7 +49,7 @@ export class WalletBindingUnavailableError extends Error {
 export function createWalletBindings(init: WalletBindingsInit): WalletBindings {
   const now = init.now ?? Date.now
   const ttlMs = init.ttlMs ?? 300_000
-  const missTtlMs = init.missTtlMs ?? 15_000
+  const missTtlMs = init.missTtlMs ?? 5_000
   const maxEntries = init.maxEntries ?? 10_000
   /** Lowercase wallet → the answer and until when it holds (a Map keeps insertion order: oldest first). */
   const cache = new Map<string, { peerId: string | undefined; until: number }>()
