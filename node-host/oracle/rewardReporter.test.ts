@@ -225,3 +225,20 @@ test('a fresh devnet behind the same addresses gets its own progress; an unreach
     await fresh.close()
   }
 })
+
+test('a proof whose transaction is older than maxProofAgeMs is not counted (the store forgets old proofs, so it could not tell a replay)', async () => {
+  await current.stop()
+  // this reporter's clock is 8 days ahead: every transaction on the devnet looks 8 days old
+  current = createRewardReporter({ store, chain, account: oracleAccount(), logger: silentLogger, pollMs: 3_600_000, now: () => Date.now() + 8 * 86_400_000 })
+  await current.start()
+  await current.tick()
+  const epoch = current.epoch()
+  const proof = createInferenceProof({ model: MODEL, prompt: 'an old one', output: ' replayed', agentAddress: alice.address, tokenCount: 4 })
+  const { hash } = await submitProof(devnet.walletClient(alice), { config: devnet.config, proof })
+  await core.recordMetrics({ agent: lower(alice), tokensProcessed: 240, requestCount: 6, avgLatencyMs: 45, uptimeSeconds: 140, proofs: [wire(proof, hash)] })
+  await devnet.mineToNextEpoch()
+  await current.tick()
+  await current.tick()
+  assert.deepEqual((await store.epochProofs(epoch)).map((r) => [r.proofHash, r.verdict]), [[proof.proofHash, 'refused']])
+  assert.equal(current.stats().proofs.refused, 1)
+})
