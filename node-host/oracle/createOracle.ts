@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { DatabaseSync } from 'node:sqlite'
+import { createPublicClient, http } from 'viem'
 import type { Logger } from '../../shared/logger.ts'
 import { rangeBytes, type LayerRange } from '../../shared/oracle/assignLayers.ts'
 import type { ShardTaskConfig } from '../../shared/oracle/shardTask.ts'
@@ -13,7 +14,6 @@ import { createRowPruner } from './rowPruner.ts'
 import { createSqliteOracleStore } from './sqliteOracleStore.ts'
 import { createSqliteOrbanStore } from './sqliteOrbanStore.ts'
 import { createWalletBindings } from './walletBindings.ts'
-import { createPublicClient, http } from 'viem'
 
 export type OracleInit = {
   /** SQLite file holding everything (created when missing). */

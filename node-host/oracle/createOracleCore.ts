@@ -41,7 +41,8 @@ export type OracleCoreInit = {
  * × measured capacity; requests ≤ booked tokens (a request forwards at least one position); mean
  * latency ≥ the time its tokens take at that capacity. A budget keeps at most `budgetCapS` seconds
  * (and their tokens) that no report claimed. No free allowance: what was not observed is not paid.
- * (Origins do not yet report which shards their tokens went through: issue "Honest compute".)
+ * Not bounds, because the node itself writes them: Orban METRICS_BATCH figures; nor are proofs
+ * (verifyInference names the origin, not the shards the tokens went through: issue "Honest compute").
  */
 export type BookingBounds = {
   /** Longest silence still counted as serving (the registry counts an agent active 300 s after a heartbeat). @default 300_000 */

@@ -128,3 +128,21 @@ test('bindings: a verified one names its peer, others none; an unreachable chain
   const offline = createWalletBindings({ config: devnet.config, client: createPublicClient({ chain: devnet.chain, transport: http(closed, { retryCount: 0 }) }), logger: silentLogger })
   await assert.rejects(offline.peerOf(alice.address), WalletBindingUnavailableError)
 })
+
+test('an Oracle that cannot read the chain answers a bound wallet 503 (retry later), never books it unchecked', async () => {
+  const closed = `http://127.0.0.1:${await freePort()}`
+  const blind = await createOracle({
+    db: ':memory:',
+    models: [await readModelInfo(undefined)],
+    port: 0,
+    logger: silentLogger,
+    chain: { chain: { config: devnet.config, rpcUrl: closed, chain: devnet.chain, devnet: devnet.file }, account: privateKeyToAccount(devnet.accounts.oracle.privateKey), pollMs: HOUR },
+  })
+  try {
+    const client = createPlumiseOracleClient({ baseUrl: blind.url, account: privateKeyToAccount(alice.privateKey) })
+    await assert.rejects(client.reportMetrics({ tokensProcessed: 5, requestCount: 1, avgLatencyMs: 20, uptimeSeconds: 60 }), (e: unknown) => e instanceof OracleRequestError && e.status === 503 && /retry later/.test(e.message))
+    assert.deepEqual(await blind.store.metricsTotals(alice.address.toLowerCase()), [])
+  } finally {
+    await blind.close()
+  }
+})

@@ -81,7 +81,7 @@ export function createWalletBindings(init: WalletBindingsInit): WalletBindings {
         return binding.peerId
       } catch (e) {
         if (!(e instanceof AgentBindingError)) throw e
-        if (hit?.peerId !== undefined || !hit) init.logger.warn({ wallet, nodeId: record.nodeId, reason: e.message }, 'oracle: the wallet\'s on-chain registration does not bind it to a peer; its reports for a peer are not booked')
+        if (!hit || hit.peerId !== undefined) init.logger.warn({ wallet, nodeId: record.nodeId, reason: e.message }, 'oracle: the wallet\'s on-chain registration does not bind it to a peer; its reports for a peer are not booked')
         remember(wallet, undefined, now() + missTtlMs)
         return undefined
       }
