@@ -102,3 +102,19 @@ test("a model in a local folder is offered by the Oracle: tasks name /models/<na
     assert.equal((await fetch(new URL(path, oracle.url))).status, 404, path)
   }
 })
+
+test('a completed shard task is paid for no more time than it existed, whatever execution time the agent claims', async (t) => {
+  const fresh = await createOracle({ db: join(dir, 'earnings.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, logger: createLogger('oracle', 'silent') })
+  t.after(() => fresh.close())
+  let controller: OrbanTaskController | undefined
+  const agent = await createOrbanAgent({ url: fresh.url, key: randomBytes(32), heartbeatIntervalMs: 200, registration: registration(100), onTask: (_task, c) => ((controller = c), { accept: true }) })
+  t.after(() => agent.stop())
+  const earnings: Array<{ gpu_hours: number }> = []
+  agent.on('earnings', (e) => earnings.push(e.earnings))
+  const c = await waitFor('a task', () => controller)
+  const sentBefore = Date.now()
+  await new Promise((r) => setTimeout(r, 200))
+  c.complete({ result: { output_url: 'mesh://served', output_hash: 'none', execution_time_sec: 36_000, gpu_time_sec: 36_000 } })
+  const [paid] = await waitFor('the earnings record', () => (earnings.length ? earnings : undefined))
+  assert.ok(paid!.gpu_hours > 0 && paid!.gpu_hours <= (Date.now() - sentBefore + 10_000) / 3_600_000, `${paid!.gpu_hours} h paid for a 10 h claim on a task seconds old`)
+})

@@ -63,6 +63,11 @@ export async function createOracle(init: OracleInit) {
   const joining = new Set<string>()
   /** Agents that refused or failed their range, and until when they are not offered one again (doubling backoff). */
   const refused = new Map<string, { until: number; backoffMs: number }>()
+  /**
+   * When each shard task was sent, and to whom: a task is paid for no more time than it existed
+   * (the agent reports its own execution time), and only to the agent it was given to.
+   */
+  const taskSentAt = new Map<string, { agentId: string; at: number }>()
   let closing = false
   /** What the channel itself answers when the agent never did (not a refusal: the agent may come back). */
   const TRANSIENT = new Set(['agent_unavailable', 'disconnected', 'timeout', 'platform_closing', 'unreachable'])
@@ -82,6 +87,9 @@ export async function createOracle(init: OracleInit) {
     if (!info || !node) return
     const taskId = randomUUID()
     sent.set(agentId, { taskId, range, model })
+    taskSentAt.set(taskId, { agentId, at: Date.now() })
+    // Tasks never completed (agents gone) leave entries: keep the newest 10 000.
+    if (taskSentAt.size > 10_000) taskSentAt.delete(taskSentAt.keys().next().value!)
     const config: ShardTaskConfig = { kind: 'shardmesh.shard', model, layer_start: range.start, layer_end: range.end, total_layers: info.numLayers }
     const onGpu = node.device !== 'cpu' && node.device !== 'wasm' && node.vramMb > 0
     // Never ask for more VRAM than the agent's largest GPU reports (unified memory reports none).
@@ -186,7 +194,18 @@ export async function createOracle(init: OracleInit) {
       // A shard task ends when a newer assignment replaces it: the time it served is paid at the rate of REGISTER_ACK.
       async onTaskComplete(agentId, complete) {
         const agent = orban.agents().find((a) => a.agentId === agentId)
-        const hours = complete.result.execution_time_sec / 3600
+        const given = taskSentAt.get(complete.task_id)
+        taskSentAt.delete(complete.task_id)
+        if (given?.agentId !== agentId) {
+          logger.warn({ agentId, taskId: complete.task_id }, 'oracle: completion of a task this oracle did not give the agent (or gave before a restart): not paid')
+          return
+        }
+        const existedS = (Date.now() - given.at) / 1000
+        const seconds = Math.min(complete.result.execution_time_sec, existedS)
+        if (seconds < complete.result.execution_time_sec) {
+          logger.warn({ agentId, taskId: complete.task_id, claimedS: complete.result.execution_time_sec, paidS: seconds }, 'oracle: task execution time above its age clamped')
+        }
+        const hours = seconds / 3600
         const rate = Number(agent?.pricing.effective_rate ?? 0)
         const amount = Math.round(hours * rate * 1e6) / 1e6
         const payout = new Date(Date.now() + 7 * 86_400_000).toISOString().slice(0, 10)
