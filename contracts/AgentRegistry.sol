@@ -5,8 +5,13 @@ pragma solidity ^0.8.24;
 /// @notice Agents (inference hosts) register a node id and JSON metadata under their wallet and
 ///         prove liveness with heartbeats. The external ABI (functions, events, struct layout) is
 ///         the one deployed on Plumise, so selectors, topics and return encodings match.
-/// @dev Additions for chains without Plumise's precompiles: a heartbeat relay (the agentHeartbeat
-///      stand-in) may record heartbeats for an agent, and a node id can belong to one agent only.
+/// @dev Addition for chains without Plumise's precompiles: a heartbeat relay (the agentHeartbeat
+///      stand-in) may record heartbeats for an agent.
+///      A node id is a claim, not an ownership: the chain cannot check the Ed25519 signature that
+///      binds a libp2p peer to a wallet (Plumise has no Ed25519 precompile), so a first-come lock on
+///      node ids would hand each id to whoever registers it first, a stranger included, and lock the
+///      real host out. Any number of wallets may name one node id; the Oracle credits a wallet with
+///      a peer's work only when the metadata carries that peer's signature over (chain id, wallet).
 contract AgentRegistry {
     enum AgentStatus {
         ACTIVE,
@@ -35,8 +40,6 @@ contract AgentRegistry {
     address[] private agentList;
     /// @dev Position in agentList plus one (0: absent), for O(1) removal.
     mapping(address => uint256) private listSlot;
-    /// @notice The agent a node id is registered to (zero when free).
-    mapping(bytes32 => address) public agentOfNode;
 
     event AgentRegistered(address indexed agent, bytes32 indexed nodeId, string metadata);
     event AgentDeregistered(address indexed agent, bytes32 indexed nodeId);
@@ -64,7 +67,6 @@ contract AgentRegistry {
     function registerAgent(bytes32 nodeId, string calldata metadata) external {
         require(agents[msg.sender].wallet == address(0), "AgentRegistry: agent already registered");
         require(nodeId != bytes32(0), "AgentRegistry: nodeId is zero");
-        require(agentOfNode[nodeId] == address(0), "AgentRegistry: nodeId already registered by another agent");
 
         agents[msg.sender] = Agent({
             wallet: msg.sender,
@@ -75,7 +77,6 @@ contract AgentRegistry {
             status: AgentStatus.ACTIVE,
             stake: 0
         });
-        agentOfNode[nodeId] = msg.sender;
         agentList.push(msg.sender);
         listSlot[msg.sender] = agentList.length;
         emit AgentRegistered(msg.sender, nodeId, metadata);
@@ -104,7 +105,6 @@ contract AgentRegistry {
         listSlot[last] = slot;
         agentList.pop();
         delete listSlot[msg.sender];
-        delete agentOfNode[nodeId];
         delete agents[msg.sender];
         emit AgentDeregistered(msg.sender, nodeId);
     }

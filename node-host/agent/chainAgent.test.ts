@@ -20,6 +20,7 @@ import type { HostCounters } from '../host/createNodeHost.ts'
 import { freePort } from '../net/freePort.ts'
 import { createOracle, type Oracle } from '../oracle/createOracle.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
+import { createOrbanAgent, type OrbanAgent } from '../../shared/oracle/orban/createOrbanAgent.ts'
 import { createChainAgent, type ChainAgentInit } from './chainAgent.ts'
 
 // A host's chain agent against a real devnet and a real Oracle (HTTP API, SQLite, reward reporter):
@@ -45,7 +46,9 @@ before(async () => {
     chain: { chain, account: privateKeyToAccount(devnet.accounts.oracle.privateKey), fundWeiPerEpoch: 10n ** 18n, pollMs: HOUR },
   })
 })
+const hosts: OrbanAgent[] = []
 after(async () => {
+  for (const h of hosts) await h.stop()
   await oracle?.close()
   await devnet?.close()
 })
@@ -69,9 +72,44 @@ async function agentOf(who: DevAccount, extra: Partial<ChainAgentInit> & { count
   return { agent, key, counters }
 }
 
+async function waitFor<T>(what: string, fn: () => T | undefined): Promise<T> {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    const v = fn()
+    if (v !== undefined) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** The host's own link to the Oracle, as runOracleAgent keeps it: an Orban agent with the peer's key, serving the range it is given. */
+async function connectHost(key: PrivateKey): Promise<OrbanAgent> {
+  const host = await createOrbanAgent({
+    url: oracle.url,
+    key: key.raw,
+    heartbeatIntervalMs: 200,
+    registration: {
+      hardware: { gpus: [], cpu: { model: 'test', cores: 2, threads: 2 }, memory_gb: 8, storage_available_gb: 10 },
+      capabilities: { supported_frameworks: ['onnxruntime'], max_batch_size: 1, fp16_support: false, int8_support: false },
+      location: { country: '', region: '', latency_to_platform_ms: 0 },
+      availability: { hours_per_day: 24, reliability_score: 1 },
+      mesh: { peer_id: peerIdFromPrivateKey(key).toString(), multiaddrs: [], model: MODEL, device: 'cpu', memory_mb: 4096, benchmark_tok_per_sec: 100 },
+    },
+    onTask: (_task, controller) => {
+      setTimeout(() => controller.progress({ progress: 1, stage: 'serving' }), 10)
+      return { accept: true }
+    },
+  })
+  hosts.push(host)
+  await waitFor('the host serving at the oracle', () => (oracle.core.node(host.agentId)?.ready ? true : undefined))
+  return host
+}
+
 test('registers bound to its peer, proves its generations, reports them with their transactions, claims its reward', async () => {
   const reader = devnet.walletClient(carol)
   const { agent, key, counters } = await agentOf(alice)
+  // the Oracle books a wallet's report only for a node it knows: here the node host of the peer the wallet is bound to
+  await connectHost(key)
   await agent.start()
   const record = (await getAgent(reader, { config: devnet.config, agent: alice.address }))!
   assert.equal((await verifyAgentBinding({ chainId: devnet.chainId, agent: record })).peerId, peerIdFromPrivateKey(key).toString())

@@ -170,7 +170,8 @@ export function createChainAgent(init: ChainAgentInit): ChainAgent {
       .finally(() => (submitting = undefined)))
 
   async function report(signal?: AbortSignal): Promise<void> {
-    if (!oracle) return
+    // The Oracle books this wallet's reports for the host's node only through the binding on chain: none before it is there.
+    if (!oracle || !inRegistry) return
     const c = init.stats()
     const batch = unreported.slice(0, PROOFS_PER_REPORT)
     await oracle.reportMetrics({

@@ -169,7 +169,6 @@ describe('AgentRegistry', () => {
     assert.equal(await readReg('isRegistered', [alice.address]), true)
     assert.equal(await readReg('isActive', [alice.address]), true)
     assert.equal(await readReg('isRegistered', [bob.address]), false)
-    assert.equal(await readReg('agentOfNode', [nodeId(1)]), alice.address)
     await register(bob, 2)
     assert.deepEqual(await readReg('getAllAgents'), [alice.address, bob.address])
     assert.deepEqual(await readReg('getActiveAgents'), [alice.address, bob.address])
@@ -178,11 +177,18 @@ describe('AgentRegistry', () => {
     assert.equal(await readReg('HEARTBEAT_TIMEOUT'), 300n)
   })
 
-  test('registration reverts: twice, zero nodeId, a nodeId another agent holds', async () => {
+  test('registration reverts: twice, zero nodeId', async () => {
     await register(alice, 1)
     await reverts(register(alice, 2), 'AgentRegistry: agent already registered')
     await reverts(send(bob, registry(), reg('registerAgent', [pad('0x0'), '{}'])), 'AgentRegistry: nodeId is zero')
-    await reverts(register(bob, 1), 'AgentRegistry: nodeId already registered by another agent')
+  })
+
+  test('a node id is no lock: a stranger who registers it first does not keep its host out (the Oracle checks the peer\'s signature instead)', async () => {
+    await register(stranger, 1, '{"peerId":"the host\'s","peerSig":"0x00"}')
+    await register(alice, 1)
+    assert.equal((await readReg('getAgent', [alice.address])).nodeId, nodeId(1))
+    assert.equal((await readReg('getAgent', [stranger.address])).nodeId, nodeId(1))
+    assert.equal(await readReg('isRegistered', [alice.address]), true)
   })
 
   test('an agent without a heartbeat for HEARTBEAT_TIMEOUT turns inactive; a heartbeat revives it', async () => {

@@ -3,7 +3,10 @@ import { after, before, test } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { createWalletClient, http, keccak256, stringToHex, type Address } from 'viem'
+import { createWalletClient, encodeFunctionData, http, keccak256, stringToHex, type Address } from 'viem'
+import { agentRegistryAbi } from '../../shared/chain/abis.ts'
+import { AgentBindingError } from '../../shared/chain/agentBinding.ts'
+import { transact } from '../../shared/chain/transact.ts'
 import { getBalance, getTransaction } from 'viem/actions'
 import { claimIfAbove, claimReward } from '../../shared/chain/claimReward.ts'
 import { distributeRewards } from '../../shared/chain/distributeRewards.ts'
@@ -64,11 +67,21 @@ test('hosts register with their peer binding, prove generations, get paid their 
     assert.equal(await isAgentAccount(client(stranger), { config, agent: who.address }), true)
   }
   assert.equal((await verifyAgentBinding({ chainId: devnet.chainId, agent: (await getAgent(client(stranger), { config, agent: alice.address }))! })).metadata.model, MODEL)
-  // idempotent, and a peer cannot be claimed by a second wallet
+  // idempotent
   const again = await registerAgent(client(alice), { config, peer: peerOf(aliceKey), precompile })
   assert.equal(again.hash, undefined)
   assert.equal(again.precompileHash, undefined)
-  await rejectsWith(registerAgent(client(stranger), { config, peer: peerOf(aliceKey), precompile: false }), 'AgentRegistry: nodeId already registered by another agent')
+  // a stranger cannot bind alice's peer: a signer that is not the peer's key is refused before sending;
+  // alice's node id with her metadata copied verbatim is taken by the chain (it cannot check Ed25519),
+  // but the binding does not verify for the stranger's wallet, so the Oracle credits it nothing
+  const strangerKey = await generateKeyPair('Ed25519')
+  await assert.rejects(registerAgent(client(stranger), { config, peer: { peerId: peerOf(aliceKey).peerId, sign: (m) => strangerKey.sign(m) }, precompile: false }), AgentBindingError)
+  const aliceRecord = (await getAgent(client(stranger), { config, agent: alice.address }))!
+  await transact(client(stranger), 'registerAgent', { config, to: config.contracts.agentRegistry, data: encodeFunctionData({ abi: agentRegistryAbi, functionName: 'registerAgent', args: [aliceRecord.nodeId, aliceRecord.metadata] }) })
+  const squat = (await getAgent(client(stranger), { config, agent: stranger.address }))!
+  assert.equal(squat.nodeId, aliceRecord.nodeId)
+  await assert.rejects(verifyAgentBinding({ chainId: devnet.chainId, agent: squat }), (e: unknown) => e instanceof AgentBindingError && /peerSig is not/.test(e.message))
+  assert.equal((await verifyAgentBinding({ chainId: devnet.chainId, agent: (await getAgent(client(stranger), { config, agent: alice.address }))! })).peerId, peerOf(aliceKey).peerId)
   await assert.rejects(registerAgent(client(alice), { config, peer: peerOf(bobKey) }), /already registered under nodeId/)
 
   // heartbeats through the registry and through the precompile, and the oracle's on the agent's behalf

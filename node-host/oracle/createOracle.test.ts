@@ -128,3 +128,20 @@ test('a declared benchmark score counts only once the agent answered its proof o
   assert.equal(shirkerNode.ramMb, 8 * 1024)
   assert.equal(shirkerNode.peerId, oracle.orban.agents().find((a) => a.agentId === shirker.agentId)?.registration.mesh?.peer_id)
 })
+
+test('a completed shard task is paid for no more time than it existed, whatever execution time the agent claims', async (t) => {
+  const fresh = await createOracle({ db: join(dir, 'earnings.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, logger: createLogger('oracle', 'silent') })
+  t.after(() => fresh.close())
+  let controller: OrbanTaskController | undefined
+  const key = randomBytes(32)
+  const agent = await createOrbanAgent({ url: fresh.url, key, heartbeatIntervalMs: 200, registration: await registration(100, key), onTask: (_task, c) => ((controller = c), { accept: true }) })
+  t.after(() => agent.stop())
+  const earnings: Array<{ gpu_hours: number }> = []
+  agent.on('earnings', (e) => earnings.push(e.earnings))
+  const c = await waitFor('a task', () => controller)
+  const sentBefore = Date.now()
+  await new Promise((r) => setTimeout(r, 200))
+  c.complete({ result: { output_url: 'mesh://served', output_hash: 'none', execution_time_sec: 36_000, gpu_time_sec: 36_000 } })
+  const [paid] = await waitFor('the earnings record', () => (earnings.length ? earnings : undefined))
+  assert.ok(paid!.gpu_hours > 0 && paid!.gpu_hours <= (Date.now() - sentBefore + 10_000) / 3_600_000, `${paid!.gpu_hours} h paid for a 10 h claim on a task seconds old`)
+})

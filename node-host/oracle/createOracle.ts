@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { DatabaseSync } from 'node:sqlite'
+import { createPublicClient, http } from 'viem'
 import type { Logger } from '../../shared/logger.ts'
 import { rangeBytes, type LayerRange } from '../../shared/oracle/assignLayers.ts'
 import { ORBAN_MESH_LIMITS } from '../../shared/oracle/orban/orbanMeshClaims.ts'
@@ -10,8 +11,10 @@ import type { ModelInfo } from './modelInfo.ts'
 import { openOracleDatabase } from './oracleDatabase.ts'
 import { createOrbanChannel, type OrbanChannel, type OrbanConnectedAgent } from './orbanChannel.ts'
 import { createRewardReporter, type RewardReporter, type RewardReporterInit } from './rewardReporter.ts'
+import { createRowPruner } from './rowPruner.ts'
 import { createSqliteOracleStore } from './sqliteOracleStore.ts'
 import { createSqliteOrbanStore } from './sqliteOrbanStore.ts'
+import { createWalletBindings } from './walletBindings.ts'
 
 export type OracleInit = {
   /** SQLite file holding everything (created when missing). */
@@ -30,6 +33,8 @@ export type OracleInit = {
   logger: Logger
   /** Rewards on chain: metrics are booked to the RewardPool's epoch, and closed epochs reported and distributed. */
   chain?: Pick<RewardReporterInit, 'chain' | 'account' | 'fundWeiPerEpoch' | 'pollMs'>
+  /** Old proofs, metrics, replay-guard entries and Orban history are deleted after this. @default 30 days */
+  retentionMs?: number
 }
 
 const GB = 1024 ** 3
@@ -47,7 +52,11 @@ export async function createOracle(init: OracleInit) {
   const store = createSqliteOracleStore({ db })
   const rewards: RewardReporter | undefined = init.chain && createRewardReporter({ ...init.chain, store, logger })
   await rewards?.start()
-  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, replicas: init.replicas, logger, epoch: rewards?.epoch })
+  // A wallet is credited with a node host's work only through a binding the host's key signed (checked on the registry's record).
+  const bindings =
+    init.chain &&
+    createWalletBindings({ config: init.chain.chain.config, client: createPublicClient({ chain: init.chain.chain.chain, transport: http(init.chain.chain.rpcUrl) }), logger })
+  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, replicas: init.replicas, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf })
   const modelFolders = new Map(init.models.flatMap((m) => (m.folder ? [[m.name, m.folder] as const] : [])))
   const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders })
   /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
@@ -55,6 +64,11 @@ export async function createOracle(init: OracleInit) {
   const joining = new Set<string>()
   /** Agents that refused or failed their range, and until when they are not offered one again (doubling backoff). */
   const refused = new Map<string, { until: number; backoffMs: number }>()
+  /**
+   * When each shard task was sent, and to whom: a task is paid for no more time than it existed
+   * (the agent reports its own execution time), and only to the agent it was given to.
+   */
+  const taskSentAt = new Map<string, { agentId: string; at: number }>()
   let closing = false
   /** What the channel itself answers when the agent never did (not a refusal: the agent may come back). */
   const TRANSIENT = new Set(['agent_unavailable', 'disconnected', 'timeout', 'platform_closing', 'unreachable'])
@@ -74,6 +88,9 @@ export async function createOracle(init: OracleInit) {
     if (!info || !node) return
     const taskId = randomUUID()
     sent.set(agentId, { taskId, range, model })
+    taskSentAt.set(taskId, { agentId, at: Date.now() })
+    // Tasks never completed (agents gone) leave entries: keep the newest 10 000.
+    if (taskSentAt.size > 10_000) taskSentAt.delete(taskSentAt.keys().next().value!)
     const config: ShardTaskConfig = { kind: 'shardmesh.shard', model, layer_start: range.start, layer_end: range.end, total_layers: info.numLayers }
     const onGpu = node.device !== 'cpu' && node.device !== 'wasm' && node.vramMb > 0
     // Never ask for more VRAM than the agent's largest GPU reports (unified memory reports none).
@@ -152,6 +169,9 @@ export async function createOracle(init: OracleInit) {
   }
 
   const orbanStore = createSqliteOrbanStore(db)
+  // Bounded tables: epochs the reporter has not reported are kept whatever their age.
+  const pruner = createRowPruner({ store, orbanStore, logger, retentionMs: init.retentionMs, keepFromEpoch: rewards && (() => rewards.stats().nextEpoch) })
+  pruner.start()
   const orban: OrbanChannel = createOrbanChannel({
     store: orbanStore,
     logger,
@@ -178,7 +198,18 @@ export async function createOracle(init: OracleInit) {
       // A shard task ends when a newer assignment replaces it: the time it served is paid at the rate of REGISTER_ACK.
       async onTaskComplete(agentId, complete) {
         const agent = orban.agents().find((a) => a.agentId === agentId)
-        const hours = complete.result.execution_time_sec / 3600
+        const given = taskSentAt.get(complete.task_id)
+        taskSentAt.delete(complete.task_id)
+        if (given?.agentId !== agentId) {
+          logger.warn({ agentId, taskId: complete.task_id }, 'oracle: completion of a task this oracle did not give the agent (or gave before a restart): not paid')
+          return
+        }
+        const existedS = (Date.now() - given.at) / 1000
+        const seconds = Math.min(complete.result.execution_time_sec, existedS)
+        if (seconds < complete.result.execution_time_sec) {
+          logger.warn({ agentId, taskId: complete.task_id, claimedS: complete.result.execution_time_sec, paidS: seconds }, 'oracle: task execution time above its age clamped')
+        }
+        const hours = seconds / 3600
         const rate = Number(agent?.pricing.effective_rate ?? 0)
         const amount = Math.round(hours * rate * 1e6) / 1e6
         const payout = new Date(Date.now() + 7 * 86_400_000).toISOString().slice(0, 10)
@@ -224,6 +255,7 @@ export async function createOracle(init: OracleInit) {
     rewards,
     async close(): Promise<void> {
       closing = true
+      pruner.stop()
       await orban.close()
       await server.close()
       await rewards?.stop()

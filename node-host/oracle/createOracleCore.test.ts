@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { keccak256, stringToBytes } from 'viem'
 import { silentLogger } from '../../shared/logger.ts'
-import { createOracleCore, NodeIdSpaceError, pipelineOrder, UnknownModelError, type OracleCore, type OracleCoreEvents } from './createOracleCore.ts'
+import { createOracleCore, NodeIdSpaceError, pipelineOrder, UnknownModelError, UnknownNodeError, type OracleCore, type OracleCoreEvents } from './createOracleCore.ts'
 import { readModelInfo, type ModelInfo } from './modelInfo.ts'
 import { openOracleDatabase, MIGRATIONS, schemaVersion } from './oracleDatabase.ts'
 import { inferenceProofHash } from './proofHash.ts'
@@ -169,15 +169,19 @@ test('explicit leave reassigns; re-registering for another model moves the node'
 })
 
 test('metrics: cumulative counters become deltas, counters going backwards (agent restart) ask for a reset, proofs are stored with their hash', async () => {
-  const { core, store } = await setup('metrics.db', 1_000_000)
+  const { core, store, clock } = await setup('metrics.db', 1_000_000)
   const agent = '0x00000000000000000000000000000000000000aa'
+  // a node that served for 4 minutes: enough for every claim below (see the bounds tests)
+  await core.join({ ...gpu(agent, 8000), model: 'docs-llama-7m' })
+  await core.ready(agent)
+  clock.t += 240_000
   const r1 = await core.recordMetrics({ agent, tokensProcessed: 100, requestCount: 2, avgLatencyMs: 50, uptimeSeconds: 60 })
-  assert.deepEqual(r1, { shouldReset: false, epoch: 0, delta: { tokens: 100, requests: 2 } })
+  assert.deepEqual(r1, { shouldReset: false, epoch: 0, delta: { tokens: 100, requests: 2 }, booked: { tokens: 100, requests: 2, uptimeSeconds: 60, avgLatencyMs: 50, node: agent }, clamped: false })
   const r2 = await core.recordMetrics({ agent, tokensProcessed: 250, requestCount: 5, avgLatencyMs: 40, uptimeSeconds: 120 })
   assert.deepEqual(r2.delta, { tokens: 150, requests: 3 })
   const proof = { modelHash: llama.modelHash, inputHash: keccak256(stringToBytes('hi')), outputHash: keccak256(stringToBytes('there')), tokenCount: 30 }
   const r3 = await core.recordMetrics({ agent, tokensProcessed: 30, requestCount: 1, avgLatencyMs: 10, uptimeSeconds: 5, proofs: [proof] })
-  assert.deepEqual(r3, { shouldReset: true, epoch: 0, delta: { tokens: 30, requests: 1 } })
+  assert.deepEqual(r3, { shouldReset: true, epoch: 0, delta: { tokens: 30, requests: 1 }, booked: { tokens: 30, requests: 1, uptimeSeconds: 5, avgLatencyMs: 10, node: agent }, clamped: false })
   const [totals] = await store.metricsTotals(agent, 0)
   assert.equal(totals!.tokens, 280)
   assert.equal(totals!.requests, 6)
@@ -188,6 +192,62 @@ test('metrics: cumulative counters become deltas, counters going backwards (agen
   assert.equal(stored!.tokenCount, 30)
   await core.close()
   await store.close()
+})
+
+test('metrics of a wallet that is no node are refused; a node books no more than the Oracle saw it serve, and what is left survives a restart', async () => {
+  const file = 'bounds.db'
+  const { core, store, clock } = await setup(file, 1_000_000)
+  const stranger = '0x00000000000000000000000000000000000000ee'
+  await assert.rejects(core.recordMetrics({ agent: stranger, tokensProcessed: 10, requestCount: 1, avgLatencyMs: 5, uptimeSeconds: 60 }), (e: unknown) => e instanceof UnknownNodeError && /not a node of this oracle/.test(e.message))
+  assert.deepEqual(await store.metricsTotals(stranger), [])
+  assert.equal(await store.agentCounters(stranger), undefined)
+
+  // 12.5 tok/s declared: below the floor, so 100 × 32 = 3200 tokens per second seen serving
+  const id = '0x00000000000000000000000000000000000000bb'
+  await core.join({ ...gpu(id, 8000), model: 'docs-llama-7m', benchmarkTokPerSec: 12.5 })
+  clock.t += 60_000
+  // registered, not ready: nothing was served, nothing is booked (but the counters move on)
+  const early = await core.recordMetrics({ agent: id, tokensProcessed: 500, requestCount: 5, avgLatencyMs: 5, uptimeSeconds: 60 })
+  assert.deepEqual(early.booked, { tokens: 0, requests: 0, uptimeSeconds: 0, avgLatencyMs: 5, node: id })
+  assert.equal(early.clamped, true)
+
+  await core.ready(id)
+  clock.t += 30_000
+  const big = await core.recordMetrics({ agent: id, tokensProcessed: 500 + 1_000_000, requestCount: 5 + 50, avgLatencyMs: 1, uptimeSeconds: 60 + 3600 })
+  assert.deepEqual(big.delta, { tokens: 1_000_000, requests: 50 })
+  assert.deepEqual(big.booked, { tokens: 30 * 3200, requests: 50, uptimeSeconds: 30, avgLatencyMs: (1000 * 30 * 3200) / 50 / 3200, node: id })
+  assert.equal(big.clamped, true)
+  assert.deepEqual(core.budget(id), { servingSeconds: 0, tokens: 0 })
+
+  // heartbeats every minute: each minute is credited; a claim within it is booked whole
+  for (let i = 0; i < 3; i++) {
+    clock.t += 60_000
+    assert.equal(core.touch(id), true)
+  }
+  const honest = await core.recordMetrics({ agent: id, tokensProcessed: 1_000_500 + 1000, requestCount: 56, avgLatencyMs: 400, uptimeSeconds: 3660 + 180 })
+  assert.deepEqual(honest.booked, { tokens: 1000, requests: 1, uptimeSeconds: 180, avgLatencyMs: 400, node: id })
+  assert.equal(honest.clamped, false)
+  // a long silence counts for the liveness gap (5 min) at most; tokens the 3 minutes allowed and no report claimed stay
+  clock.t += 540_000
+  core.touch(id)
+  const left = 180 * 3200 - 1000 + 300 * 3200
+  assert.deepEqual(core.budget(id), { servingSeconds: 300, tokens: left })
+
+  const [totals] = await store.metricsTotals(id, 0)
+  assert.equal(totals!.tokens, 30 * 3200 + 1000)
+  assert.equal(totals!.uptimeCredited, 30 + 180)
+  assert.equal(totals!.requests, 51)
+  await core.close()
+  await store.close()
+
+  // what the node may still book is kept; the time the Oracle was down is not credited
+  const again = await setup(file, clock.t + 3_600_000)
+  assert.deepEqual(again.core.budget(id), { servingSeconds: 300, tokens: left })
+  again.clock.t += 10_000
+  again.core.touch(id)
+  assert.deepEqual(again.core.budget(id), { servingSeconds: 310, tokens: left + 10 * 3200 })
+  await again.core.close()
+  await again.store.close()
 })
 
 test('a restart from the same SQLite file loses nothing: nodes, ranges, ready flags, ids, replay guard, counters; silence clocks restart', async () => {

@@ -3,7 +3,7 @@ import type { Logger } from '../../shared/logger.ts'
 import { assignLayers } from '../../shared/oracle/assignLayers.ts'
 import type { InferenceProofBody, PipelineEventData, Topology, TopologyNode } from '../../shared/oracle/plumiseSchemas.ts'
 import type { ModelInfo } from './modelInfo.ts'
-import type { LayerRange, NodeKind, OracleStore, StoredNode, StoredProof } from './oracleStore.ts'
+import type { LayerRange, NodeBudget, NodeKind, OracleStore, StoredNode, StoredProof } from './oracleStore.ts'
 import { inferenceProofHash } from './proofHash.ts'
 
 export type OracleCoreInit = {
@@ -19,9 +19,43 @@ export type OracleCoreInit = {
   now?: () => number
   /** The reward epoch metrics are booked to (the chain's, once wired). @default () => 0 */
   epoch?: () => number
-  /** How often silence is checked. @default min(silenceMs / 4, 30 s) */
+  /** How often silence is checked (and observed serving time saved). @default min(silenceMs / 4, 30 s) */
   sweepIntervalMs?: number
+  /**
+   * The libp2p peer a wallet is bound to (its on-chain registration, binding verified), for wallets
+   * that are not Plumise nodes themselves: their reports are booked against the Orban node of that
+   * peer. Undefined when the wallet has no verified binding. Without it only Plumise nodes report.
+   */
+  walletPeer?: (wallet: string) => Promise<string | undefined>
+  /** How metrics claims are bounded by what the Oracle observed (see `BookingBounds`). */
+  bounds?: Partial<BookingBounds>
 }
+
+/**
+ * The rule that bounds a metrics report. The Oracle observes a node *serving* while it is
+ * registered, ready and holds a layer range, and it hears from it (Plumise reports, Orban
+ * heartbeats): each time it hears from a serving node it credits the time since it last heard
+ * from it, up to `livenessGapMs`, to the node's budget: that many seconds of uptime, and
+ * `max(benchmarkTokPerSec, minTokPerSec) × tokenHeadroom` tokens per second. A report books at
+ * most what the budget holds, and takes it out: uptime ≤ time seen serving, tokens ≤ serving time
+ * × measured capacity; requests ≤ booked tokens (a request forwards at least one position); mean
+ * latency ≥ the time its tokens take at that capacity. A budget keeps at most `budgetCapS` seconds
+ * (and their tokens) that no report claimed. No free allowance: what was not observed is not paid.
+ * Not bounds, because the node itself writes them: Orban METRICS_BATCH figures; nor are proofs
+ * (verifyInference names the origin, not the shards the tokens went through: issue "Honest compute").
+ */
+export type BookingBounds = {
+  /** Longest silence still counted as serving (the registry counts an agent active 300 s after a heartbeat). @default 300_000 */
+  livenessGapMs: number
+  /** Tokens per second assumed for a node that declares a lower (or no) benchmark score. @default 100 */
+  minTokPerSec: number
+  /** Positions a node may forward per decode token/s of its score: prefill runs many positions per step, a shard is a fraction of the model. @default 32 */
+  tokenHeadroom: number
+  /** Most unclaimed serving seconds a budget keeps. @default 3600 */
+  budgetCapS: number
+}
+
+const DEFAULT_BOUNDS: BookingBounds = { livenessGapMs: 300_000, minTokPerSec: 100, tokenHeadroom: 32, budgetCapS: 3600 }
 
 export type JoinParameters = {
   /** Lowercase wallet for 'plumise' nodes, agent_id for 'orban' nodes. */
@@ -76,7 +110,12 @@ export type MetricsResult = {
   /** The counters went backwards (the agent restarted): the new values were taken whole. */
   shouldReset: boolean
   epoch: number
+  /** What the report claims: the rise of its counters. */
   delta: { tokens: number; requests: number }
+  /** What was booked after the bounds, and the node it was booked against. */
+  booked: { tokens: number; requests: number; uptimeSeconds: number; avgLatencyMs: number; node: string }
+  /** Some claim was more than the Oracle observed. */
+  clamped: boolean
 }
 
 export type OracleCore = {
@@ -96,8 +135,14 @@ export type OracleCore = {
   node(id: string): OracleNode | undefined
   nodes(model?: string): OracleNode[]
   models(): ModelInfo[]
-  /** Books a metrics report: deltas of the cumulative counters, proofs; counts as liveness. */
+  /**
+   * Books a metrics report: deltas of the cumulative counters bounded by what the Oracle observed
+   * of the agent's node (`BookingBounds`), proofs; counts as liveness. Throws UnknownNodeError when
+   * the wallet is no node: neither a Plumise node nor bound (`walletPeer`) to a connected one.
+   */
   recordMetrics(report: MetricsReport): Promise<MetricsResult>
+  /** What the node's observed serving time still allows it to book. */
+  budget(nodeId: string): { servingSeconds: number; tokens: number } | undefined
   readonly events: EventEmitter<OracleCoreEvents>
   now(): number
   /** Stops the silence timer and waits for pending writes (the store stays open: its owner closes it). */
@@ -136,8 +181,8 @@ export class NodeIdSpaceError extends Error {
 export class UnknownNodeError extends Error {
   readonly id: string
 
-  constructor(id: string) {
-    super(`node ${id} is not registered`)
+  constructor(id: string, message = `node ${id} is not registered`) {
+    super(message)
     this.id = id
     this.name = 'UnknownNodeError'
   }
@@ -148,7 +193,8 @@ const CPU_DEVICES = new Set(['cpu', 'wasm'])
 const capacityBytes = (n: StoredNode) => (CPU_DEVICES.has(n.device.toLowerCase()) || n.vramMb === 0 ? n.ramMb : n.vramMb) * MIB
 const sameRange = (a: LayerRange | undefined, b: LayerRange | undefined) => a?.start === b?.start && a?.end === b?.end
 
-type LiveNode = StoredNode & { lastSeen: number; touchedAt: number }
+/** `observedAt`: when the Oracle last heard from it while it was serving (undefined: not serving). */
+type LiveNode = StoredNode & { lastSeen: number; touchedAt: number; observedAt?: number }
 
 /**
  * Pipeline order for agents that route by it (the upstream agent calls the node of order + 1):
@@ -193,6 +239,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
   const now = init.now ?? Date.now
   const silenceMs = init.silenceMs ?? 600_000
   const epochOf = init.epoch ?? (() => 0)
+  const bounds: BookingBounds = { ...DEFAULT_BOUNDS, ...init.bounds }
   const models = new Map<string, ModelInfo>()
   for (const m of init.models) {
     if (models.has(m.name)) throw new Error(`model "${m.name}" is given twice`)
@@ -240,6 +287,51 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
     else ranges.set(n.id, a.range)
   }
   if (nodes.size) logger.info({ nodes: nodes.size, assigned: ranges.size }, 'reloaded nodes and assignments from the store')
+
+  // ---- what the Oracle observes of each node, and what that allows it to book (BookingBounds) ----
+  const budgets = new Map<string, NodeBudget>((await store.loadBudgets()).map((b) => [b.nodeId, b]))
+  /** Budgets changed since they were last written (written by the sweep timer, a booking, close). */
+  const dirty = new Set<string>()
+  const serving = (n: LiveNode) => n.ready && ranges.has(n.id)
+  const rateOf = (n: StoredNode) => Math.max(n.benchmarkTokPerSec, bounds.minTokPerSec) * bounds.tokenHeadroom
+  const budgetOf = (id: string, t: number): NodeBudget => {
+    let b = budgets.get(id)
+    if (!b) budgets.set(id, (b = { nodeId: id, servingSeconds: 0, tokens: 0, updatedAt: t }))
+    return b
+  }
+  /** The node was heard from at `t`: the time since it was last heard while serving is credited (up to the liveness gap). */
+  const heard = (n: LiveNode, t: number) => {
+    if (n.observedAt !== undefined && t > n.observedAt) {
+      const seconds = Math.min(t - n.observedAt, bounds.livenessGapMs) / 1000
+      const b = budgetOf(n.id, t)
+      b.servingSeconds = Math.min(bounds.budgetCapS, b.servingSeconds + seconds)
+      b.tokens = Math.min(rateOf(n) * bounds.budgetCapS, b.tokens + seconds * rateOf(n))
+      b.updatedAt = t
+      dirty.add(n.id)
+    }
+    n.observedAt = serving(n) ? t : undefined
+  }
+  /** Its state changed without a word from it: time since it was last heard is not credited if it stopped serving. */
+  const settle = (n: LiveNode, t: number) => {
+    if (!serving(n)) n.observedAt = undefined
+    else n.observedAt ??= t
+  }
+  const flushBudgets = async () => {
+    if (!dirty.size) return
+    const out = [...dirty].flatMap((id) => (budgets.has(id) ? [{ ...budgets.get(id)! }] : []))
+    dirty.clear()
+    await store.saveBudgets(out)
+  }
+  // The time the Oracle was down is not credited: serving nodes are observed from load time on.
+  for (const n of nodes.values()) settle(n, loadedAt)
+
+  /** The node a wallet reports for: its own Plumise node, or the Orban node of the peer it is verifiably bound to. */
+  const nodeOfWallet = (wallet: string, peer: string | undefined): LiveNode | undefined => {
+    const own = nodes.get(wallet)
+    if (own?.kind === 'plumise') return own
+    if (peer === undefined) return undefined
+    return [...nodes.values()].find((n) => n.kind === 'orban' && n.peerId === peer)
+  }
 
   const members = (model: string) => [...nodes.values()].filter((n) => n.model === model)
 
@@ -322,6 +414,10 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
     }
     for (const n of live) ranges.delete(n.id)
     for (const [id, r] of next) ranges.set(id, r)
+    for (const n of live) {
+      const current = nodes.get(n.id)
+      if (current) settle(current, now())
+    }
     for (const c of changes) {
       logger.info({ id: c.id, model, range: c.range, previous: c.previous }, 'assignment changed')
       events.emit('assignment', c)
@@ -344,7 +440,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
   }
 
   const view = (n: LiveNode): OracleNode => {
-    const { touchedAt: _, ...rest } = n
+    const { touchedAt: _, observedAt: _o, ...rest } = n
     return { ...rest, multiaddrs: [...n.multiaddrs], range: ranges.get(n.id) }
   }
 
@@ -362,6 +458,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
         await remove(n.id, `silent for ${Math.round((now() - n.lastSeen) / 1000)} s`)
         dropped.push(n.id)
       }
+      await flushBudgets()
       return dropped
     })
 
@@ -434,6 +531,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
         const next = { ...n, ready: true, updatedAt: t, lastSeen: t, touchedAt: t }
         await store.upsertNode(next)
         nodes.set(id, next)
+        heard(next, t)
         events.emit('nodeStatus', { address: id, model: n.model, ready: true, timestamp: t })
         events.emit('topology', { ...topology(n.model), timestamp: t })
       }),
@@ -441,19 +539,52 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
       const n = nodes.get(id)
       if (!n) return false
       n.lastSeen = n.touchedAt = now()
+      heard(n, n.lastSeen)
       return true
     },
     leave: (id, reason) => serial(() => remove(id, reason)),
     sweep,
-    recordMetrics: (r) =>
-      serial(async () => {
+    budget: (id) => {
+      const b = budgets.get(id)
+      return b && { servingSeconds: b.servingSeconds, tokens: b.tokens }
+    },
+    recordMetrics: async (r) => {
+      // The chain is asked before the queue (a round trip); only wallets that are not Plumise nodes need it.
+      const peer = nodes.get(r.agent)?.kind === 'plumise' ? undefined : await init.walletPeer?.(r.agent)
+      return serial(async () => {
+        const node = nodeOfWallet(r.agent, peer)
+        if (!node) {
+          throw new UnknownNodeError(
+            r.agent,
+            `wallet ${r.agent} is not a node of this oracle: register it (POST /api/v1/pipeline/register), or bind it on chain to the libp2p peer of a node host connected to this oracle`,
+          )
+        }
         const t = now()
         const epoch = epochOf()
+        heard(node, t)
+        node.lastSeen = node.touchedAt = t
         const last = await store.agentCounters(r.agent)
         const backwards = !!last && (r.tokensProcessed < last.tokens || r.requestCount < last.requests)
         // Counters are cumulative since the agent started; after a restart they start again from zero.
         const tokens = last && !backwards ? r.tokensProcessed - last.tokens : r.tokensProcessed
         const requests = last && !backwards ? r.requestCount - last.requests : r.requestCount
+        const uptime = last && !backwards && last.uptimeSeconds !== null && r.uptimeSeconds >= last.uptimeSeconds ? r.uptimeSeconds - last.uptimeSeconds : r.uptimeSeconds
+        // What the claims may take from what was observed (BookingBounds).
+        const b = budgetOf(node.id, t)
+        const booked = {
+          tokens: Math.min(tokens, Math.floor(b.tokens)),
+          requests: 0,
+          uptimeSeconds: Math.min(uptime, b.servingSeconds),
+          avgLatencyMs: r.avgLatencyMs,
+          node: node.id,
+        }
+        booked.requests = booked.tokens > 0 ? Math.min(requests, booked.tokens) : 0
+        if (booked.requests > 0) booked.avgLatencyMs = Math.max(r.avgLatencyMs, (1000 * booked.tokens) / booked.requests / rateOf(node))
+        b.tokens -= booked.tokens
+        b.servingSeconds -= booked.uptimeSeconds
+        b.updatedAt = t
+        dirty.delete(node.id)
+        const clamped = booked.tokens < tokens || booked.uptimeSeconds < uptime || booked.requests < requests || booked.avgLatencyMs > r.avgLatencyMs
         const proofs: StoredProof[] = (r.proofs ?? []).map((p) => ({
           agent: r.agent,
           epoch,
@@ -466,19 +597,26 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
           createdAt: t,
         }))
         await store.recordMetrics({
-          counters: { agent: r.agent, tokens: r.tokensProcessed, requests: r.requestCount, epoch, reportedAt: t },
-          delta: { tokens, requests, latencyMsSum: r.avgLatencyMs * requests },
+          counters: { agent: r.agent, tokens: r.tokensProcessed, requests: r.requestCount, uptimeSeconds: r.uptimeSeconds, epoch, reportedAt: t },
+          delta: { tokens: booked.tokens, requests: booked.requests, latencyMsSum: booked.avgLatencyMs * booked.requests, uptimeSeconds: booked.uptimeSeconds },
           uptimeSeconds: r.uptimeSeconds,
           proofs,
+          budget: { ...b },
         })
-        const n = nodes.get(r.agent)
-        if (n) n.lastSeen = n.touchedAt = t
+        if (clamped) {
+          logger.warn(
+            { agent: r.agent, node: node.id, epoch, claimed: { tokens, requests, uptimeSeconds: uptime, avgLatencyMs: r.avgLatencyMs }, booked, left: { servingSeconds: b.servingSeconds, tokens: b.tokens } },
+            'metrics: claims above what the oracle observed of the node were clamped',
+          )
+        }
         if (backwards) logger.info({ agent: r.agent, last: { tokens: last.tokens, requests: last.requests }, now: { tokens: r.tokensProcessed, requests: r.requestCount } }, 'agent counters went backwards (restart)')
-        return { shouldReset: backwards, epoch, delta: { tokens, requests } }
-      }),
+        return { shouldReset: backwards, epoch, delta: { tokens, requests }, booked, clamped }
+      })
+    },
     async close() {
       clearInterval(timer)
       await queue
+      await flushBudgets()
     },
   }
 }

@@ -79,6 +79,21 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX proofs_epoch ON proofs(epoch);
    CREATE INDEX proofs_hash ON proofs(proof_hash);
    CREATE INDEX metrics_totals_epoch ON metrics_totals(epoch);`,
+  // bounded booking: the uptime an agent last reported (its rise is what a report claims), the uptime
+  // credited per epoch after the bounds (NULL: booked before bounding existed), what each node's
+  // observed serving time still allows, and the indexes pruning walks
+  `ALTER TABLE agent_counters ADD COLUMN uptime_seconds REAL;
+   ALTER TABLE metrics_totals ADD COLUMN uptime_credited REAL;
+   CREATE TABLE node_budgets (
+     node_id TEXT PRIMARY KEY,
+     serving_seconds REAL NOT NULL,
+     tokens REAL NOT NULL,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE INDEX proofs_created ON proofs(created_at);
+   CREATE INDEX metrics_totals_updated ON metrics_totals(updated_at);
+   CREATE INDEX agent_counters_reported ON agent_counters(reported_at);
+   CREATE INDEX replay_guard_timestamp ON replay_guard(last_timestamp);`,
 ]
 
 export class OracleDatabaseError extends Error {

@@ -34,7 +34,15 @@ export type StoredNode = {
 export type StoredAssignment = { nodeId: string; model: string; range: LayerRange; updatedAt: number }
 
 /** The raw cumulative counters an agent last reported (deltas are taken against them). */
-export type AgentCounters = { agent: string; tokens: number; requests: number; epoch: number; reportedAt: number }
+export type AgentCounters = {
+  agent: string
+  tokens: number
+  requests: number
+  /** null: last reported by a build that did not keep it (the next report's uptime is taken whole). */
+  uptimeSeconds: number | null
+  epoch: number
+  reportedAt: number
+}
 
 /** Sums of the deltas an agent reported in one epoch. */
 export type MetricsTotals = {
@@ -44,7 +52,10 @@ export type MetricsTotals = {
   requests: number
   /** Σ avgLatencyMs × requests, so the mean over the epoch is latencyMsSum / requests. */
   latencyMsSum: number
+  /** The agent's cumulative uptime as it last reported it (a claim, not a credit). */
   uptimeSeconds: number
+  /** Σ uptime credited in this epoch after the bounds; null for rows booked before bounding. */
+  uptimeCredited: number | null
   reports: number
   updatedAt: number
 }
@@ -69,13 +80,33 @@ export type ProofVerdict = 'verified' | 'refused' | 'duplicate'
 /** A proof as stored: its row id and verdict. */
 export type StoredProofRow = StoredProof & { id: number; txHash: string | null; verdict: ProofVerdict | null }
 
-/** One accepted metrics report, written at once (counters, totals and proofs together). */
+/**
+ * What a node's observed serving time still allows it to book (see createOracleCore): seconds of
+ * uptime and tokens, added while the Oracle sees it serving, taken by the reports booked against it.
+ */
+export type NodeBudget = { nodeId: string; servingSeconds: number; tokens: number; updatedAt: number }
+
+/** One accepted metrics report, written at once (counters, totals, proofs and the node's budget together). */
 export type MetricsEntry = {
   counters: AgentCounters
-  delta: { tokens: number; requests: number; latencyMsSum: number }
+  /** What is booked (after the bounds). */
+  delta: { tokens: number; requests: number; latencyMsSum: number; uptimeSeconds: number }
+  /** The cumulative uptime the agent reported. */
   uptimeSeconds: number
   proofs: StoredProof[]
+  budget?: NodeBudget
 }
+
+/** Rows `prune` deletes: older than `before` (unix ms), and for per-epoch rows of epochs below `epochBelow` only. */
+export type PruneParameters = {
+  before: number
+  /** Epochs from this one on are kept whatever their age (the reward reporter still needs them). */
+  epochBelow: number
+  /** Replay-guard entries whose last timestamp (unix s) is below this: older than any timestamp the window still admits. */
+  replayBeforeS: number
+}
+
+export type PruneResult = { proofs: number; metricsTotals: number; agentCounters: number; replayGuard: number; nodeBudgets: number }
 
 export interface OracleStore {
   loadNodes(): Promise<StoredNode[]>
@@ -107,6 +138,13 @@ export interface OracleStore {
   /** Rows with this proof hash, oldest first (a proof reported twice counts once). */
   proofsByHash(proofHash: string): Promise<StoredProofRow[]>
   setProofVerdict(id: number, verdict: ProofVerdict): Promise<void>
+
+  loadBudgets(): Promise<NodeBudget[]>
+  /** Inserts or replaces each by node id. */
+  saveBudgets(budgets: NodeBudget[]): Promise<void>
+
+  /** Deletes old rows (bounded growth); what a restart needs is never old enough (see PruneParameters). */
+  prune(p: PruneParameters): Promise<PruneResult>
 
   /** Generic key/value for other services (the Orban channel, the chain bridge); namespace the keys. */
   getValue(key: string): Promise<string | undefined>

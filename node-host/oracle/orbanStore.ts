@@ -81,4 +81,10 @@ export interface OrbanStore {
   putPow(result: StoredOrbanPow): Promise<void>
   /** Newest first. */
   powResults(agentId: string, limit?: number): Promise<StoredOrbanPow[]>
+
+  /**
+   * Deletes metrics batches and proof-of-work results older than `before` (unix ms): history only,
+   * nothing a restart reads. Agents (their key binding) and earnings (their totals) are kept.
+   */
+  prune(before: number): Promise<{ metrics: number; pow: number }>
 }

@@ -22,7 +22,13 @@ let core: OracleCore
 let oracle: OracleServer
 before(async () => {
   store = createSqliteOracleStore({ path: ':memory:' })
-  core = await createOracleCore({ store, models: [await readModelInfo(undefined)], logger: silentLogger, replicas: 1 })
+  // The Oracle's clock moves 20 s on once a node is ready: the agent reports after serving for a
+  // while, and a node is booked no more than the Oracle saw it serve (createOracleCore's BookingBounds).
+  let servedMs = 0
+  core = await createOracleCore({ store, models: [await readModelInfo(undefined)], logger: silentLogger, replicas: 1, now: () => Date.now() + servedMs })
+  core.events.on('nodeStatus', (e) => {
+    if (e.ready) servedMs += 20_000
+  })
   oracle = await createOracleServer({ core, store, port: 0, logger: silentLogger })
 })
 after(async () => {

@@ -23,11 +23,13 @@ let store: OracleStore
 let core: OracleCore
 let oracle: OracleServer
 const MODEL = 'docs-llama-7m'
+/** How far the Oracle's clock is ahead: moved on to let a ready node serve before it reports (signed timestamps stay in the window). */
+let servedMs = 0
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'oracle-routes-'))
   store = createSqliteOracleStore({ path: join(dir, 'oracle.db') })
-  core = await createOracleCore({ store, models: [await readModelInfo(undefined)], logger: silentLogger, replicas: 1 })
+  core = await createOracleCore({ store, models: [await readModelInfo(undefined)], logger: silentLogger, replicas: 1, now: () => Date.now() + servedMs })
   oracle = await createOracleServer({ core, store, port: 0, logger: silentLogger, addressRateLimit: { burst: 100, perSecond: 10 } })
 })
 after(async () => {
@@ -83,6 +85,8 @@ test('register → ready → topology → metrics, as the spec shapes them', asy
   const readyFields = { address: account.address, model: MODEL, timestamp: ts() }
   const ready = await post('/api/v1/pipeline/ready', { ...readyFields, signature: await signPlumiseMessage(account, readyMessage(readyFields)) })
   assert.deepEqual(ready, { status: 200, json: { success: true, message: 'Pipeline node marked as ready' } })
+  // it serves for 20 s before it reports: a node is booked no more than the Oracle saw it serve
+  servedMs += 20_000
 
   const res = await fetch(`${oracle.url}/api/v1/pipeline/topology?model=${MODEL}`)
   const topo = (await res.json()) as { model: string; nodes: Array<Record<string, unknown>>; count: number }
@@ -119,6 +123,27 @@ test('register → ready → topology → metrics, as the spec shapes them', asy
   const badProof = { ...upstreamProof, proofHash: keccak256('0x01') }
   await refused('/api/v1/metrics/report', { wallet: account.address, tokensProcessed: 200, avgLatencyMs: 1, uptimeSeconds: 1, requestCount: 5, timestamp: t, signature, proofs: [badProof] }, 400, /proofs.0.proofHash is not keccak256/)
   await refused('/api/v1/metrics/report', { wallet: account.address, tokensProcessed: 200, avgLatencyMs: 1, uptimeSeconds: 1, requestCount: 5, timestamp: t, signature, proofs: [{ ...proof, agentAddress: newAccount().address }] }, 400, /agentAddress .* is not the reporting wallet/)
+})
+
+test('a signed metrics report from a wallet that is no node is refused with 400 and books nothing; a node\'s claims are bounded, not refused', async () => {
+  const report = (account: LocalAccount, tokens: number, uptimeSeconds: number) => {
+    const t = ts()
+    return signPlumiseMessage(account, metricsMessage({ agent: account.address, processed_tokens: tokens, timestamp: t })).then((signature) =>
+      post('/api/v1/metrics/report', { wallet: account.address, tokensProcessed: tokens, avgLatencyMs: 5, uptimeSeconds, requestCount: 1, timestamp: t, signature }),
+    )
+  }
+  const stranger = newAccount()
+  const r = await report(stranger, 1_000_000, 86_400)
+  assert.equal(r.status, 400)
+  assert.match(String(r.json.message), new RegExp(`wallet ${stranger.address.toLowerCase()} is not a node of this oracle`))
+  assert.deepEqual(await store.metricsTotals(stranger.address.toLowerCase()), [])
+
+  // registered and never ready: accepted (an upstream agent keeps reporting), nothing booked
+  const idle = newAccount()
+  assert.equal((await post('/api/v1/pipeline/register', await registerBody(idle))).status, 200)
+  assert.deepEqual(await report(idle, 1_000_000, 86_400), { status: 200, json: { success: true, message: 'Metrics recorded successfully', shouldReset: false } })
+  const [totals] = await store.metricsTotals(idle.address.toLowerCase(), 0)
+  assert.deepEqual([totals!.tokens, totals!.uptimeCredited, totals!.requests], [0, 0, 0])
 })
 
 test('each refusal answers 400 with a message (413 oversize, 404 unknown route) and is counted', async () => {

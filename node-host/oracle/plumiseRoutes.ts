@@ -13,10 +13,11 @@ import {
   type Topology,
 } from '../../shared/oracle/plumiseSchemas.ts'
 import { javascriptMessage, metricsMessage, readyMessage, recoverPlumiseSigner, registerMessage } from '../../shared/oracle/plumiseSigning.ts'
-import { UnknownModelError, type OracleCore, type OracleCoreEvents } from './createOracleCore.ts'
+import { UnknownModelError, UnknownNodeError, type OracleCore, type OracleCoreEvents } from './createOracleCore.ts'
 import type { OracleStore } from './oracleStore.ts'
 import { inferenceProofHash } from './proofHash.ts'
 import type { RateLimiter } from './rateLimiter.ts'
+import { WalletBindingUnavailableError } from './walletBindings.ts'
 
 /** Why a request was refused: the key of the refusal counters. */
 export type RefusalReason =
@@ -27,6 +28,7 @@ export type RefusalReason =
   | 'same_endpoints'
   | 'unknown_model'
   | 'unknown_node'
+  | 'binding_unavailable'
   | 'stale_timestamp'
   | 'replayed_timestamp'
   | 'bad_signature'
@@ -180,14 +182,21 @@ export function createPlumiseRoutes(init: PlumiseRoutesInit): PlumiseRoutes {
         signature: body.signature,
         messages: [metricsMessage(signed), javascriptMessage(signed, { sortKeys: true })],
       })
-      const r = await core.recordMetrics({
-        agent,
-        tokensProcessed: body.tokensProcessed,
-        requestCount: body.requestCount,
-        avgLatencyMs: body.avgLatencyMs,
-        uptimeSeconds: body.uptimeSeconds,
-        proofs: body.proofs,
-      })
+      // Only nodes are booked, within what the Oracle observed of them (createOracleCore's BookingBounds).
+      const r = await core
+        .recordMetrics({
+          agent,
+          tokensProcessed: body.tokensProcessed,
+          requestCount: body.requestCount,
+          avgLatencyMs: body.avgLatencyMs,
+          uptimeSeconds: body.uptimeSeconds,
+          proofs: body.proofs,
+        })
+        .catch((e: unknown) => {
+          if (e instanceof UnknownNodeError) throw bad('unknown_node', e.message)
+          if (e instanceof WalletBindingUnavailableError) throw new OracleHttpError(503, 'binding_unavailable', e.message)
+          throw e
+        })
       return { success: true, message: 'Metrics recorded successfully', shouldReset: r.shouldReset }
     },
 

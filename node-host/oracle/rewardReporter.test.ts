@@ -85,7 +85,16 @@ before(async () => {
   store = createSqliteOracleStore({ path: join(dir, 'oracle.db') })
   current = reporter()
   await current.start()
-  core = await createOracleCore({ store, models: [await readModelInfo(undefined)], logger: silentLogger, epoch: () => current.epoch(), sweepIntervalMs: 3_600_000 })
+  // The four wallets are nodes of the Oracle, each holding the whole model, seen serving for 200 s
+  // before they report: what they claim below is within what the Oracle observed, so booked whole.
+  const clock = { t: Date.now() }
+  core = await createOracleCore({ store, models: [await readModelInfo(undefined)], logger: silentLogger, epoch: () => current.epoch(), sweepIntervalMs: 3_600_000, replicas: 4, now: () => clock.t })
+  for (const [i, who] of [alice, bob, mallory, stranger].entries()) {
+    await core.join({ id: lower(who), kind: 'plumise', model: MODEL, grpcEndpoint: `http://10.0.0.${i + 1}:50051`, httpEndpoint: `http://10.0.0.${i + 1}:31331`, ramMb: 16_384, vramMb: 0, device: 'cpu' })
+  }
+  for (const who of [alice, bob, mallory, stranger]) await core.ready(lower(who))
+  clock.t += 200_000
+  for (const who of [alice, bob, mallory, stranger]) assert.ok(core.rangeOf(lower(who)), 'every node holds layers (serving once ready)')
 })
 after(async () => {
   await current?.stop()
@@ -115,7 +124,7 @@ test('an epoch is reported once from the booked metrics, with only the proofs th
     uptimeSeconds: 20,
     proofs: [wire(never), wire(p2.proof, p2.hash), wire(never, registrationTx)],
   })
-  // a wallet the registry does not know is left out of the report
+  // a node whose wallet the registry does not know is left out of the report
   await core.recordMetrics({ agent: lower(stranger), tokensProcessed: 999, requestCount: 9, avgLatencyMs: 10, uptimeSeconds: 99 })
   assert.equal((await store.epochTotals(e0)).length, 4)
 
@@ -215,4 +224,21 @@ test('a fresh devnet behind the same addresses gets its own progress; an unreach
   } finally {
     await fresh.close()
   }
+})
+
+test('a proof whose transaction is older than maxProofAgeMs is not counted (the store forgets old proofs, so it could not tell a replay)', async () => {
+  await current.stop()
+  // this reporter's clock is 8 days ahead: every transaction on the devnet looks 8 days old
+  current = createRewardReporter({ store, chain, account: oracleAccount(), logger: silentLogger, pollMs: 3_600_000, now: () => Date.now() + 8 * 86_400_000 })
+  await current.start()
+  await current.tick()
+  const epoch = current.epoch()
+  const proof = createInferenceProof({ model: MODEL, prompt: 'an old one', output: ' replayed', agentAddress: alice.address, tokenCount: 4 })
+  const { hash } = await submitProof(devnet.walletClient(alice), { config: devnet.config, proof })
+  await core.recordMetrics({ agent: lower(alice), tokensProcessed: 240, requestCount: 6, avgLatencyMs: 45, uptimeSeconds: 140, proofs: [wire(proof, hash)] })
+  await devnet.mineToNextEpoch()
+  await current.tick()
+  await current.tick()
+  assert.deepEqual((await store.epochProofs(epoch)).map((r) => [r.proofHash, r.verdict]), [[proof.proofHash, 'refused']])
+  assert.equal(current.stats().proofs.refused, 1)
 })

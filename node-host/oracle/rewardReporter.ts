@@ -1,5 +1,5 @@
 import { getAddress, type Account, type Hash, type Hex } from 'viem'
-import { getBlock, readContract } from 'viem/actions'
+import { getBlock, getTransactionReceipt, readContract } from 'viem/actions'
 import { z } from 'zod'
 import { agentRegistryAbi, rewardPoolAbi } from '../../shared/chain/abis.ts'
 import { distributeRewards, isEpochDistributable } from '../../shared/chain/distributeRewards.ts'
@@ -25,6 +25,14 @@ export type RewardReporterInit = {
   logger: Logger
   /** The client to send with. @default walletClientFor(chain, account) */
   client?: ChainClient
+  /**
+   * A proof whose transaction is older than this is not counted. The store forgets proofs after
+   * the Oracle's retention (rowPruner.ts), and with them which ones were counted before: this keeps
+   * an old proof from being counted twice. Keep it well below the retention. @default 7 days
+   */
+  maxProofAgeMs?: number
+  /** Clock, unix ms. @default Date.now */
+  now?: () => number
 }
 
 export type RewardReporterStats = {
@@ -77,7 +85,7 @@ type State = z.infer<typeof stateSchema>
 /**
  * The Oracle's side of rewards: follows the RewardPool's epoch (metrics are booked to it), and
  * when an epoch has closed reports each agent's contribution for it from what the store booked:
- * processed tokens (the deltas of its counters), uptime (the rise of its uptime over the epoch),
+ * processed tokens and uptime as the core booked them (bounded by what it observed of the node),
  * average latency, and as task count the number of its proofs the chain vouches for (each checked
  * with isProofVerified; a refused one is counted, logged, and its verdict stored). The pool books
  * reports to its current epoch, so epoch E's metrics are paid in the epoch they are reported in;
@@ -89,6 +97,8 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
   const client = init.client ?? walletClientFor(chain, init.account)
   const pollMs = init.pollMs ?? 5000
   const fundWei = init.fundWeiPerEpoch ?? 0n
+  const maxProofAgeMs = init.maxProofAgeMs ?? 7 * 86_400_000
+  const clock = init.now ?? Date.now
   /** One state per chain (its genesis: a fresh devnet has the same pool address) and pool. */
   let stateKey: string | undefined
   const keyOf = async () =>
@@ -151,7 +161,13 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
       proofHash: row.proofHash as Hex,
     }
     try {
-      return (await isProofVerified(client, { config, proof, txHash: (row.txHash ?? undefined) as Hash | undefined })) ? 'verified' : 'refused'
+      if (!(await isProofVerified(client, { config, proof, txHash: (row.txHash ?? undefined) as Hash | undefined }))) return 'refused'
+      if (row.txHash) {
+        const receipt = await getTransactionReceipt(client, { hash: row.txHash as Hash })
+        const { timestamp } = await getBlock(client, { blockNumber: receipt.blockNumber })
+        if (Number(timestamp) * 1000 < clock() - maxProofAgeMs) return 'refused'
+      }
+      return 'verified'
     } catch (e) {
       if (e instanceof UnsupportedOnChainError) return 'refused' // no transaction named: nothing to check it against
       throw e
@@ -175,8 +191,13 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
     return counts
   }
 
-  /** Seconds the agent was up during `epoch`: the rise of its cumulative uptime since its last report before (all of it after a restart). */
+  /**
+   * Seconds of uptime credited to the agent in `epoch`: what the core booked after bounding it by
+   * the time it saw the node serving. Rows booked before bounding existed: the rise of its
+   * cumulative uptime since its last report before (all of it after a restart).
+   */
   async function uptimeIn(t: MetricsTotals): Promise<number> {
+    if (t.uptimeCredited !== null) return t.uptimeCredited
     const before = (await store.metricsTotals(t.agent)).find((x) => x.epoch < t.epoch)
     return before && t.uptimeSeconds >= before.uptimeSeconds ? t.uptimeSeconds - before.uptimeSeconds : t.uptimeSeconds
   }

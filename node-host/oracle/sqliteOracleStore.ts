@@ -1,6 +1,6 @@
 import type { DatabaseSync } from 'node:sqlite'
 import { openOracleDatabase, transaction } from './oracleDatabase.ts'
-import type { AgentCounters, LayerRange, MetricsEntry, MetricsTotals, NodeKind, OracleStore, StoredAssignment, StoredNode, StoredProof, StoredProofRow } from './oracleStore.ts'
+import type { AgentCounters, LayerRange, MetricsEntry, MetricsTotals, NodeBudget, NodeKind, OracleStore, PruneResult, StoredAssignment, StoredNode, StoredProof, StoredProofRow } from './oracleStore.ts'
 
 type NodeRow = {
   id: string
@@ -38,6 +38,9 @@ const toNode = (r: NodeRow): StoredNode => ({
   updatedAt: r.updated_at,
 })
 
+const TOTALS_ROW =
+  'agent, epoch, tokens, requests, latency_ms_sum AS latencyMsSum, uptime_seconds AS uptimeSeconds, uptime_credited AS uptimeCredited, reports, updated_at AS updatedAt'
+
 const PROOF_ROW =
   'id, agent, epoch, model_hash AS modelHash, input_hash AS inputHash, output_hash AS outputHash, token_count AS tokenCount, proof_hash AS proofHash, tx_hash AS txHash, verdict, created_at AS createdAt'
 
@@ -64,28 +67,24 @@ export function createSqliteOracleStore(init: { path: string } | { db: DatabaseS
        ON CONFLICT(address, scope) DO UPDATE SET last_timestamp = excluded.last_timestamp WHERE excluded.last_timestamp > replay_guard.last_timestamp`,
     ),
     lastTimestamp: db.prepare('SELECT last_timestamp FROM replay_guard WHERE address = ? AND scope = ?'),
-    counters: db.prepare('SELECT agent, tokens, requests, epoch, reported_at AS reportedAt FROM agent_counters WHERE agent = ?'),
+    counters: db.prepare('SELECT agent, tokens, requests, uptime_seconds AS uptimeSeconds, epoch, reported_at AS reportedAt FROM agent_counters WHERE agent = ?'),
     upsertCounters: db.prepare(
-      `INSERT INTO agent_counters (agent, tokens, requests, epoch, reported_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT(agent) DO UPDATE SET tokens = excluded.tokens, requests = excluded.requests, epoch = excluded.epoch, reported_at = excluded.reported_at`,
+      `INSERT INTO agent_counters (agent, tokens, requests, uptime_seconds, epoch, reported_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT(agent) DO UPDATE SET tokens = excluded.tokens, requests = excluded.requests, uptime_seconds = excluded.uptime_seconds,
+         epoch = excluded.epoch, reported_at = excluded.reported_at`,
     ),
     addTotals: db.prepare(
-      `INSERT INTO metrics_totals (agent, epoch, tokens, requests, latency_ms_sum, uptime_seconds, reports, updated_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+      `INSERT INTO metrics_totals (agent, epoch, tokens, requests, latency_ms_sum, uptime_seconds, uptime_credited, reports, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)
        ON CONFLICT(agent, epoch) DO UPDATE SET tokens = tokens + excluded.tokens, requests = requests + excluded.requests,
-         latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum, uptime_seconds = excluded.uptime_seconds, reports = reports + 1, updated_at = excluded.updated_at`,
+         latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum, uptime_seconds = excluded.uptime_seconds,
+         uptime_credited = COALESCE(uptime_credited, 0) + excluded.uptime_credited, reports = reports + 1, updated_at = excluded.updated_at`,
     ),
-    totalsOne: db.prepare(
-      'SELECT agent, epoch, tokens, requests, latency_ms_sum AS latencyMsSum, uptime_seconds AS uptimeSeconds, reports, updated_at AS updatedAt FROM metrics_totals WHERE agent = ? AND epoch = ?',
-    ),
-    totalsAll: db.prepare(
-      'SELECT agent, epoch, tokens, requests, latency_ms_sum AS latencyMsSum, uptime_seconds AS uptimeSeconds, reports, updated_at AS updatedAt FROM metrics_totals WHERE agent = ? ORDER BY epoch DESC',
-    ),
+    totalsOne: db.prepare(`SELECT ${TOTALS_ROW} FROM metrics_totals WHERE agent = ? AND epoch = ?`),
+    totalsAll: db.prepare(`SELECT ${TOTALS_ROW} FROM metrics_totals WHERE agent = ? ORDER BY epoch DESC`),
     insertProof: db.prepare(
       'INSERT INTO proofs (agent, epoch, model_hash, input_hash, output_hash, token_count, proof_hash, tx_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
-    totalsOfEpoch: db.prepare(
-      'SELECT agent, epoch, tokens, requests, latency_ms_sum AS latencyMsSum, uptime_seconds AS uptimeSeconds, reports, updated_at AS updatedAt FROM metrics_totals WHERE epoch = ? ORDER BY agent',
-    ),
+    totalsOfEpoch: db.prepare(`SELECT ${TOTALS_ROW} FROM metrics_totals WHERE epoch = ? ORDER BY agent`),
     proofsOfEpoch: db.prepare(`SELECT ${PROOF_ROW} FROM proofs WHERE epoch = ? ORDER BY id`),
     proofsByHash: db.prepare(`SELECT ${PROOF_ROW} FROM proofs WHERE proof_hash = ? ORDER BY id`),
     setVerdict: db.prepare('UPDATE proofs SET verdict = ? WHERE id = ?'),
@@ -93,6 +92,17 @@ export function createSqliteOracleStore(init: { path: string } | { db: DatabaseS
       `SELECT agent, epoch, model_hash AS modelHash, input_hash AS inputHash, output_hash AS outputHash, token_count AS tokenCount, proof_hash AS proofHash, created_at AS createdAt
        FROM proofs WHERE agent = ? ORDER BY id DESC LIMIT ?`,
     ),
+    budgets: db.prepare('SELECT node_id AS nodeId, serving_seconds AS servingSeconds, tokens, updated_at AS updatedAt FROM node_budgets'),
+    saveBudget: db.prepare(
+      `INSERT INTO node_budgets (node_id, serving_seconds, tokens, updated_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT(node_id) DO UPDATE SET serving_seconds = excluded.serving_seconds, tokens = excluded.tokens, updated_at = excluded.updated_at`,
+    ),
+    pruneProofs: db.prepare('DELETE FROM proofs WHERE created_at < ? AND epoch < ?'),
+    pruneTotals: db.prepare('DELETE FROM metrics_totals WHERE updated_at < ? AND epoch < ?'),
+    // an agent's counters go only with its totals: a later report would otherwise be taken whole into an epoch still kept
+    pruneCounters: db.prepare('DELETE FROM agent_counters WHERE reported_at < ? AND NOT EXISTS (SELECT 1 FROM metrics_totals t WHERE t.agent = agent_counters.agent)'),
+    pruneReplay: db.prepare('DELETE FROM replay_guard WHERE last_timestamp < ?'),
+    pruneBudgets: db.prepare('DELETE FROM node_budgets WHERE updated_at < ? AND node_id NOT IN (SELECT id FROM nodes)'),
     getValue: db.prepare('SELECT value FROM kv WHERE key = ?'),
     setValue: db.prepare('INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at'),
     deleteValue: db.prepare('DELETE FROM kv WHERE key = ?'),
@@ -153,9 +163,10 @@ export function createSqliteOracleStore(init: { path: string } | { db: DatabaseS
     async recordMetrics(e: MetricsEntry) {
       const c = e.counters
       transaction(db, () => {
-        q.upsertCounters.run(c.agent, c.tokens, c.requests, c.epoch, c.reportedAt)
-        q.addTotals.run(c.agent, c.epoch, e.delta.tokens, e.delta.requests, e.delta.latencyMsSum, e.uptimeSeconds, c.reportedAt)
+        q.upsertCounters.run(c.agent, c.tokens, c.requests, c.uptimeSeconds, c.epoch, c.reportedAt)
+        q.addTotals.run(c.agent, c.epoch, e.delta.tokens, e.delta.requests, e.delta.latencyMsSum, e.uptimeSeconds, e.delta.uptimeSeconds, c.reportedAt)
         for (const p of e.proofs) q.insertProof.run(p.agent, p.epoch, p.modelHash, p.inputHash, p.outputHash, p.tokenCount, p.proofHash, p.txHash ?? null, p.createdAt)
+        if (e.budget) q.saveBudget.run(e.budget.nodeId, e.budget.servingSeconds, e.budget.tokens, e.budget.updatedAt)
       })
     },
     async metricsTotals(agent, epoch) {
@@ -176,6 +187,23 @@ export function createSqliteOracleStore(init: { path: string } | { db: DatabaseS
     },
     async setProofVerdict(id, verdict) {
       q.setVerdict.run(verdict, id)
+    },
+    async loadBudgets() {
+      return q.budgets.all().map((r) => plain<NodeBudget>(r))
+    },
+    async saveBudgets(budgets) {
+      transaction(db, () => {
+        for (const b of budgets) q.saveBudget.run(b.nodeId, b.servingSeconds, b.tokens, b.updatedAt)
+      })
+    },
+    async prune(p): Promise<PruneResult> {
+      return transaction(db, () => ({
+        proofs: Number(q.pruneProofs.run(p.before, p.epochBelow).changes),
+        metricsTotals: Number(q.pruneTotals.run(p.before, p.epochBelow).changes),
+        agentCounters: Number(q.pruneCounters.run(p.before).changes),
+        replayGuard: Number(q.pruneReplay.run(p.replayBeforeS).changes),
+        nodeBudgets: Number(q.pruneBudgets.run(p.before).changes),
+      }))
     },
     async getValue(key) {
       return (q.getValue.get(key) as { value: string } | undefined)?.value

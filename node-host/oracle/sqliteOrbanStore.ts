@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS orban_metrics (
   earnings_usd REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS orban_metrics_agent ON orban_metrics(agent_id, id);
+CREATE INDEX IF NOT EXISTS orban_metrics_received ON orban_metrics(received_at);
 CREATE TABLE IF NOT EXISTS orban_pow (
   challenge_id TEXT PRIMARY KEY,
   agent_id TEXT NOT NULL,
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS orban_pow (
   answered_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS orban_pow_agent ON orban_pow(agent_id, issued_at);
+CREATE INDEX IF NOT EXISTS orban_pow_issued ON orban_pow(issued_at);
 `
 
 type AgentRow = { agent_id: string; public_key: string; registration: string | null; pricing: string | null; first_seen: number; last_seen: number }
@@ -165,6 +167,8 @@ export function createSqliteOrbanStore(db: DatabaseSync): OrbanStore {
       `INSERT OR REPLACE INTO orban_pow (challenge_id, agent_id, difficulty, verified, computation_time_ms, issued_at, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
     ),
     pow: db.prepare('SELECT * FROM orban_pow WHERE agent_id = ? ORDER BY issued_at DESC, challenge_id DESC LIMIT ?'),
+    pruneMetrics: db.prepare('DELETE FROM orban_metrics WHERE received_at < ?'),
+    prunePow: db.prepare('DELETE FROM orban_pow WHERE issued_at < ?'),
   }
 
   return {
@@ -231,6 +235,9 @@ export function createSqliteOrbanStore(db: DatabaseSync): OrbanStore {
     },
     async putPow(r) {
       q.putPow.run(r.challengeId, r.agentId, r.difficulty, r.verified ? 1 : 0, r.computationTimeMs, r.issuedAt, r.answeredAt)
+    },
+    async prune(before) {
+      return { metrics: Number(q.pruneMetrics.run(before).changes), pow: Number(q.prunePow.run(before).changes) }
     },
     async powResults(agentId, limit = 100) {
       return (q.pow.all(agentId, limit) as PowRow[]).map(toPow)

@@ -20,11 +20,10 @@ export const agentRegistryAbi = parseAbi([
   'function HEARTBEAT_TIMEOUT() view returns (uint256)',
   'function owner() view returns (address)',
   'function transferOwnership(address newOwner)',
-  // the project's additions: the heartbeat relay (agentHeartbeat stand-in) and node id ownership
+  // the project's addition: the heartbeat relay (agentHeartbeat stand-in)
   'function heartbeatFor(address agent)',
   'function heartbeatRelay() view returns (address)',
   'function setHeartbeatRelay(address relay)',
-  'function agentOfNode(bytes32 nodeId) view returns (address)',
   'event AgentRegistered(address indexed agent, bytes32 indexed nodeId, string metadata)',
   'event AgentDeregistered(address indexed agent, bytes32 indexed nodeId)',
   'event Heartbeat(address indexed agent, uint256 timestamp)',

@@ -50,3 +50,8 @@ test('a binding fails for another chain, another wallet, another peer\'s nodeId,
   await rejects(1, { ...record, metadata: '{"peerId":"x"}' }, /lacks peerId\/peerSig/)
   await rejects(1, { ...record, metadata: JSON.stringify({ ...JSON.parse(metadata), peerId: 'QmNotAPeer' }) }, /not an Ed25519 libp2p peer id/)
 })
+
+test('the peer key signs a domain-separated message: the binding prefix, then chain, wallet and peer', () => {
+  const text = new TextDecoder().decode(agentBindingMessage({ chainId: 41956, wallet, peerId: '12D3KooWpeer' }))
+  assert.equal(text, `shardmesh agent binding v1\nchain: 41956\nwallet: ${wallet}\npeer: 12D3KooWpeer`)
+})

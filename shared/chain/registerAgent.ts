@@ -1,7 +1,7 @@
 import { encodeFunctionData, type Account, type Address, type Hash, type Hex } from 'viem'
 import { parseAccount } from 'viem/accounts'
 import { agentRegistryAbi } from './abis.ts'
-import { createAgentMetadata, nodeIdFromPeerId, type PeerSigner } from './agentBinding.ts'
+import { AgentBindingError, createAgentMetadata, nodeIdFromPeerId, verifyAgentBinding, type PeerSigner } from './agentBinding.ts'
 import type { ChainConfig } from './chainConfig.ts'
 import { ChainActionError } from './errors.ts'
 import { getAgent } from './getAgent.ts'
@@ -28,7 +28,7 @@ export type RegisterAgentReturnType = {
   nodeId: Hex
   /** The metadata JSON now on chain. */
   metadata: string
-  /** The registry transaction; undefined when the wallet was already registered with this nodeId. */
+  /** The registry transaction (registerAgent, or updateMetadata to repair a binding); undefined when the record was already right. */
   hash: Hash | undefined
   gasUsed: bigint | undefined
   /** The agentRegister precompile transaction; undefined when skipped or already an agent account. */
@@ -36,11 +36,24 @@ export type RegisterAgentReturnType = {
   precompileGasUsed: bigint | undefined
 }
 
+async function bindingVerifies(chainId: number, agent: Parameters<typeof verifyAgentBinding>[0]['agent']): Promise<boolean> {
+  try {
+    await verifyAgentBinding({ chainId, agent })
+    return true
+  } catch (e) {
+    if (e instanceof AgentBindingError) return false
+    throw e
+  }
+}
+
 /**
  * Registers the wallet in the AgentRegistry under the peer's nodeId, with metadata that carries
  * the peer's signature over (chain id, wallet); then, unless told not to, at the agentRegister
- * precompile. Idempotent: a wallet already registered with this nodeId (or already an agent
- * account) sends nothing for that step; one registered under another nodeId is an error.
+ * precompile. Idempotent: a wallet already registered with this nodeId and a binding that
+ * verifies (or already an agent account) sends nothing for that step; one whose binding does not
+ * verify (an older build, a lost key) gets fresh metadata; one registered under another nodeId is
+ * an error. The binding is checked before it is sent: a signer that is not the peer's key fails here
+ * (AgentBindingError), not at the Oracle, which credits only bindings that verify.
  */
 export async function registerAgent(client: ChainClient, p: RegisterAgentParameters): Promise<RegisterAgentReturnType> {
   const accountOrAddress = p.account ?? client.account
@@ -53,12 +66,16 @@ export async function registerAgent(client: ChainClient, p: RegisterAgentParamet
   if (existing && existing.nodeId.toLowerCase() !== nodeId) {
     throw new ChainActionError('registerAgent', { message: `refused: ${wallet} is already registered under nodeId ${existing.nodeId}, not this peer's ${nodeId} (deregister first)` })
   }
-  if (existing) {
+  if (existing && (await bindingVerifies(p.config.chainId, existing))) {
     result.metadata = existing.metadata
   } else {
     result.metadata = await createAgentMetadata({ chainId: p.config.chainId, wallet, peer: p.peer, extra: p.metadata })
-    const data = encodeFunctionData({ abi: agentRegistryAbi, functionName: 'registerAgent', args: [nodeId, result.metadata] })
-    const { hash, receipt } = await transact(client, 'registerAgent', { config: p.config, account: accountOrAddress, to: p.config.contracts.agentRegistry, data })
+    await verifyAgentBinding({ chainId: p.config.chainId, agent: { wallet, nodeId, metadata: result.metadata } })
+    const data = existing
+      ? encodeFunctionData({ abi: agentRegistryAbi, functionName: 'updateMetadata', args: [result.metadata] })
+      : encodeFunctionData({ abi: agentRegistryAbi, functionName: 'registerAgent', args: [nodeId, result.metadata] })
+    const action = existing ? 'updateMetadata' : 'registerAgent'
+    const { hash, receipt } = await transact(client, action, { config: p.config, account: accountOrAddress, to: p.config.contracts.agentRegistry, data })
     result.hash = hash
     result.gasUsed = receipt.gasUsed
   }
