@@ -3,6 +3,8 @@ import { z } from 'zod'
 import { renderChat } from '../../shared/model/chatTemplate.ts'
 import type { TextGenerator, TextRequest, TextResult } from '../../shared/engine/textGenerator.ts'
 import type { Logger } from '../logger.ts'
+import { guardListener } from '../net/guardListener.ts'
+import { BadRequestTargetError, parseRequestTarget } from '../net/requestTarget.ts'
 
 /** The layer range this host serves (start = end when it holds none yet). */
 export type HttpApiLayers = { start: number; end: number; total: number }
@@ -258,9 +260,16 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
     'POST /v1/chat/completions': (req, res) => openAi(req, res, 'chat'),
   }
 
-  return (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname
-    const route = routes[`${req.method} ${path}`]
+  return guardListener((req, res) => {
+    let path: string
+    try {
+      path = parseRequestTarget(req.url).pathname
+    } catch (e) {
+      if (!(e instanceof BadRequestTargetError)) throw e
+      logger.warn({ target: String(req.url).slice(0, 200) }, 'request refused: malformed target')
+      return sendJson(res, 400, { error: e.message })
+    }
+    const route = Object.hasOwn(routes, `${req.method} ${path}`) ? routes[`${req.method} ${path}`] : undefined
     const isOpenAi = path.startsWith('/v1/')
     const fail = (status: number, message: string) => {
       if (res.headersSent) return void res.end()
@@ -280,5 +289,5 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
         else logger.warn({ path, status, message: (e as Error).message }, 'request refused')
         fail(status, (e as Error).message)
       })
-  }
+  }, logger)
 }
