@@ -6,6 +6,7 @@ import { loadShards } from '../../shared/engine/loadShards.ts'
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
 import { createTextGenerator, stagesRunner, type TextGenerator } from '../../shared/engine/textGenerator.ts'
 import { silentLogger } from '../../shared/logger.ts'
+import { createLogger } from '../logger.ts'
 import { loadTokenizer } from '../../shared/model/tokenizer.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
@@ -18,7 +19,7 @@ async function startApi(init: Partial<HttpApiInit>, components: Partial<HttpApiC
   const server = createServer(
     createHttpApi(
       { model: 'm', address: 'local', layers: { start: 0, end: 8, total: 8 }, ...init },
-      { logger: silentLogger, generator: () => null, ...components },
+      { logger: createLogger('test', 'silent'), generator: () => null, ...components },
     ),
   )
   answerClientErrors(server, silentLogger)
@@ -123,6 +124,12 @@ describe('host API: secret, content type, Host, concurrency and size limits over
     open()
     assert.equal((await first).status, 200)
     assert.equal((await post(json)).status, 200)
+  })
+
+  test("an empty prompt is the client's mistake: 400 with a message, not a 500 (found by the fuzz test)", async () => {
+    const r = await post(json, JSON.stringify({ prompt: '', max_tokens: 1 }))
+    assert.equal(r.status, 400)
+    assert.match((await r.json()).error.message, /no tokens/)
   })
 
   test('sizes: a declared Content-Length over the limit is refused before any body arrives; a streamed body past it gets 413', async () => {

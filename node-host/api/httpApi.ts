@@ -2,7 +2,8 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http'
 import { z } from 'zod'
 import { renderChat } from '../../shared/model/chatTemplate.ts'
-import type { TextGenerator, TextRequest, TextResult } from '../../shared/engine/textGenerator.ts'
+import { ShardInputError } from '../../shared/engine/shardSession.ts'
+import { EmptyPromptError, type TextGenerator, type TextRequest, type TextResult } from '../../shared/engine/textGenerator.ts'
 import type { Logger } from '../logger.ts'
 import { guardListener } from '../net/guardListener.ts'
 import { BadRequestTargetError, parseRequestTarget } from '../net/requestTarget.ts'
@@ -337,7 +338,8 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
     Promise.resolve()
       .then(() => route(req, res))
       .catch((e: unknown) => {
-        const status = e instanceof HttpError ? e.status : 500
+        // An empty prompt or one past the model's positions is the client's mistake.
+        const status = e instanceof HttpError ? e.status : e instanceof EmptyPromptError || e instanceof ShardInputError ? 400 : 500
         if (status >= 500 && status !== 503) logger.error({ err: e, path }, 'request failed')
         else logger.warn({ path, status, message: (e as Error).message }, 'request refused')
         if (e instanceof HttpError && !res.headersSent) for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v)

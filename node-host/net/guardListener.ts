@@ -1,10 +1,13 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { Logger } from '../../shared/logger.ts'
 
 /** An error that carries the HTTP status it should be answered with (4xx: the client's fault). */
 type WithStatus = { status: number; message: string }
-const hasStatus = (e: unknown): e is WithStatus =>
-  e instanceof Error && typeof (e as Partial<WithStatus>).status === 'number' && (e as WithStatus).status >= 400 && (e as WithStatus).status < 600
+const hasStatus = (e: unknown): e is Error & WithStatus => {
+  const status = e instanceof Error ? (e as Error & { status?: unknown }).status : undefined
+  return typeof status === 'number' && status >= 400 && status < 600
+}
 
 /** Answers `status` with `{ statusCode, message }` JSON, or ends (destroys) a response already under way. */
 export function answerError(res: ServerResponse, status: number, message: string): void {
@@ -69,10 +72,23 @@ export function answerClientError(err: Error & { code?: string }, socket: { writ
   return status
 }
 
-/** Every malformed request on `server` gets {@link answerClientError} and a log line. */
-export function answerClientErrors(server: Server, logger: Logger): void {
+/**
+ * What never reaches the request listener is answered too: every malformed request on `server`
+ * gets {@link answerClientError}, a CONNECT (no proxy here) a JSON 405, each with a log line.
+ * `onRefused` is told of each (for refusal counters).
+ */
+export function answerClientErrors(server: Server, logger: Logger, onRefused?: (status: number) => void): void {
   server.on('clientError', (err: Error & { code?: string }, socket) => {
     logger.warn({ err: err.message, code: err.code }, 'malformed HTTP from a client')
-    answerClientError(err, socket)
+    // Not `onRefused?.(answerClientError(...))`: an absent callback would skip the answer too.
+    const status = answerClientError(err, socket)
+    onRefused?.(status)
+  })
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    logger.warn({ target: String(req.url).slice(0, 200) }, 'CONNECT refused')
+    socket.on('error', () => socket.destroy())
+    const body = JSON.stringify({ statusCode: 405, message: 'CONNECT is not served here' })
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+    onRefused?.(405)
   })
 }

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
-import { answerClientError, guardListener } from '../net/guardListener.ts'
+import { answerClientErrors, guardListener } from '../net/guardListener.ts'
 import { BadRequestTargetError, decodePathSegment, parseRequestTarget, type RequestTarget } from '../net/requestTarget.ts'
 import { serveFile } from '../net/serveFile.ts'
 import type { Logger } from '../../shared/logger.ts'
@@ -223,11 +223,7 @@ export async function createOracleServer(init: OracleServerInit): Promise<Oracle
   // Slow senders cannot hold connections open forever (event streams are responses, not requests).
   server.headersTimeout = 10_000
   server.requestTimeout = 30_000
-  server.on('clientError', (err, socket) => {
-    refused.set('invalid_body', (refused.get('invalid_body') ?? 0) + 1)
-    logger.warn({ err: (err as Error).message }, 'malformed HTTP from a client')
-    answerClientError(err, socket)
-  })
+  answerClientErrors(server, logger, () => refused.set('invalid_body', (refused.get('invalid_body') ?? 0) + 1))
 
   const host = init.host ?? '127.0.0.1'
   await new Promise<void>((resolve, reject) => {

@@ -5,7 +5,7 @@ export type RawResponse = { status: number; headers: Record<string, string>; bod
 /**
  * Sends `request` (the raw bytes of one HTTP/1.1 request: the test writes the request line and
  * headers itself, malformed ones included) to `url`'s host and port over a plain socket and reads
- * the answer until the server closes. The request should say `Connection: close`.
+ * the answer until the server closes (an event stream: until its head). The request should say `Connection: close`.
  */
 export function rawRequest(url: string, request: string | Buffer, timeoutMs = 5000): Promise<RawResponse> {
   const { hostname, port } = new URL(url)
@@ -13,7 +13,17 @@ export function rawRequest(url: string, request: string | Buffer, timeoutMs = 50
     const socket = connect(Number(port), hostname.replace(/^\[|\]$/g, ''))
     const chunks: Buffer[] = []
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)))
-    socket.on('data', (c: Buffer) => chunks.push(c))
+    let headSeen = false
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c)
+      if (headSeen) return
+      // An event stream never ends: its head is the answer.
+      const text = Buffer.concat(chunks).toString('latin1')
+      const split = text.indexOf('\r\n\r\n')
+      if (split < 0) return
+      headSeen = true
+      if (/^content-type:\s*text\/event-stream/im.test(text.slice(0, split))) socket.destroy()
+    })
     socket.on('error', reject)
     socket.on('close', () => {
       const text = Buffer.concat(chunks).toString('latin1')
