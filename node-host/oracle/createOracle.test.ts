@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test'
 import { createOrbanAgent, type OrbanAgent, type OrbanRegistration, type OrbanTaskController } from '../../shared/oracle/orban/createOrbanAgent.ts'
 import { createLogger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
+import { rawGet, rawRequest } from '../testing/rawHttp.ts'
 import { createOracle, type Oracle } from './createOracle.ts'
 import { readModelInfo } from './modelInfo.ts'
 
@@ -100,5 +101,24 @@ test("a model in a local folder is offered by the Oracle: tasks name /models/<na
   assert.equal(JSON.parse(await source.readText('config.json')).num_hidden_layers, 8)
   for (const path of [`/models/${MODEL}/README.md`, `/models/${MODEL}/..%2Fconfig.json`, '/models/other/config.json', `/models/${MODEL}/%2E%2E/package.json`]) {
     assert.equal((await fetch(new URL(path, oracle.url))).status, 404, path)
+  }
+})
+
+test('the whole Oracle (HTTP API, model files and the Orban upgrade on one port) answers hostile requests with 4xx and goes on', async () => {
+  const upgrade = (target: string) => [`GET ${target} HTTP/1.1`, 'Host: localhost', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', '', ''].join('\r\n')
+  const requests = [
+    rawGet(`/models/%E0%A4%A/config.json`),
+    rawGet(`/models/${MODEL}/%E0%A4%A`),
+    rawGet('//a:b'),
+    rawGet('http://[::1/x'),
+    upgrade('//a:b'),
+    upgrade('/%E0%A4%A'),
+    upgrade('*'),
+    'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: x\r\n\r\n',
+  ]
+  for (const request of requests) {
+    const r = await rawRequest(oracle.url, request)
+    assert.ok(r.status >= 400 && r.status < 500, `${request.split('\r\n')[0]}: ${r.status}`)
+    assert.equal((await rawRequest(oracle.url, rawGet('/health'))).status, 200)
   }
 })
