@@ -45,7 +45,7 @@ describe('HTTP API: Plumise agent and OpenAI endpoints over three shards of the 
     ))
     // Before the model is loaded: health says loading, generation is 503.
     assert.equal((await (await fetch(`${url}/health`)).json()).status, 'loading')
-    const loading = await fetch(`${url}/api/v1/generate`, { method: 'POST', headers: { Authorization: `Bearer ${SECRET}` }, body: JSON.stringify({ inputs: 'x' }) })
+    const loading = await fetch(`${url}/api/v1/generate`, { method: 'POST', headers: { Authorization: `Bearer ${SECRET}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ inputs: 'x' }) })
     assert.equal(loading.status, 503)
     ;({ shards } = await loadShards({ source, runtime: nodeRuntime(), device: 'cpu', ranges: [{ start: 0, end: 3 }, { start: 3, end: 6 }, { start: 6, end: 8 }] }))
     generator = createTextGenerator({ tokenizer: await loadTokenizer(source), run: stagesRunner(() => shards), eosTokenIds: [0] })

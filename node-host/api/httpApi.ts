@@ -1,8 +1,12 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http'
 import { z } from 'zod'
 import { renderChat } from '../../shared/model/chatTemplate.ts'
-import type { TextGenerator, TextRequest, TextResult } from '../../shared/engine/textGenerator.ts'
+import { ShardInputError } from '../../shared/engine/shardSession.ts'
+import { EmptyPromptError, type TextGenerator, type TextRequest, type TextResult } from '../../shared/engine/textGenerator.ts'
 import type { Logger } from '../logger.ts'
+import { guardListener } from '../net/guardListener.ts'
+import { BadRequestTargetError, parseRequestTarget } from '../net/requestTarget.ts'
 
 /** The layer range this host serves (start = end when it holds none yet). */
 export type HttpApiLayers = { start: number; end: number; total: number }
@@ -20,6 +24,8 @@ export type HttpApiInit = {
   tokenizerConfig?: Record<string, unknown>
   /** @default 1 MiB */
   maxBodyBytes?: number
+  /** Generations running at once; past it a request gets 503 with `Retry-After`. @default 4 */
+  maxConcurrentGenerations?: number
 }
 
 export type HttpApiComponents = {
@@ -32,10 +38,13 @@ export type HttpApiComponents = {
 
 class HttpError extends Error {
   readonly status: number
+  /** Headers sent with the error answer (`Retry-After`, `Connection: close`). */
+  readonly headers: Record<string, string>
 
-  constructor(status: number, message: string) {
+  constructor(status: number, message: string, headers: Record<string, string> = {}) {
     super(message)
     this.status = status
+    this.headers = headers
   }
 }
 
@@ -82,22 +91,43 @@ const chatSchema = z.object({
     .min(1),
 })
 
+/**
+ * Reads a JSON body of at most `limit` bytes without holding more: a declared Content-Length over
+ * it is refused before reading; a body that grows past it is drained unstored (so the client reads
+ * the 413 rather than a reset) up to 16× the limit, and cut off there.
+ */
 async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const tooLarge = () => new HttpError(413, `request body over ${limit} bytes`, { Connection: 'close' })
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > 16 * limit) throw tooLarge()
   const chunks: Buffer[] = []
   let size = 0
+  let over = declared > limit
   for await (const chunk of req) {
     size += (chunk as Buffer).length
-    // Past the limit, drain (so the client reads the 413 rather than a reset) up to a hard cap.
-    if (size > 16 * limit) req.destroy()
-    if (size <= limit) chunks.push(chunk as Buffer)
+    if (size > limit) over = true
+    // Leaving the loop destroys the request: the client may see a reset rather than the 413.
+    if (size > 16 * limit) throw tooLarge()
+    if (!over) chunks.push(chunk as Buffer)
   }
-  if (size > limit) throw new HttpError(413, `request body over ${limit} bytes`)
+  if (over) throw tooLarge()
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'))
   } catch {
     throw new HttpError(400, 'request body is not valid JSON')
   }
 }
+
+/** `application/json`, with or without parameters: anything else could be a cross-site `text/plain` form post. */
+const isJson = (contentType: string | undefined) => /^application\/json\s*(;|$)/i.test(contentType?.trim() ?? '')
+
+/** Connections that arrive on a loopback address: only a loopback name in `Host` is this machine (DNS rebinding sends the attacker's name). */
+const LOOPBACK_ADDRESS = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/
+const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/i
+
+/** Equal-length digests, compared in constant time: the time taken says nothing about the secret. */
+const digest = (s: string) => createHash('sha256').update(s).digest()
+const sameSecret = (given: string, expected: string) => timingSafeEqual(digest(given), digest(expected))
 
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   const r = schema.safeParse(body)
@@ -116,7 +146,8 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 
 function startSse(res: ServerResponse): (data: unknown) => void {
   res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' })
-  return (data) => res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`)
+  // Tokens that race the client's leaving are dropped (a write after the end would emit 'error').
+  return (data) => void (!res.writableEnded && !res.destroyed && res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`))
 }
 
 let idCounter = 0
@@ -132,6 +163,8 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
   const { logger } = components
   const started = Date.now()
   const limit = init.maxBodyBytes ?? 1 << 20
+  const maxGenerations = init.maxConcurrentGenerations ?? 4
+  let generating = 0
   const uptime = () => Math.floor((Date.now() - started) / 1000)
   const layers = () => (typeof init.layers === 'function' ? init.layers() : init.layers)
   const isFull = () => layers().start === 0 && layers().end === layers().total
@@ -169,6 +202,20 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
     return ready().generateText({ ...request, signal: abort.signal })
   }
 
+  /**
+   * Holds one of the generation slots for `work` (taken once the body is read and valid, so slow
+   * uploads hold none); when all are taken, 503 with `Retry-After` before anything is sent.
+   */
+  const withSlot = async (work: () => Promise<void>) => {
+    if (generating >= maxGenerations) throw new HttpError(503, `busy: ${generating} generations running; retry later`, { 'Retry-After': '1' })
+    generating++
+    try {
+      await work()
+    } finally {
+      generating--
+    }
+  }
+
   async function plumiseGenerate(req: IncomingMessage, res: ServerResponse) {
     const body = parse(plumiseGenerateSchema, await readJson(req, limit))
     const p = body.parameters
@@ -177,19 +224,21 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
       maxNewTokens: p.max_new_tokens,
       sampling: { temperature: p.temperature, topP: p.top_p, repetitionPenalty: p.repetition_penalty, doSample: p.do_sample, seed: Math.floor(Math.random() * 2 ** 31) },
     }
-    if (!body.stream) {
-      const r = await run(req, request)
-      return sendJson(res, 200, { generated_text: r.text, num_tokens: r.outputIds.length, latency_ms: Math.round(r.latencyMs) })
-    }
-    ready()
-    const send = startSse(res)
-    try {
-      await run(req, { ...request, onText: (token) => send({ token }) })
-      send('[DONE]')
-    } catch (e) {
-      send({ error: (e as Error).message })
-    }
-    res.end()
+    return withSlot(async () => {
+      if (!body.stream) {
+        const r = await run(req, request)
+        return sendJson(res, 200, { generated_text: r.text, num_tokens: r.outputIds.length, latency_ms: Math.round(r.latencyMs) })
+      }
+      ready()
+      const send = startSse(res)
+      try {
+        await run(req, { ...request, onText: (token) => send({ token }) })
+        send('[DONE]')
+      } catch (e) {
+        send({ error: (e as Error).message })
+      }
+      res.end()
+    })
   }
 
   async function openAi(req: IncomingMessage, res: ServerResponse, kind: 'completion' | 'chat') {
@@ -214,27 +263,29 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
     const created = Math.floor(Date.now() / 1000)
     const object = kind === 'chat' ? 'chat.completion' : 'text_completion'
     const usage = (r: TextResult) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.outputIds.length, total_tokens: r.promptTokens + r.outputIds.length })
-    if (!body.stream) {
-      const r = await run(req, request)
-      const choice = kind === 'chat'
-        ? { index: 0, message: { role: 'assistant', content: r.text }, finish_reason: openAiFinish(r), logprobs: null }
-        : { index: 0, text: r.text, finish_reason: openAiFinish(r), logprobs: null }
-      return sendJson(res, 200, { id, object, created, model: init.model, choices: [choice], usage: usage(r) })
-    }
-    ready()
-    const send = startSse(res)
-    const chunkObject = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion'
-    const chunk = (payload: Record<string, unknown>, finish: string | null) =>
-      send({ id, object: chunkObject, created, model: init.model, choices: [{ index: 0, ...payload, finish_reason: finish, logprobs: null }] })
-    if (kind === 'chat') chunk({ delta: { role: 'assistant', content: '' } }, null)
-    try {
-      const r = await run(req, { ...request, onText: (text) => chunk(kind === 'chat' ? { delta: { content: text } } : { text }, null) })
-      chunk(kind === 'chat' ? { delta: {} } : { text: '' }, openAiFinish(r))
-      send('[DONE]')
-    } catch (e) {
-      send({ error: { message: (e as Error).message, type: 'server_error' } })
-    }
-    res.end()
+    return withSlot(async () => {
+      if (!body.stream) {
+        const r = await run(req, request)
+        const choice = kind === 'chat'
+          ? { index: 0, message: { role: 'assistant', content: r.text }, finish_reason: openAiFinish(r), logprobs: null }
+          : { index: 0, text: r.text, finish_reason: openAiFinish(r), logprobs: null }
+        return sendJson(res, 200, { id, object, created, model: init.model, choices: [choice], usage: usage(r) })
+      }
+      ready()
+      const send = startSse(res)
+      const chunkObject = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion'
+      const chunk = (payload: Record<string, unknown>, finish: string | null) =>
+        send({ id, object: chunkObject, created, model: init.model, choices: [{ index: 0, ...payload, finish_reason: finish, logprobs: null }] })
+      if (kind === 'chat') chunk({ delta: { role: 'assistant', content: '' } }, null)
+      try {
+        const r = await run(req, { ...request, onText: (text) => chunk(kind === 'chat' ? { delta: { content: text } } : { text }, null) })
+        chunk(kind === 'chat' ? { delta: {} } : { text: '' }, openAiFinish(r))
+        send('[DONE]')
+      } catch (e) {
+        send({ error: { message: (e as Error).message, type: 'server_error' } })
+      }
+      res.end()
+    })
   }
 
   const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void> | void> = {
@@ -258,27 +309,41 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
     'POST /v1/chat/completions': (req, res) => openAi(req, res, 'chat'),
   }
 
-  return (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname
-    const route = routes[`${req.method} ${path}`]
+  return guardListener((req, res) => {
+    let path: string
+    try {
+      path = parseRequestTarget(req.url).pathname
+    } catch (e) {
+      if (!(e instanceof BadRequestTargetError)) throw e
+      logger.warn({ target: String(req.url).slice(0, 200) }, 'request refused: malformed target')
+      return sendJson(res, 400, { error: e.message })
+    }
+    const route = Object.hasOwn(routes, `${req.method} ${path}`) ? routes[`${req.method} ${path}`] : undefined
     const isOpenAi = path.startsWith('/v1/')
     const fail = (status: number, message: string) => {
       if (res.headersSent) return void res.end()
       sendJson(res, status, isOpenAi ? { error: { message, type: status >= 500 ? 'server_error' : 'invalid_request_error' } } : { error: message })
     }
     if (!route) return fail(404, `no route ${req.method} ${path}`)
+    if (req.socket.localAddress && LOOPBACK_ADDRESS.test(req.socket.localAddress) && req.headers.host !== undefined && !LOOPBACK_HOST.test(req.headers.host)) {
+      logger.warn({ path, host: req.headers.host.slice(0, 200) }, 'request refused: a loopback connection naming another host (DNS rebinding?)')
+      return fail(421, 'this API answers only to localhost, 127.0.0.1 or [::1] on a loopback connection')
+    }
     if (init.apiSecret && path !== '/health') {
       const auth = req.headers.authorization
       if (!auth) return fail(401, 'missing bearer token')
-      if (auth !== `Bearer ${init.apiSecret}`) return fail(403, 'wrong bearer token')
+      if (!sameSecret(auth, `Bearer ${init.apiSecret}`)) return fail(403, 'wrong bearer token')
     }
+    if (req.method === 'POST' && !isJson(req.headers['content-type'])) return fail(415, 'request bodies must be Content-Type: application/json')
     Promise.resolve()
       .then(() => route(req, res))
       .catch((e: unknown) => {
-        const status = e instanceof HttpError ? e.status : 500
+        // An empty prompt or one past the model's positions is the client's mistake.
+        const status = e instanceof HttpError ? e.status : e instanceof EmptyPromptError || e instanceof ShardInputError ? 400 : 500
         if (status >= 500 && status !== 503) logger.error({ err: e, path }, 'request failed')
         else logger.warn({ path, status, message: (e as Error).message }, 'request refused')
+        if (e instanceof HttpError && !res.headersSent) for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v)
         fail(status, (e as Error).message)
       })
-  }
+  }, logger)
 }

@@ -8,6 +8,7 @@ import { createTextGenerator, stagesRunner, type TextGenerator } from '../../sha
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 import { loadTokenizer, readTokenizerConfig } from '../../shared/model/tokenizer.ts'
 import { createHttpApi } from '../api/httpApi.ts'
+import { answerClientErrors } from '../net/guardListener.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { createLogger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
@@ -53,6 +54,7 @@ export async function runServe(opts: ServeOptions): Promise<void> {
     { logger, generator: () => generator },
   )
   const server = createServer(api)
+  answerClientErrors(server, logger)
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(opts.apiPort, opts.host, resolve))
   const { port } = server.address() as AddressInfo
   logger.info({ port, model: source.name }, 'HTTP API listening; loading the model')

@@ -14,6 +14,7 @@ import type { LayerRange, WeightFormat } from '../../shared/model/shardGraph.ts'
 import { loadTokenizer, readTokenizerConfig } from '../../shared/model/tokenizer.ts'
 import type { Logger } from '../logger.ts'
 import { createHttpApi } from '../api/httpApi.ts'
+import { answerClientErrors } from '../net/guardListener.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
 
 const hasRoute = (peers: PeerShard[], numLayers: number) => {
@@ -83,6 +84,7 @@ export async function createNodeHost(init: NodeHostInit) {
           },
         ),
       )
+      answerClientErrors(server, log)
       await new Promise<void>((resolve, reject) => server!.once('error', reject).listen(init.apiPort, init.apiHost ?? '127.0.0.1', resolve))
       const tokenizer = await loadTokenizer(source)
       generator = createTextGenerator({

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { copyFile, mkdtemp, readFile, truncate } from 'node:fs/promises'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
@@ -10,6 +12,7 @@ import { ModelFileNotFoundError, TruncatedFileError } from '../../shared/model/m
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { FIXTURES_DIR, loadFixture } from '../testing/fixtures.ts'
 import { startStaticServer } from '../testing/staticServer.ts'
+import { serveFolderFile } from '../net/serveFile.ts'
 import { fileModelSource } from './fileModelSource.ts'
 import { ModelNotFoundError, resolveModelSource } from './resolveModelSource.ts'
 
@@ -72,5 +75,43 @@ describe('model sources', () => {
       (e: Error) => e instanceof TruncatedFileError && /model\.safetensors.*truncated/.test(e.message),
     )
     assert.throws(() => resolveModelSource('/definitely/not/here'), ModelNotFoundError)
+  })
+
+  test('HF_TOKEN goes to the Hub origin only: not along a redirect to another host, not to a base URL elsewhere', async () => {
+    const root = join(FIXTURES_DIR, 'tiny-llama')
+    const seen: Array<{ server: 'hub' | 'cdn'; path: string; auth?: string }> = []
+    const start = async (handler: (req: IncomingMessage, res: ServerResponse) => Promise<unknown>) => {
+      const server = createServer((req, res) => void handler(req, res).catch(() => res.destroy()))
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+      return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => server.close(() => r())) }
+    }
+    // The CDN: another origin (another port) serving the files.
+    const cdn = await start(async (req, res) => {
+      seen.push({ server: 'cdn', path: req.url!, auth: req.headers.authorization })
+      await serveFolderFile(req, res, root, req.url!)
+    })
+    // The Hub: config files itself, the weights by redirect to the CDN, as huggingface.co does for LFS files.
+    const hub = await start(async (req, res) => {
+      seen.push({ server: 'hub', path: req.url!, auth: req.headers.authorization })
+      const file = req.url!.replace('/o/r/resolve/main/', '')
+      if (file === 'model.safetensors') return res.writeHead(302, { Location: `${cdn.url}/${file}` }).end()
+      await serveFolderFile(req, res, root, file)
+    })
+    try {
+      const env = { HF_ENDPOINT: hub.url, HF_TOKEN: 'hf_secret' }
+      const source = resolveModelSource('o/r', env)
+      assert.equal(JSON.parse(await source.readText('config.json')).num_hidden_layers, 6)
+      assert.equal((await source.readRange('model.safetensors', 0, 8)).length, 8)
+      assert.ok(seen.some((q) => q.server === 'cdn'), 'the weights came through the redirect')
+      assert.ok(seen.filter((q) => q.server === 'hub').every((q) => q.auth === 'Bearer hf_secret'), 'the Hub gets the token')
+      // A base URL on another host, and one on the Hub's own origin.
+      await resolveModelSource(`${cdn.url}/`, env).readText('config.json')
+      await resolveModelSource(`${hub.url}/o/r/resolve/main`, env).readText('config.json')
+      assert.equal(seen.at(-1)!.auth, 'Bearer hf_secret')
+      assert.deepEqual(seen.filter((q) => q.server === 'cdn' && q.auth !== undefined), [], 'no request to the other host carried the token')
+    } finally {
+      await hub.close()
+      await cdn.close()
+    }
   })
 })

@@ -16,11 +16,14 @@ export class ModelNotFoundError extends Error {
 
 /**
  * `--model` → a model source: a local folder, a base URL, or a Hugging Face repository id
- * (`owner/name`, fetched from `$HF_ENDPOINT` or https://huggingface.co with `$HF_TOKEN` if set).
+ * (`owner/name`, fetched from `$HF_ENDPOINT` or https://huggingface.co). `$HF_TOKEN` goes only to
+ * the Hub's own origin (see {@link hubTokenFetch}): never to a base URL elsewhere, nor along a
+ * redirect to another host (the Hub's CDN).
  */
 export function resolveModelSource(spec: string | undefined, env: NodeJS.ProcessEnv = process.env): ModelSource {
   if (!spec) return fileModelSource(DEFAULT_MODEL_DIR)
-  if (/^https?:\/\//.test(spec)) return httpModelSource({ baseUrl: spec, headers: authHeaders(env) })
+  const endpoint = (env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '')
+  if (/^https?:\/\//.test(spec)) return httpModelSource({ baseUrl: spec, fetch: hubTokenFetch(env, endpoint) })
   const dir = resolve(spec)
   if (existsSync(dir) && statSync(dir).isDirectory()) {
     if (!existsSync(join(dir, 'config.json'))) throw new ModelNotFoundError(spec)
@@ -28,17 +31,29 @@ export function resolveModelSource(spec: string | undefined, env: NodeJS.Process
   }
   const hub = /^([\w.-]+)\/([\w.-]+)(?:@([\w.-]+))?$/.exec(spec)
   if (hub) {
-    const endpoint = (env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '')
     return httpModelSource({
       baseUrl: `${endpoint}/${hub[1]}/${hub[2]}/resolve/${hub[3] ?? 'main'}`,
       name: `${hub[1]}/${hub[2]}`,
-      headers: authHeaders(env),
+      fetch: hubTokenFetch(env, endpoint),
     })
   }
   throw new ModelNotFoundError(spec)
 }
 
-function authHeaders(env: NodeJS.ProcessEnv): Record<string, string> | undefined {
+/**
+ * `fetch` that adds `Authorization: Bearer $HF_TOKEN` to requests for the Hub endpoint's origin
+ * only. Redirects are not followed with the token: fetch drops `Authorization` when a redirect
+ * leaves the origin (the Fetch standard; the test holds undici to it), and a base URL on another
+ * host never gets it at all.
+ */
+export function hubTokenFetch(env: NodeJS.ProcessEnv, endpoint: string): typeof fetch {
   const token = env.HF_TOKEN ?? env.HUGGING_FACE_HUB_TOKEN
-  return token ? { Authorization: `Bearer ${token}` } : undefined
+  const hubOrigin = new URL(endpoint).origin
+  return (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : input)
+    if (!token || url.origin !== hubOrigin) return fetch(input, init)
+    const headers = new Headers(init?.headers)
+    headers.set('Authorization', `Bearer ${token}`)
+    return fetch(input, { ...init, headers })
+  }
 }

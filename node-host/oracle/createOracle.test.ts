@@ -9,6 +9,7 @@ import { peerIdOfEd25519 } from '../../shared/oracle/orban/orbanMeshClaims.ts'
 import { createOrbanAgent, type OrbanAgent, type OrbanRegistration, type OrbanTaskController } from '../../shared/oracle/orban/createOrbanAgent.ts'
 import { createLogger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
+import { rawGet, rawRequest } from '../testing/rawHttp.ts'
 import { createOracle, type Oracle } from './createOracle.ts'
 import { readModelInfo } from './modelInfo.ts'
 
@@ -144,4 +145,23 @@ test('a completed shard task is paid for no more time than it existed, whatever 
   c.complete({ result: { output_url: 'mesh://served', output_hash: 'none', execution_time_sec: 36_000, gpu_time_sec: 36_000 } })
   const [paid] = await waitFor('the earnings record', () => (earnings.length ? earnings : undefined))
   assert.ok(paid!.gpu_hours > 0 && paid!.gpu_hours <= (Date.now() - sentBefore + 10_000) / 3_600_000, `${paid!.gpu_hours} h paid for a 10 h claim on a task seconds old`)
+})
+
+test('the whole Oracle (HTTP API, model files and the Orban upgrade on one port) answers hostile requests with 4xx and goes on', async () => {
+  const upgrade = (target: string) => [`GET ${target} HTTP/1.1`, 'Host: localhost', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', '', ''].join('\r\n')
+  const requests = [
+    rawGet(`/models/%E0%A4%A/config.json`),
+    rawGet(`/models/${MODEL}/%E0%A4%A`),
+    rawGet('//a:b'),
+    rawGet('http://[::1/x'),
+    upgrade('//a:b'),
+    upgrade('/%E0%A4%A'),
+    upgrade('*'),
+    'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: x\r\n\r\n',
+  ]
+  for (const request of requests) {
+    const r = await rawRequest(oracle.url, request)
+    assert.ok(r.status >= 400 && r.status < 500, `${request.split('\r\n')[0]}: ${r.status}`)
+    assert.equal((await rawRequest(oracle.url, rawGet('/health'))).status, 200)
+  }
 })

@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
+import { answerClientErrors, guardListener } from '../net/guardListener.ts'
+import { BadRequestTargetError, decodePathSegment, parseRequestTarget, type RequestTarget } from '../net/requestTarget.ts'
 import { serveFile } from '../net/serveFile.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { OracleCore } from './createOracleCore.ts'
@@ -29,6 +31,12 @@ export type OracleServerInit = {
   trustProxy?: boolean
   /** Accepted clock skew of signed timestamps, seconds. @default 60 */
   timestampWindowS?: number
+  /**
+   * Bytes of model files per client IP: a token bucket (a read larger than the burst is let through
+   * when the bucket is full and leaves it in debt). Several `npm start` hosts on one machine load the
+   * 7M model (~30 MB each) well inside the default. @default { burstBytes: 1 GiB, bytesPerSecond: 64 MiB }
+   */
+  modelBandwidth?: { burstBytes: number; bytesPerSecond: number }
   /** Models served from local folders, by wire name: their files are offered at `/models/<name>/<file>` (Range requests) so hosts elsewhere can load them. */
   modelFolders?: ReadonlyMap<string, string>
 }
@@ -100,6 +108,8 @@ export async function createOracleServer(init: OracleServerInit): Promise<Oracle
   const ipLimiter = createRateLimiter(init.ipRateLimit ?? { burst: 120, perSecond: 20 })
   const addressLimiter = createRateLimiter(init.addressRateLimit ?? { burst: 20, perSecond: 2 })
   const maxSubs = init.maxSubscribers ?? { total: 1000, perIp: 32 }
+  const bandwidth = init.modelBandwidth ?? { burstBytes: 1 << 30, bytesPerSecond: 64 << 20 }
+  const modelBandwidth = createRateLimiter({ burst: bandwidth.burstBytes, perSecond: bandwidth.bytesPerSecond })
   const routes = createPlumiseRoutes({ core, store: init.store, logger, addressLimiter, timestampWindowS: init.timestampWindowS })
 
   let requests = 0
@@ -170,50 +180,50 @@ export async function createOracleServer(init: OracleServerInit): Promise<Oracle
     'POST /api/v1/metrics/report': async (req, res) => json(res, 200, await routes.reportMetrics(await readJson(req, metricsLimit))),
   }
 
-  const server = createServer((req, res) => {
+  const serveModelFile = async (req: IncomingMessage, res: ServerResponse, path: string, ip: string) => {
+    const m = /^\/models\/([^/]+)\/([^/]+)$/.exec(path)
+    const folder = m ? init.modelFolders?.get(decodePathSegment(m[1]!)) : undefined
+    const file = m ? decodePathSegment(m[2]!) : ''
+    if (!folder || !MODEL_FILE.test(file)) throw new OracleHttpError(404, 'not_found', `no model file ${path}`)
+    await serveFile(req, res, join(folder, file), {
+      admit: (bytes) => {
+        if (!modelBandwidth.take(ip, bytes)) throw new OracleHttpError(429, 'rate_limited_bandwidth', 'model file bandwidth budget of this client spent; retry later')
+      },
+    })
+  }
+
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     requests++
     const ip = clientIp(req)
-    let url: URL
+    let target: RequestTarget
     try {
-      url = new URL(req.url ?? '/', 'http://oracle')
+      target = parseRequestTarget(req.url)
     } catch {
-      return refuse(res, new OracleHttpError(400, 'invalid_body', 'malformed request URL'), { ip, path: String(req.url) })
+      return refuse(res, new OracleHttpError(400, 'invalid_body', 'malformed request URL'), { ip, path: String(req.url).slice(0, 200) })
     }
-    const path = url.pathname
-    // Model files: many Range reads per shard, so outside the per-IP request budget.
-    if (path.startsWith('/models/') && (req.method === 'GET' || req.method === 'HEAD')) {
-      const m = /^\/models\/([^/]+)\/([^/]+)$/.exec(path)
-      const folder = m ? init.modelFolders?.get(decodeURIComponent(m[1]!)) : undefined
-      const file = m ? decodeURIComponent(m[2]!) : ''
-      if (!folder || !MODEL_FILE.test(file)) return refuse(res, new OracleHttpError(404, 'not_found', `no model file ${path}`), { ip, path })
-      serveFile(req, res, join(folder, file)).catch((e: Error) => {
-        logger.error({ err: e.message, path }, 'serving a model file failed')
-        res.destroy()
-      })
-      return
-    }
+    const path = target.pathname
+    // Model files: many Range reads per shard, so outside the per-IP request budget (inside a byte budget instead).
+    const isModelRead = path.startsWith('/models/') && (req.method === 'GET' || req.method === 'HEAD')
     const handler = table[`${req.method} ${path}`]
-    Promise.resolve()
+    return Promise.resolve()
       .then(() => {
+        if (isModelRead) return serveModelFile(req, res, path, ip)
         if (!ipLimiter.take(ip)) throw new OracleHttpError(429, 'rate_limited_ip', 'Too many requests; slow down')
         if (!handler) throw new OracleHttpError(404, 'not_found', `no route ${req.method} ${path}`)
-        return handler(req, res, url.searchParams, ip)
+        return handler(req, res, target.searchParams, ip)
       })
       .catch((e: unknown) => {
         if (e instanceof OracleHttpError) return refuse(res, e, { ip, path })
+        if (e instanceof BadRequestTargetError) return refuse(res, new OracleHttpError(400, 'invalid_body', e.message), { ip, path })
         logger.error({ err: e, path, ip }, 'request failed')
         refuse(res, new OracleHttpError(500, 'internal', 'internal error'), { ip, path })
       })
-  })
+  }
+  const server = createServer(guardListener(listener, logger))
   // Slow senders cannot hold connections open forever (event streams are responses, not requests).
   server.headersTimeout = 10_000
   server.requestTimeout = 30_000
-  server.on('clientError', (err, socket) => {
-    refused.set('invalid_body', (refused.get('invalid_body') ?? 0) + 1)
-    logger.warn({ err: (err as Error).message }, 'malformed HTTP from a client')
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n')
-    else socket.destroy()
-  })
+  answerClientErrors(server, logger, () => refused.set('invalid_body', (refused.get('invalid_body') ?? 0) + 1))
 
   const host = init.host ?? '127.0.0.1'
   await new Promise<void>((resolve, reject) => {

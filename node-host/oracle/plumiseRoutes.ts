@@ -36,6 +36,7 @@ export type RefusalReason =
   | 'proof_mismatch'
   | 'rate_limited_ip'
   | 'rate_limited_address'
+  | 'rate_limited_bandwidth'
   | 'too_many_subscribers'
   | 'internal'
 
@@ -211,8 +212,10 @@ export function createPlumiseRoutes(init: PlumiseRoutesInit): PlumiseRoutes {
       const model = query.get('model') ?? undefined
       if (model !== undefined) servedModel(model)
       res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' })
+      // A write after the stream ended would emit 'error' on the response: events racing the close are dropped.
+      const open = () => !res.writableEnded && !res.destroyed
       const send = <N extends PipelineEventName>(event: N, data: PipelineEventData<N>) => {
-        if (model === undefined || data.model === model) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+        if (open() && (model === undefined || data.model === model)) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
       }
       // Start in sync: the current topology of each model subscribed to.
       for (const m of model === undefined ? core.models().map((x) => x.name) : [model]) send('pipeline:topology', { ...core.topology(m), timestamp: core.now() })
@@ -227,7 +230,7 @@ export function createPlumiseRoutes(init: PlumiseRoutesInit): PlumiseRoutes {
       core.events.on('nodeJoined', handlers.nodeJoined!)
       core.events.on('nodeLeft', handlers.nodeLeft!)
       // Comments keep proxies and NATs from closing an idle stream.
-      const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000)
+      const keepAlive = setInterval(() => open() && res.write(': keep-alive\n\n'), 15_000)
       keepAlive.unref()
       const stop = () => {
         clearInterval(keepAlive)
@@ -238,6 +241,8 @@ export function createPlumiseRoutes(init: PlumiseRoutesInit): PlumiseRoutes {
       }
       req.once('close', stop)
       res.once('close', stop)
+      res.once('finish', stop)
+      res.on('error', (err) => logger.warn({ err: err.message }, 'event stream error'))
     },
   }
 }

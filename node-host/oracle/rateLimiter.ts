@@ -10,8 +10,11 @@ export type RateLimiterInit = {
 }
 
 export type RateLimiter = {
-  /** Takes one token for `key`: false when its bucket is empty. */
-  take(key: string): boolean
+  /**
+   * Takes `cost` tokens (default 1) for `key`: false when its bucket holds fewer. A cost above the
+   * burst is allowed from a full bucket and leaves it in debt, so one large item is never refused forever.
+   */
+  take(key: string, cost?: number): boolean
   readonly size: number
 }
 
@@ -36,7 +39,7 @@ export function createRateLimiter(init: RateLimiterInit): RateLimiter {
     }
   }
   return {
-    take(key) {
+    take(key, cost = 1) {
       const t = now()
       let b = buckets.get(key)
       if (!b) {
@@ -46,8 +49,8 @@ export function createRateLimiter(init: RateLimiterInit): RateLimiter {
       } else {
         refill(b, t)
       }
-      if (b.tokens < 1) return false
-      b.tokens -= 1
+      if (b.tokens < Math.min(cost, init.burst)) return false
+      b.tokens -= cost
       return true
     },
     get size() {

@@ -35,6 +35,14 @@ export type TextGenerator = {
   metrics(): GeneratorMetrics
 }
 
+/** A prompt that encodes to no tokens (an empty string): the caller's mistake, not the generator's. */
+export class EmptyPromptError extends RangeError {
+  constructor() {
+    super('the prompt encodes to no tokens')
+    this.name = 'EmptyPromptError'
+  }
+}
+
 /** Runs token ids through a pipeline: in-process stages, or a route of peers. */
 export type GenerationRunner = (params: Omit<GenerateParameters, 'stages'>) => Promise<Pick<GenerateResult, 'outputIds' | 'finishReason'>>
 
@@ -58,7 +66,7 @@ export function createTextGenerator(params: CreateTextGeneratorParameters): Text
     async generateText(req) {
       const t0 = performance.now()
       const inputIds = tokenizer.encode(req.prompt)
-      if (inputIds.length === 0) throw new RangeError('the prompt encodes to no tokens')
+      if (inputIds.length === 0) throw new EmptyPromptError()
       const stops = (req.stop ?? []).filter((s) => s.length > 0)
       const holdBack = stops.length ? Math.max(...stops.map((s) => s.length)) - 1 : 0
       const stream = createTextStream(tokenizer)
