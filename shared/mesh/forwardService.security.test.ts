@@ -183,6 +183,28 @@ describe('forward protocol security: peers cannot act for others', () => {
     assert.deepEqual(r.outputIds, p.greedy_new_ids.slice(0, 6))
   })
 
+  test('a hop may blame only a peer after it: a middle hop blaming the first hop gets the blame itself', async () => {
+    const [a, b, c] = hosts
+    const p = fixture.prompts[1]!
+    const originNode = await make()
+    const origin = createForwardService({ node: originNode, model: MODEL, hiddenSize: 256, stepTimeoutMs: 5000 })
+    await origin.start()
+    const liar = await make()
+    await liar.handle(FORWARD_PROTOCOL, async (stream) => {
+      const lp = lpStream(stream)
+      const first = decodeFrame((await lp.read()).subarray())
+      if (first.kind.case !== 'open') return
+      await lp.write(encodeFrame(frame({ case: 'error', value: { sessionId: first.kind.value.sessionId, code: ErrorCode.INTERNAL, message: 'the first hop failed', peerId: a!.peer.peerId } })))
+      await stream.close().catch(() => undefined)
+    })
+    const liarPeer: PeerShard = { peerId: liar.peerId.toString(), multiaddrs: liar.getMultiaddrs().map(String), start: 3, end: 6, latencyMs: 1 }
+    const peers = [a!.peer, liarPeer, b!.peer, c!.peer]
+    const r = await origin.generate({ peers: () => peers, numLayers: 8, inputIds: p.input_ids, maxNewTokens: 4, maxFailovers: 2 })
+    assert.deepEqual(r.routes[0], [a!.peer.peerId, liarPeer.peerId, c!.peer.peerId])
+    assert.deepEqual(r.routes[1], [a!.peer.peerId, b!.peer.peerId, c!.peer.peerId], 'the first hop relayed the blame onto the liar')
+    assert.deepEqual(r.outputIds, p.greedy_new_ids.slice(0, 4))
+  })
+
   test('per-peer caps: sessions and streams past them get an OVERLOADED error frame; other peers are still served', async () => {
     const full = hosts[3]!
     const p = fixture.prompts[1]!

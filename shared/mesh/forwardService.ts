@@ -209,7 +209,14 @@ export function createForwardService(init: ForwardServiceInit) {
   }
 
   /** The origin's dial plan for a peer it learnt of: its addresses made `/p2p/<peer>` ones. */
-  const planPeer = (p: { peerId: string; multiaddrs: string[] }): DialPlan => planDial({ peerId: p.peerId, multiaddrs: p2pAddresses(p.peerId, p.multiaddrs) })
+  const planPeer = (p: { peerId: string; multiaddrs: string[] }): DialPlan => {
+    try {
+      return planDial({ peerId: p.peerId, multiaddrs: p2pAddresses(p.peerId, p.multiaddrs) })
+    } catch (e) {
+      // A peer that cannot be dialled is routed around like one that does not answer.
+      throw new MeshError(ErrorCode.UNREACHABLE_NEXT_HOP, (e as Error).message, p.peerId)
+    }
+  }
 
   const send = (lp: Lp, f: Frame) => lp.write(encodeFrame(f), { signal: AbortSignal.timeout(timeoutMs) })
   const sendError = (lp: Lp, sessionId: string, code: ErrorCode, message: string, peerId = self) =>
