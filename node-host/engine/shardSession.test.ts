@@ -55,6 +55,22 @@ describe('shard sessions: KV cache per session, budget, bad input', () => {
     for (const id of ['mid', 'new']) for (const s of shards) s.drop(id)
   })
 
+  test("one owner filling the cache evicts its own idle sessions, not another owner's within its share", async () => {
+    const first = shards[0]!
+    const ids = fixture.prompts[0]!.input_ids.slice(0, 10)
+    // The victim holds 20 positions, under its share (a quarter of 100); then an attacker opens 12 sessions of 10.
+    for (const id of ['v1', 'v2']) await first.forward(id, { tokens: ids }, { reset: true, owner: 'victim' })
+    for (let i = 0; i < 12; i++) await first.forward(`a${i}`, { tokens: ids }, { reset: true, owner: 'attacker' })
+    assert.ok(first.kvBytes() <= BUDGET)
+    assert.equal(first.cachedLength('v1'), 10, "the victim's oldest session survives")
+    assert.equal(first.cachedLength('v2'), 10)
+    assert.equal(first.cachedLength('a0'), 0, "the attacker's own oldest session went instead")
+    assert.equal(first.cachedLength('a11'), 10)
+    // An owner alone may still use the whole budget: nobody else needed the room.
+    assert.equal(first.kvBytes(), BUDGET)
+    for (const id of ['v1', 'v2', ...Array.from({ length: 12 }, (_, i) => `a${i}`)]) first.drop(id)
+  })
+
   test('one session larger than the budget is refused with KvBudgetError, and the shard goes on', async () => {
     const long = Array.from({ length: 120 }, (_, i) => (i * 7) % spec.vocabSize)
     await assert.rejects(shards[0]!.forward('huge', { tokens: long }, { reset: true }), KvBudgetError)

@@ -25,6 +25,12 @@ export type ShardSessionInit = {
   device?: DeviceOption
   /** KV cache budget across all sessions; idle sessions are evicted, oldest first. @default 1 GiB */
   kvBudgetBytes?: number
+  /**
+   * Fair share of the budget per owner (the peer that opened the sessions). An owner may use more
+   * while nobody else needs it, but when room must be made, the idle sessions of owners over their
+   * share go first: one peer cannot evict everyone else's sessions. @default kvBudgetBytes / 4
+   */
+  kvShareBytes?: number
 }
 
 export class ShardInputError extends Error {
@@ -57,7 +63,14 @@ export class UnknownSessionError extends Error {
   }
 }
 
-type CacheEntry = { length: number; tensors: Map<string, ort.Tensor>; lastUsed: number; bytes: number; busy: boolean }
+type CacheEntry = { owner: string; length: number; tensors: Map<string, ort.Tensor>; lastUsed: number; bytes: number; busy: boolean }
+
+export type ShardForwardOptions = {
+  /** Starts the session (over). */
+  reset?: boolean
+  /** Who the session belongs to (a peer id), for the per-owner share of the KV budget. @default '' */
+  owner?: string
+}
 
 /** A loaded shard: its layers on one device, with a KV cache per session id. */
 export type ShardSession = {
@@ -69,7 +82,7 @@ export type ShardSession = {
    * Runs the shard for a session, appending to its KV cache. `reset` starts the session (over);
    * without it the session must be cached here, else UnknownSessionError.
    */
-  forward(sessionId: string, input: ShardInput, opts?: { reset?: boolean }): Promise<ShardOutput>
+  forward(sessionId: string, input: ShardInput, opts?: ShardForwardOptions): Promise<ShardOutput>
   /** Cached length of a session (0 when unknown). */
   cachedLength(sessionId: string): number
   drop(sessionId: string): void
@@ -83,11 +96,14 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
   const { Tensor } = runtime.ort
   const { session, device } = await runtime.createSession(init.graph, init.device ?? 'auto')
   const budget = init.kvBudgetBytes ?? 1 << 30
+  const share = init.kvShareBytes ?? Math.floor(budget / 4)
   // Nothing below may refer to the graph: closures that did would keep its weights (GBs) alive.
   const { io, range } = init.graph
   const cache = new Map<string, CacheEntry>()
   const H = spec.hiddenSize
   const kvNames = io.layers.flatMap((i) => [`key.${i}`, `value.${i}`])
+  /** KV bytes one cached position takes (float32 keys and values of every layer). */
+  const bytesPerPosition = kvNames.length * io.kvHeads * io.headDim * 4
   let queue: Promise<unknown> = Promise.resolve()
 
   const total = () => [...cache.values()].reduce((a, e) => a + e.bytes, 0)
@@ -95,16 +111,22 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     for (const t of e.tensors.values()) t.dispose()
     e.tensors.clear()
   }
+  const ownerBytes = (owner: string) => [...cache.values()].reduce((a, e) => a + (e.owner === owner ? e.bytes : 0), 0)
+  /**
+   * Makes room under the budget: idle sessions of owners over their share first (oldest first),
+   * then the oldest idle sessions of anyone.
+   */
   const evict = (keep: string) => {
     const idle = [...cache.entries()].filter(([id, e]) => id !== keep && !e.busy).sort((a, b) => a[1].lastUsed - b[1].lastUsed)
     while (total() > budget && idle.length) {
-      const [id, e] = idle.shift()!
+      const over = idle.findIndex(([, e]) => ownerBytes(e.owner) > share)
+      const [id, e] = idle.splice(over >= 0 ? over : 0, 1)[0]!
       release(e)
       cache.delete(id)
     }
   }
 
-  const run = async (sessionId: string, input: ShardInput, reset: boolean): Promise<ShardOutput> => {
+  const run = async (sessionId: string, input: ShardInput, reset: boolean, owner: string): Promise<ShardOutput> => {
     if (reset) drop(sessionId)
     else if (!cache.has(sessionId)) throw new UnknownSessionError(sessionId)
     const feeds: Record<string, ort.Tensor> = {}
@@ -125,13 +147,20 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       feeds.hidden_states = new Tensor('float32', input.hidden, [1, seqLen, H])
     }
     if (seqLen === 0) throw new ShardInputError('empty input')
+    const cachedBefore = cache.get(sessionId)?.length ?? 0
+    if (cachedBefore + seqLen > spec.maxPositions) {
+      throw new ShardInputError(`sequence of ${cachedBefore + seqLen} positions exceeds the model's ${spec.maxPositions}`)
+    }
+    // Checked before the run allocates the larger cache, not after.
+    const needed = (cachedBefore + seqLen) * bytesPerPosition
+    if (needed > budget) {
+      drop(sessionId)
+      throw new KvBudgetError(needed, budget)
+    }
     let entry = cache.get(sessionId)
     if (!entry) {
-      entry = { length: 0, tensors: new Map(), lastUsed: 0, bytes: 0, busy: false }
+      entry = { owner, length: 0, tensors: new Map(), lastUsed: 0, bytes: 0, busy: false }
       cache.set(sessionId, entry)
-    }
-    if (entry.length + seqLen > spec.maxPositions) {
-      throw new ShardInputError(`sequence of ${entry.length + seqLen} positions exceeds the model's ${spec.maxPositions}`)
     }
     feeds[POSITION_OFFSET] = new Tensor('int64', BigInt64Array.of(BigInt(entry.length)), [1])
     for (const name of kvNames) {
@@ -149,11 +178,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     for (const t of old.values()) t.dispose()
     entry.length += seqLen
     entry.lastUsed = performance.now()
-    entry.bytes = kvNames.length * io.kvHeads * io.headDim * entry.length * 4
-    if (entry.bytes > budget) {
-      drop(sessionId)
-      throw new KvBudgetError(entry.bytes, budget)
-    }
+    entry.bytes = bytesPerPosition * entry.length
     evict(sessionId)
     const out = results[io.output]!
     const data = (await out.getData(true)) as Float32Array
@@ -173,7 +198,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     spec,
     forward(sessionId, input, opts) {
       // One run at a time per shard: ORT sessions are not re-entrant on every backend.
-      const next = queue.then(() => run(sessionId, input, opts?.reset ?? false))
+      const next = queue.then(() => run(sessionId, input, opts?.reset ?? false, opts?.owner ?? ''))
       queue = next.catch(() => undefined)
       return next
     },

@@ -1,8 +1,8 @@
 import { create, type MessageInitShape } from '@bufbuild/protobuf'
 import type { Stream } from '@libp2p/interface'
 import { lpStream, streamPair, type LengthPrefixedStream } from '@libp2p/utils'
-import { multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromString } from '@libp2p/peer-id'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { PeerId } from '@libp2p/interface'
 import { ErrorCode, FrameSchema, HopSchema, HopTimingSchema, SamplingSchema, type Forward, type Frame, type Hop, type Sampling } from '../../proto/gen/mesh_pb.js'
 import type { GenerateResult } from '../engine/generate.ts'
 import { createRng, sampleToken, type SamplingParams } from '../engine/sampling.ts'
@@ -10,14 +10,23 @@ import { UnknownSessionError, type ShardSession } from '../engine/shardSession.t
 import { silentLogger, type Logger } from '../logger.ts'
 import { BadTensorError, FORWARD_PROTOCOL, MalformedFrameError, decodeFrame, decodeHidden, encodeFrame, encodeHidden, type WireDtype } from './frames.ts'
 import { planRoute, type PeerShard } from './planRoute.ts'
+import { UnplannedAddressError, p2pAddresses, planDial, type DialPlan } from './peerAddress.ts'
+import { createPeerLimit } from './peerLimits.ts'
+
+/** An open connection to a peer; its remote peer id is the one Noise authenticated. */
+export type MeshConnection = {
+  remotePeer: { toString(): string }
+  newStream(protocol: string, opts?: { signal?: AbortSignal }): Promise<Stream>
+}
 
 /** What the service needs of a libp2p node (browser and Node nodes both fit). */
 export type MeshNode = {
   peerId: { toString(): string }
   getMultiaddrs(): Array<{ toString(): string }>
-  handle(protocol: string, handler: (stream: Stream) => void | Promise<void>, opts?: { maxInboundStreams?: number; maxOutboundStreams?: number }): Promise<void>
+  handle(protocol: string, handler: (stream: Stream, connection: MeshConnection) => void | Promise<void>, opts?: { maxInboundStreams?: number; maxOutboundStreams?: number }): Promise<void>
   unhandle(protocol: string): Promise<void>
-  dialProtocol(peer: ReturnType<typeof multiaddr>[] | ReturnType<typeof peerIdFromString>, protocol: string, opts?: { signal?: AbortSignal }): Promise<Stream>
+  dial(peer: Multiaddr | Multiaddr[] | PeerId, opts?: { signal?: AbortSignal }): Promise<MeshConnection>
+  dialProtocol(peer: Multiaddr[] | PeerId, protocol: string, opts?: { signal?: AbortSignal }): Promise<Stream>
   addEventListener(type: 'peer:identify', listener: (evt: CustomEvent<{ peerId: { toString(): string }; protocols: string[] }>) => void): void
   removeEventListener(type: 'peer:identify', listener: (evt: CustomEvent<{ peerId: { toString(): string }; protocols: string[] }>) => void): void
 }
@@ -39,6 +48,10 @@ export type ForwardServiceInit = {
   stepTimeoutMs?: number
   /** A served session with no frame for this long is closed (its KV cache freed). @default 120 s */
   sessionIdleMs?: number
+  /** Sessions one remote peer may have open here at once; past it, an OVERLOADED error frame. @default 128 */
+  maxSessionsPerPeer?: number
+  /** Inbound forward streams (sessions and token streams) one remote peer may have open at once. @default 256 */
+  maxStreamsPerPeer?: number
 }
 
 export class MeshError extends Error {
@@ -111,6 +124,46 @@ function fromWireSampling(s: Sampling | undefined): SamplingParams {
 
 const frame = (kind: NonNullable<MessageInitShape<typeof FrameSchema>['kind']>) => create(FrameSchema, { kind })
 
+/** A session id no other peer can guess (another origin's id never collides with it on a shared hop). */
+function newSessionId(self: string): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16))
+  return `${self.slice(-8)}-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`
+}
+
+type OpenSession = Extract<Frame['kind'], { case: 'open' }>['value']
+
+/** An origin's session waiting for tokens: only its planned last hop may send them. */
+type WaitingSession = { lastHop: string; push(f: Frame): void }
+
+/** Longest session id taken from a peer. */
+const MAX_SESSION_ID = 128
+/** Most hops an open frame may name after its receiver. */
+const MAX_HOPS = 64
+
+/** A served session's key: the peer that opened it and the id it gave. */
+const sessionKey = (remote: string, sessionId: string) => `${remote}/${sessionId}`
+
+/** Where a served session goes on: its next hop (or its origin, from the last hop), and its origin's peer id. */
+type SessionRoute = { next: DialPlan; origin: string }
+
+/**
+ * The peers a shard dials for a session, from an open frame received from `remote`. The next hop
+ * is dialled by its peer id, with its addresses as hints only when each is a `/p2p/<that peer>`
+ * address (UnplannedAddressError otherwise). The origin is a peer id, never an address: on the
+ * first shard (layers from 0) it is the peer that opened the stream; further on, the one the
+ * previous hop passed on. The last shard reaches it over the connection the origin opened to it.
+ */
+function sessionRoute(open: OpenSession, firstShard: boolean, remote: string): SessionRoute {
+  if (!open.sessionId || open.sessionId.length > MAX_SESSION_ID) throw new MalformedFrameError(`session id of ${open.sessionId.length} characters (1 to ${MAX_SESSION_ID})`)
+  if (open.next.length > MAX_HOPS) throw new MalformedFrameError(`${open.next.length} hops (at most ${MAX_HOPS})`)
+  // Every hop is checked here, so a bad one further on is refused before any work is done.
+  const hops = open.next.map((h) => planDial(h))
+  const origin = firstShard ? remote : open.origin?.peerId
+  if (!origin) throw new UnplannedAddressError('open frame has no origin')
+  const originPlan = planDial({ peerId: origin, multiaddrs: [] })
+  return { next: hops[0] ?? originPlan, origin }
+}
+
 /**
  * The forward protocol on one peer: serves its shard to sessions (chain push: run the layers,
  * push the hidden state to the next hop, or sample and send the token straight to the origin),
@@ -127,25 +180,42 @@ export function createForwardService(init: ForwardServiceInit) {
   const idleMs = init.sessionIdleMs ?? 120_000
   const self = node.peerId.toString()
   const lpOpts = { maxDataLength: maxFrame, maxBufferSize: maxFrame + 1024 }
-  /** Origin side: sessions waiting for tokens. */
-  const waiting = new Map<string, { push(f: Frame): void }>()
+  /** Origin side: sessions waiting for tokens, with the hops they may come from. */
+  const waiting = new Map<string, WaitingSession>()
   let handlerInstalled = false
-  /** Sessions being served, to tell their origins when this peer stops (and which shard serves each). */
-  const active = new Map<string, Lp>()
+  /**
+   * Sessions being served, by (remote peer, session id): to tell their origins when this peer
+   * stops, and which shard serves each. Another peer naming the same session id is another session.
+   */
+  const active = new Map<string, { up: Lp; sessionId: string }>()
   const activeShard = new Map<string, ShardSession>()
+  const sessionsPerPeer = createPeerLimit(init.maxSessionsPerPeer ?? 128)
+  const streamsPerPeer = createPeerLimit(init.maxStreamsPerPeer ?? 256)
   /** Work this peer's shard did, cumulative since start (what metrics reports are made of). */
   const served: ForwardServiceStats = { processedTokens: 0, sessions: 0, steps: 0, computeMs: 0 }
 
-  /** A stream to a hop: dialled, or an in-memory pair when the hop is this peer. */
-  async function openStream(hop: { peerId: string; multiaddrs: string[] }, signal?: AbortSignal): Promise<Lp> {
-    if (hop.peerId === self) {
+  /**
+   * A stream to a peer: dialled by its peer id (Noise checks it is that peer), its `/p2p/<peer>`
+   * addresses only hints; an in-memory pair when the peer is this one.
+   */
+  async function openStream(plan: DialPlan, signal?: AbortSignal): Promise<Lp> {
+    if (plan.peerId.toString() === self) {
       const [outbound, inbound] = await streamPair({ delay: 0 })
-      void handleStream(inbound)
+      void handleStream(inbound, self)
       return lpStream(outbound, lpOpts)
     }
-    const target = hop.multiaddrs.length ? hop.multiaddrs.map((a) => multiaddr(a)) : peerIdFromString(hop.peerId)
-    const stream = await node.dialProtocol(target, FORWARD_PROTOCOL, { signal: signal ?? AbortSignal.timeout(timeoutMs) })
+    const stream = await node.dialProtocol(plan.hints.length ? plan.hints : plan.peerId, FORWARD_PROTOCOL, { signal: signal ?? AbortSignal.timeout(timeoutMs) })
     return lpStream(stream, lpOpts)
+  }
+
+  /** The origin's dial plan for a peer it learnt of: its addresses made `/p2p/<peer>` ones. */
+  const planPeer = (p: { peerId: string; multiaddrs: string[] }): DialPlan => {
+    try {
+      return planDial({ peerId: p.peerId, multiaddrs: p2pAddresses(p.peerId, p.multiaddrs) })
+    } catch (e) {
+      // A peer that cannot be dialled is routed around like one that does not answer.
+      throw new MeshError(ErrorCode.UNREACHABLE_NEXT_HOP, (e as Error).message, p.peerId)
+    }
   }
 
   const send = (lp: Lp, f: Frame) => lp.write(encodeFrame(f), { signal: AbortSignal.timeout(timeoutMs) })
@@ -172,49 +242,87 @@ export function createForwardService(init: ForwardServiceInit) {
     lp.unwrap().close().catch(() => lp.unwrap().abort(new Error('close failed')))
   }
 
-  /** One inbound stream: a session opened by the previous hop (or the origin), or tokens for an origin. */
-  async function handleStream(stream: Stream): Promise<void> {
+  /**
+   * One inbound stream from `remote` (the peer Noise authenticated): a session opened by the
+   * previous hop (or the origin), or tokens for a session this peer originated. Nothing thrown
+   * here escapes: it becomes an error frame and a log line.
+   */
+  async function handleStream(stream: Stream, remote: string): Promise<void> {
     const lp = lpStream(stream, lpOpts)
-    let first: Frame | null
+    const release = streamsPerPeer.acquire(remote)
     try {
-      first = await readFrame(lp, AbortSignal.timeout(timeoutMs))
+      if (!release) {
+        logger.warn({ remote, max: streamsPerPeer.max }, 'refused a stream: too many open streams from this peer')
+        await sendError(lp, '', ErrorCode.OVERLOADED, `too many open streams from this peer (at most ${streamsPerPeer.max})`)
+        return
+      }
+      let first: Frame | null
+      try {
+        first = await readFrame(lp, AbortSignal.timeout(timeoutMs))
+      } catch (e) {
+        const code = e instanceof MeshError ? e.code : ErrorCode.MALFORMED_FRAME
+        logger.warn({ remote, err: (e as Error).message }, 'refused a stream: bad first frame')
+        await sendError(lp, '', code, (e as Error).message)
+        return
+      }
+      if (!first) return
+      if (first.kind.case === 'token' || first.kind.case === 'error') return await receiveTokens(lp, first, remote)
+      if (first.kind.case !== 'open') {
+        logger.warn({ remote, kind: first.kind.case }, 'refused a stream: it must start with open or token')
+        await sendError(lp, '', ErrorCode.MALFORMED_FRAME, `a stream must start with an open frame, got ${first.kind.case}`)
+        return
+      }
+      await serveSession(lp, first.kind.value, remote)
     } catch (e) {
-      const code = e instanceof MeshError ? e.code : ErrorCode.MALFORMED_FRAME
-      logger.warn({ err: (e as Error).message }, 'refused a stream: bad first frame')
-      await sendError(lp, '', code, (e as Error).message)
-      return close(lp)
+      logger.error({ remote, err: (e as Error).message }, 'forward stream handler failed')
+      await sendError(lp, '', ErrorCode.INTERNAL, 'internal error')
+    } finally {
+      release?.()
+      close(lp)
     }
-    if (!first) return close(lp)
-    if (first.kind.case === 'token' || first.kind.case === 'error') return receiveTokens(lp, first)
-    if (first.kind.case !== 'open') {
-      logger.warn({ kind: first.kind.case }, 'refused a stream: it must start with open or token')
-      await sendError(lp, '', ErrorCode.MALFORMED_FRAME, `a stream must start with an open frame, got ${first.kind.case}`)
-      return close(lp)
-    }
-    await serveSession(lp, first.kind.value)
   }
 
-  /** Origin: token (and error) frames from the last shard of a route. */
-  async function receiveTokens(lp: Lp, first: Frame): Promise<void> {
+  /**
+   * Origin: token (and error) frames from the last shard of a route. Only the session's planned
+   * last hop may send them; frames from any other peer are logged and dropped.
+   */
+  async function receiveTokens(lp: Lp, first: Frame, remote: string): Promise<void> {
     let f: Frame | null = first
     try {
       while (f) {
         const id = f.kind.case === 'token' || f.kind.case === 'error' ? f.kind.value.sessionId : ''
         const target = waiting.get(id)
-        if (target) target.push(f)
-        else logger.debug({ sessionId: id }, 'token for a session no longer waiting')
+        if (!target) logger.debug({ sessionId: id }, 'token for a session no longer waiting')
+        else if (remote !== target.lastHop) logger.warn({ sessionId: id, remote, lastHop: target.lastHop, kind: f.kind.case }, 'dropped a frame from a peer that is not the session\'s last hop')
+        else if (f.kind.case === 'error') target.push(withPlausibleBlame(f, [remote, self], remote))
+        else target.push(f)
         f = await readFrame(lp)
       }
     } catch (e) {
-      logger.warn({ err: (e as Error).message }, 'bad frame on a token stream')
+      logger.warn({ remote, err: (e as Error).message }, 'bad frame on a token stream')
     }
-    close(lp)
+  }
+
+  /**
+   * An error frame whose blame is kept only when it names one of `plausible` (the reporting hop
+   * and the peers after it); any other blame goes to `reporter`, the peer whose stream carried it
+   * (an honest hop never passes such a blame on), and is logged.
+   */
+  function withPlausibleBlame(f: Frame, plausible: readonly string[], reporter: string): Frame {
+    if (f.kind.case !== 'error') return f
+    const blamed = f.kind.value.peerId
+    if (!blamed || plausible.includes(blamed)) return f
+    logger.warn({ sessionId: f.kind.value.sessionId, blamed, reporter }, 'an error blamed a peer outside its reporter\'s part of the route; blaming the reporter')
+    return frame({ case: 'error', value: { ...f.kind.value, peerId: reporter } })
   }
 
   /** Shard side: run one session's frames until it closes. */
-  async function serveSession(up: Lp, open: Extract<Frame['kind'], { case: 'open' }>['value']): Promise<void> {
+  async function serveSession(up: Lp, open: OpenSession, remote: string): Promise<void> {
     const sessionId = open.sessionId
-    const log = { sessionId, peer: self }
+    // The cache and the live-session maps know a session by who opened it: another peer naming
+    // the same id reaches a different session (or none), never this one.
+    const key = sessionKey(remote, sessionId)
+    const log = { sessionId, remote, peer: self }
     const fail = async (code: ErrorCode, message: string, culprit = self) => {
       logger.warn({ ...log, code: ErrorCode[code], message, culprit }, 'session failed')
       await sendError(up, sessionId, code, message, culprit)
@@ -230,33 +338,44 @@ export function createForwardService(init: ForwardServiceInit) {
     if (isLast !== (shard.range.end === shard.spec.numLayers)) {
       return void (await fail(ErrorCode.WRONG_RANGE, isLast ? 'the route ends before the last layer' : 'the route goes on past the last layer'), close(up))
     }
+    let route: SessionRoute
+    try {
+      route = sessionRoute(open, shard.range.start === 0, remote)
+    } catch (e) {
+      return void (await fail(ErrorCode.MALFORMED_FRAME, (e as Error).message), close(up))
+    }
+    if (active.has(key) || activeShard.has(key)) return void (await fail(ErrorCode.MALFORMED_FRAME, `session "${sessionId}" is already open on this stream's peer`), close(up))
+    const releaseSession = sessionsPerPeer.acquire(remote)
+    if (!releaseSession) return void (await fail(ErrorCode.OVERLOADED, `too many open sessions from this peer (at most ${sessionsPerPeer.max})`), close(up))
     const sampling = fromWireSampling(open.sampling)
     const eos = new Set(open.eosTokenIds)
     let generated: number[] = []
     let down: Lp | undefined
     // The next hop (shards pass errors from it back up), or the origin (the last shard sends it tokens).
-    const next = isLast ? open.origin : open.next[0]
-    if (!next) return void (await fail(ErrorCode.MALFORMED_FRAME, 'open frame has no origin'), close(up))
+    const next = route.next
+    const nextPeer = next.peerId.toString()
     /** A failure to reach the next hop is that hop's fault, not this one's. */
     const sendDown = (f: Frame) =>
       send(down!, f).catch((e: Error) => {
-        throw new MeshError(ErrorCode.UNREACHABLE_NEXT_HOP, `cannot reach the next hop: ${e.message}`, next.peerId)
+        throw new MeshError(ErrorCode.UNREACHABLE_NEXT_HOP, `cannot reach the next hop: ${e.message}`, nextPeer)
       })
     // Counted on its shard from here: a swap while the next hop is dialled waits for this session too.
-    activeShard.set(sessionId, shard)
+    activeShard.set(key, shard)
     try {
       down = await openStream(next)
       if (!isLast) {
-        await sendDown(frame({ case: 'open', value: { ...open, range: open.next[0]!.range, next: open.next.slice(1) } }))
-        void relayErrors(down, up, next.peerId, sessionId, () => active.has(sessionId))
+        // The origin travels as a peer id only: no hop ever dials an address it was not planned with.
+        await sendDown(frame({ case: 'open', value: { ...open, range: open.next[0]!.range, next: open.next.slice(1), origin: create(HopSchema, { peerId: route.origin, multiaddrs: [] }) } }))
+        void relayErrors(down, up, nextPeer, [...open.next.slice(1).map((h) => h.peerId), route.origin], sessionId, () => active.has(key))
       }
     } catch (e) {
-      activeShard.delete(sessionId)
-      await fail(ErrorCode.UNREACHABLE_NEXT_HOP, `cannot reach the next hop: ${(e as Error).message}`, next.peerId)
+      activeShard.delete(key)
+      releaseSession()
+      await fail(ErrorCode.UNREACHABLE_NEXT_HOP, `cannot reach the next hop: ${(e as Error).message}`, nextPeer)
       return close(up)
     }
 
-    active.set(sessionId, up)
+    active.set(key, { up, sessionId })
     served.sessions++
     try {
       for (;;) {
@@ -273,16 +392,17 @@ export function createForwardService(init: ForwardServiceInit) {
         if (fw.sessionId !== sessionId) throw new MeshError(ErrorCode.UNKNOWN_SESSION, `frame for session "${fw.sessionId}" on the stream of "${sessionId}"`)
         const t0 = performance.now()
         const start = fw.step === 0n && fw.chunkIndex === 0
-        if (!start && shard.cachedLength(sessionId) !== fw.positionOffset) {
-          throw new MeshError(ErrorCode.UNKNOWN_SESSION, `position offset ${fw.positionOffset} does not follow the cached ${shard.cachedLength(sessionId)} positions`)
+        if (!start && shard.cachedLength(key) !== fw.positionOffset) {
+          throw new MeshError(ErrorCode.UNKNOWN_SESSION, `position offset ${fw.positionOffset} does not follow the cached ${shard.cachedLength(key)} positions`)
         }
+        if (fw.chunkCount > 1 && fw.chunkIndex >= fw.chunkCount) throw new MeshError(ErrorCode.MALFORMED_FRAME, `chunk ${fw.chunkIndex} of ${fw.chunkCount}`)
         if (start && fw.positionOffset !== 0) throw new MeshError(ErrorCode.MALFORMED_FRAME, 'a session starts at position 0')
         if (start) generated = [...fw.generated]
         const input =
           fw.input.case === 'tokens'
             ? { tokens: fw.input.value.ids }
             : { hidden: decodeHidden(fw.input.case === 'hidden' ? fw.input.value : undefined, init.hiddenSize) }
-        const out = await shard.forward(sessionId, input, { reset: start })
+        const out = await shard.forward(key, input, { reset: start, owner: remote })
         const computeMs = performance.now() - t0
         served.processedTokens += input.tokens ? input.tokens.length : input.hidden!.length / init.hiddenSize
         served.steps++
@@ -309,11 +429,14 @@ export function createForwardService(init: ForwardServiceInit) {
         : e instanceof BadTensorError || err.name === 'ShardInputError' ? ErrorCode.BAD_TENSOR
         : e instanceof UnknownSessionError ? ErrorCode.UNKNOWN_SESSION
         : ErrorCode.INTERNAL
-      await fail(code, err.message, e instanceof MeshError && e.peerId ? e.peerId : self)
+      // The shard's message would name its internal session key.
+      const message = e instanceof UnknownSessionError ? `session "${sessionId}" is not cached on this shard: start it over` : err.message
+      await fail(code, message, e instanceof MeshError && e.peerId ? e.peerId : self)
     } finally {
-      active.delete(sessionId)
-      activeShard.delete(sessionId)
-      shard.drop(sessionId)
+      active.delete(key)
+      activeShard.delete(key)
+      releaseSession()
+      shard.drop(key)
       close(down)
       close(up)
     }
@@ -340,13 +463,15 @@ export function createForwardService(init: ForwardServiceInit) {
    * Errors from further down a route go back up, so they reach the origin; a downstream that ends
    * while the session is live means the next hop failed.
    */
-  async function relayErrors(down: Lp, up: Lp, nextPeer: string, sessionId: string, live: () => boolean): Promise<void> {
+  async function relayErrors(down: Lp, up: Lp, nextPeer: string, after: string[], sessionId: string, live: () => boolean): Promise<void> {
     try {
       for (;;) {
         const f = await readFrame(down)
         if (!f) break
         if (f.kind.case === 'error') {
-          await send(up, f)
+          // The next hop may blame itself or a peer after it on the route, nobody else.
+          const relayed = withPlausibleBlame(frame({ case: 'error', value: { ...f.kind.value, sessionId } }), [nextPeer, ...after], nextPeer)
+          await send(up, relayed)
           close(up)
           return
         }
@@ -366,8 +491,8 @@ export function createForwardService(init: ForwardServiceInit) {
       route.map(async (p) => {
         if (p.peerId === self) return null
         try {
-          const target = p.multiaddrs.length ? p.multiaddrs.map((a) => multiaddr(a)) : peerIdFromString(p.peerId)
-          const stream = await node.dialProtocol(target, FORWARD_PROTOCOL, { signal: AbortSignal.timeout(2000) })
+          const plan = planPeer(p)
+          const stream = await node.dialProtocol(plan.hints.length ? plan.hints : plan.peerId, FORWARD_PROTOCOL, { signal: AbortSignal.timeout(2000) })
           await stream.close()
           return null
         } catch {
@@ -376,6 +501,18 @@ export function createForwardService(init: ForwardServiceInit) {
       }),
     )
     return dead.filter((d): d is string => d !== null)
+  }
+
+  /** Origin: a connection to the route's last hop, so it can send tokens back without dialling an address. */
+  async function connectLastHop(route: PeerShard[], signal?: AbortSignal): Promise<void> {
+    const last = route.at(-1)!
+    if (route.length < 2 || last.peerId === self) return
+    const plan = planPeer(last)
+    try {
+      await node.dial(plan.hints.length ? plan.hints : plan.peerId, { signal: signal ?? AbortSignal.timeout(timeoutMs) })
+    } catch (e) {
+      throw new MeshError(ErrorCode.UNREACHABLE_NEXT_HOP, `cannot reach the last hop: ${(e as Error).message}`, last.peerId)
+    }
   }
 
   /** Origin: one generation over a route, re-planned and replayed after a failure. */
@@ -393,15 +530,17 @@ export function createForwardService(init: ForwardServiceInit) {
     for (;;) {
       const route = planRoute(params.peers(), params.numLayers, excluded)
       routes.push(route.map((p) => p.peerId))
-      const sessionId = `${self.slice(-8)}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+      const sessionId = newSessionId(self)
       const inbox: Frame[] = []
       let wake: (() => void) | null = null
-      waiting.set(sessionId, { push: (f) => (inbox.push(f), wake?.()) })
+      const routeIds = route.map((p) => p.peerId)
+      waiting.set(sessionId, { lastHop: routeIds.at(-1)!, push: (f) => (inbox.push(f), wake?.()) })
       let first: Lp | undefined
       try {
-        first = await openStream(route[0]!, params.signal)
-        const hop = (p: PeerShard): Hop => create(HopSchema, { peerId: p.peerId, multiaddrs: p.multiaddrs, range: { start: p.start, end: p.end } })
-        const originHop = create(HopSchema, { peerId: self, multiaddrs: node.getMultiaddrs().map(String) })
+        // The last hop sends tokens over a connection this origin opened to it (hops dial no origin addresses).
+        ;[first] = await Promise.all([openStream(planPeer(route[0]!), params.signal), connectLastHop(route, params.signal)])
+        const hop = (p: PeerShard): Hop => create(HopSchema, { peerId: p.peerId, multiaddrs: p2pAddresses(p.peerId, p.multiaddrs), range: { start: p.start, end: p.end } })
+        const originHop = create(HopSchema, { peerId: self, multiaddrs: [] })
         await send(first, frame({ case: 'open', value: { sessionId, model: init.model, range: { start: route[0]!.start, end: route[0]!.end }, next: route.slice(1).map(hop), origin: originHop, sampling: toWireSampling(params.sampling), eosTokenIds: params.eosTokenIds ?? [] } }))
         const upstream = first
         void (async () => {
@@ -410,7 +549,8 @@ export function createForwardService(init: ForwardServiceInit) {
             for (;;) {
               const f = await readFrame(upstream)
               if (!f) break
-              if (f.kind.case === 'error') return waiting.get(sessionId)?.push(f)
+              // The first hop may blame itself or any peer after it; it relays the others' errors.
+              if (f.kind.case === 'error') return waiting.get(sessionId)?.push(withPlausibleBlame(f, [...routeIds, self], routeIds[0]!))
             }
           } catch {
             // fall through
@@ -473,13 +613,17 @@ export function createForwardService(init: ForwardServiceInit) {
 
   return {
     async start(): Promise<void> {
-      await node.handle(FORWARD_PROTOCOL, (stream) => handleStream(stream), { maxInboundStreams: 1024, maxOutboundStreams: 1024 })
+      await node.handle(
+        FORWARD_PROTOCOL,
+        (stream, connection) => handleStream(stream, connection.remotePeer.toString()).catch((e: Error) => logger.error({ err: e.message }, 'forward stream handler failed')),
+        { maxInboundStreams: 256, maxOutboundStreams: 1024 },
+      )
       handlerInstalled = true
     },
     /** Stops serving: every open session's origin is told, so it re-plans at once. */
     async stop(): Promise<void> {
       if (handlerInstalled) await node.unhandle(FORWARD_PROTOCOL)
-      await Promise.all([...active].map(([id, up]) => sendError(up, id, ErrorCode.SHUTTING_DOWN, 'peer is shutting down').then(() => close(up))))
+      await Promise.all([...active.values()].map(({ up, sessionId }) => sendError(up, sessionId, ErrorCode.SHUTTING_DOWN, 'peer is shutting down').then(() => close(up))))
     },
     /** Sessions being served now. */
     activeSessions: () => active.size,
@@ -500,9 +644,9 @@ export function createForwardService(init: ForwardServiceInit) {
       const deadline = Date.now() + graceMs
       while (onOld().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
       await Promise.all(
-        onOld().map((id) => {
-          const up = active.get(id)
-          return up ? sendError(up, id, ErrorCode.SHUTTING_DOWN, 'this peer was reassigned another layer range').then(() => close(up)) : undefined
+        onOld().map((key) => {
+          const session = active.get(key)
+          return session ? sendError(session.up, session.sessionId, ErrorCode.SHUTTING_DOWN, 'this peer was reassigned another layer range').then(() => close(session.up)) : undefined
         }),
       )
     },

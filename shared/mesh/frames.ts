@@ -57,8 +57,11 @@ export function decodeHidden(tensor: Tensor | undefined, hidden: number): Float3
   if (!dtype) throw new BadTensorError(`unsupported tensor dtype ${tensor.dtype}`)
   const [batch, seq, width] = tensor.shape
   if (tensor.shape.length !== 3 || batch !== 1 || !seq || width !== hidden) {
-    throw new BadTensorError(`hidden state shape [${tensor.shape.join(', ')}] is not [1, seq, ${hidden}]`)
+    // A shape of any length fits in a frame: only a short one is echoed.
+    const shape = tensor.shape.length <= 4 ? tensor.shape.join(', ') : `${tensor.shape.length} dimensions`
+    throw new BadTensorError(`hidden state shape [${shape}] is not [1, seq, ${hidden}]`)
   }
+  // The byte count follows from the shape and is checked before anything is allocated for the values.
   const expected = seq * hidden * BYTES[dtype]
   if (tensor.data.byteLength !== expected) {
     throw new BadTensorError(`hidden state of shape [1, ${seq}, ${hidden}] ${dtype} needs ${expected} bytes, got ${tensor.data.byteLength}`)

@@ -1,7 +1,8 @@
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
 import type { MeshNode } from './forwardService.ts'
-import { INFO_PROTOCOL, fetchInfo } from './infoProtocol.ts'
+import { INFO_PROTOCOL, fetchInfo, type PeerHint } from './infoProtocol.ts'
+import { planDial, type DialPlan } from './peerAddress.ts'
 import type { PeerShard } from './planRoute.ts'
 
 export type PeerTableInit = {
@@ -16,76 +17,122 @@ export type PeerTableInit = {
   logger?: Logger
 }
 
+/** Most second-hand peers remembered to ask. */
+const MAX_HINTS = 256
+/** Most second-hand peers asked per refresh. */
+const HINTS_PER_REFRESH = 8
+/** A peer named second-hand (or identified) is asked at most once per this long. */
+const ASK_INTERVAL_MS = 60_000
+/** Peers that stopped answering are not re-learnt second-hand for this long. */
+const TOMBSTONE_MS = 60_000
+
 /**
- * The peers an origin knows for one model: asked over the info protocol, each answer adding the
- * peers that peer knows. Refreshed periodically; a peer that stops answering is dropped.
+ * The peers an origin knows for one model: asked over the info protocol. A peer's range is taken
+ * only from that peer's own answer, under the peer id its connection authenticated; the peers it
+ * lists are hints, asked at a bounded rate, until they answer themselves. Refreshed periodically;
+ * a peer that stops answering is dropped.
  */
 export function createPeerTable(init: PeerTableInit) {
   const logger = init.logger ?? silentLogger
+  const self = init.node.peerId.toString()
   const known = new Map<string, PeerShard>()
+  /** Second-hand peers to ask, and when each was last asked (so none is dialled more than once a minute). */
+  const hints = new Map<string, PeerHint>()
+  const asked = new Map<string, number>()
   /** Peers that stopped answering, and when: not re-learnt second-hand for a minute. */
   const gone = new Map<string, number>()
-  const TOMBSTONE_MS = 60_000
   let numLayers = 0
   let timer: ReturnType<typeof setInterval> | undefined
 
-  async function ask(address: string): Promise<void> {
+  const recentlyGone = (peerId: string) => (gone.get(peerId) ?? -Infinity) > Date.now() - TOMBSTONE_MS
+  const recentlyAsked = (peerId: string) => (asked.get(peerId) ?? -Infinity) > Date.now() - ASK_INTERVAL_MS
+
+  async function ask(target: string | DialPlan): Promise<string> {
     const t0 = performance.now()
-    const info = await fetchInfo(init.node, address)
+    const info = await fetchInfo(init.node, target)
     // The info round trip (a stream open and one answer) is the latency estimate routes are planned by.
     const rtt = performance.now() - t0
+    asked.set(info.peerId, Date.now())
+    hints.delete(info.peerId)
     if (info.model !== init.model) {
-      logger.warn({ address, model: info.model }, 'peer serves another model')
-      return
+      logger.warn({ peerId: info.peerId, model: info.model }, 'peer serves another model')
+      return info.peerId
     }
     numLayers = info.numLayers || numLayers
     gone.delete(info.peerId)
-    if (info.range && info.range.end > info.range.start) {
+    if (info.range) {
       const before = known.get(info.peerId)?.latencyMs
       const latencyMs = before === undefined ? rtt : 0.7 * before + 0.3 * rtt
       known.set(info.peerId, { peerId: info.peerId, multiaddrs: info.multiaddrs, start: info.range.start, end: info.range.end, latencyMs })
-    }
+    } else known.delete(info.peerId)
     for (const k of info.known) {
-      const recentlyGone = (gone.get(k.peerId) ?? -Infinity) > Date.now() - TOMBSTONE_MS
-      if (k.peerId !== init.node.peerId.toString() && k.range && !known.has(k.peerId) && !recentlyGone) {
-        known.set(k.peerId, { peerId: k.peerId, multiaddrs: k.multiaddrs, start: k.range.start, end: k.range.end })
-      }
+      if (k.peerId === self || known.has(k.peerId) || hints.has(k.peerId) || recentlyGone(k.peerId)) continue
+      if (hints.size >= MAX_HINTS) break
+      hints.set(k.peerId, k)
     }
+    return info.peerId
   }
 
   async function refresh(): Promise<void> {
-    const attempt = (address: string) =>
-      ask(address).then(
+    const attempt = (target: string | DialPlan, label: string) =>
+      ask(target).then(
         () => true,
-        (e: Error) => (logger.debug({ address, err: e.message }, 'peer did not answer'), false),
+        (e: Error) => (logger.debug({ peer: label, err: e.message }, 'peer did not answer'), false),
       )
     const discovered = init.discover ? await init.discover().catch((e: Error) => (logger.debug({ err: e.message }, 'discovery failed'), [])) : []
-    await Promise.all([...new Set([...init.bootstrap, ...discovered])].map(attempt))
-    // A known peer that no longer answers at any of its addresses is dropped.
+    await Promise.all([...new Set([...init.bootstrap, ...discovered])].map((a) => attempt(a, a)))
+    // A known peer that no longer answers (at its own addresses) is dropped.
     await Promise.all(
       [...known.values()].map(async (p) => {
-        const tcpFirst = [...p.multiaddrs].sort((a, b) => Number(a.includes('/ws')) - Number(b.includes('/ws')))
-        for (const a of tcpFirst) if (await attempt(a)) return
+        let plan: DialPlan
+        try {
+          plan = planDial(p)
+        } catch {
+          plan = planDial({ peerId: p.peerId, multiaddrs: [] })
+        }
+        if (await attempt(plan, p.peerId)) return
         known.delete(p.peerId)
         gone.set(p.peerId, Date.now())
       }),
     )
+    await askHints()
+  }
+
+  /** Asks a few second-hand peers that were not asked recently; those that answer become known. */
+  async function askHints(): Promise<void> {
+    const due = [...hints.values()].filter((h) => !known.has(h.peerId) && !recentlyAsked(h.peerId) && !recentlyGone(h.peerId)).slice(0, HINTS_PER_REFRESH)
+    await Promise.all(
+      due.map(async (h) => {
+        asked.set(h.peerId, Date.now())
+        hints.delete(h.peerId)
+        try {
+          const answered = await ask(planDial(h))
+          if (answered !== h.peerId) logger.warn({ hinted: h.peerId, answered }, 'a second-hand peer answered as another peer')
+        } catch (e) {
+          logger.debug({ peerId: h.peerId, err: (e as Error).message }, 'second-hand peer did not answer')
+        }
+      }),
+    )
+    for (const [id, t] of asked) if (t < Date.now() - ASK_INTERVAL_MS) asked.delete(id)
   }
 
   const onIdentify = (evt: CustomEvent<{ peerId: { toString(): string }; protocols: string[] }>) => {
     if (!evt.detail.protocols.includes(INFO_PROTOCOL)) return
     const id = evt.detail.peerId.toString()
-    if (known.has(id)) return
+    if (known.has(id) || recentlyAsked(id)) return
+    asked.set(id, Date.now())
     ask(id).catch((e: Error) => logger.debug({ peerId: id, err: e.message }, 'identified peer did not answer info'))
   }
 
   return {
     refresh,
-    /** Every known peer serving the model, this one included. */
+    /** Every known peer serving the model, this one included (second-hand peers only once they answered). */
     peers(): PeerShard[] {
       const own = init.self?.()
       return [...(own ? [own] : []), ...[...known.values()].filter((p) => p.peerId !== own?.peerId)]
     },
+    /** Second-hand peers not asked yet (or that did not answer). */
+    hints: (): PeerHint[] => [...hints.values()],
     numLayers: () => numLayers,
     remove(peerId: string) {
       known.delete(peerId)
@@ -93,7 +140,7 @@ export function createPeerTable(init: PeerTableInit) {
     },
     /** Refreshes periodically, and asks every peer that identifies itself as speaking the info protocol. */
     start(intervalMs = 30_000) {
-      timer = setInterval(() => void refresh(), intervalMs)
+      timer = setInterval(() => void refresh().catch((e: Error) => logger.warn({ err: e.message }, 'peer table refresh failed')), intervalMs)
       timer.unref?.()
       init.node.addEventListener('peer:identify', onIdentify)
     },
