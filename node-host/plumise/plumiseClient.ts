@@ -18,10 +18,13 @@ export function plumiseBaseUrl(endpoint: string): string {
   return new URL(url).origin
 }
 
+/** HTTP/2 stream and connection flow-control windows: a hidden state fits without waiting for WINDOW_UPDATEs. */
+export const HTTP2_WINDOW = 32 << 20
+
 /** A gRPC client of one Plumise InferencePipeline node over one HTTP/2 connection. */
 export function createPlumiseClient(endpoint: string) {
   const baseUrl = plumiseBaseUrl(endpoint)
-  const sessionManager = new Http2SessionManager(baseUrl)
+  const sessionManager = new Http2SessionManager(baseUrl, undefined, { settings: { initialWindowSize: HTTP2_WINDOW } })
   const transport = createGrpcTransport({ baseUrl, sessionManager, readMaxBytes: PLUMISE_MAX_MESSAGE_BYTES, writeMaxBytes: PLUMISE_MAX_MESSAGE_BYTES })
   const client = createClient(InferencePipeline, transport)
   return {

@@ -8,7 +8,7 @@ import { createTextStream } from '../../shared/engine/textStream.ts'
 import type { TextTokenizer } from '../../shared/model/tokenizer.ts'
 import { silentLogger, type Logger } from '../../shared/logger.ts'
 import { ForwardResponseSchema, InferencePipeline, type ForwardRequest, type ForwardResponse, type TokenChunkSchema } from '../../proto/gen/inference_pb.js'
-import { createPlumiseClient, PLUMISE_DEADLINES, type PlumiseClient } from './plumiseClient.ts'
+import { createPlumiseClient, HTTP2_WINDOW, PLUMISE_DEADLINES, type PlumiseClient } from './plumiseClient.ts'
 import { plumiseGenerate } from './plumiseGenerate.ts'
 import { resolvePlumiseParams } from './plumiseParams.ts'
 import { decodePlumiseHidden, encodePlumiseHidden, PLUMISE_MAX_MESSAGE_BYTES } from './plumiseTensor.ts'
@@ -217,11 +217,13 @@ export async function createPlumiseServer(init: PlumiseServerInit) {
     })
 
   const handler = connectNodeAdapter({ routes, grpc: true, grpcWeb: false, connect: false, readMaxBytes: PLUMISE_MAX_MESSAGE_BYTES, writeMaxBytes: PLUMISE_MAX_MESSAGE_BYTES })
-  const server: Http2Server = createServer(handler)
+  // Default HTTP/2 windows (64 KiB) cost a round trip per 64 KiB of hidden state: open them wide.
+  const server: Http2Server = createServer({ settings: { initialWindowSize: HTTP2_WINDOW } }, handler)
   // close() waits for open HTTP/2 sessions; callers' pooled connections would hold it forever.
   const sessions = new Set<ServerHttp2Session>()
   server.on('session', (s) => {
     sessions.add(s)
+    s.setLocalWindowSize(HTTP2_WINDOW)
     s.once('close', () => sessions.delete(s))
   })
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(init.port ?? 0, init.host ?? '127.0.0.1', resolve))
