@@ -8,6 +8,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { silentLogger } from '../../shared/logger.ts'
 import { createPlumiseOracleClient } from '../../shared/oracle/plumiseOracleClient.ts'
 import { createNodeHost, type NodeHost } from '../host/createNodeHost.ts'
+import { createLogger } from '../logger.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
 import { createOracleCore, type OracleCore } from '../oracle/createOracleCore.ts'
@@ -49,7 +50,7 @@ describe('Plumise mode: hosts register with an Oracle over HTTP and chain over g
     const source = fileModelSource(fixture.dir)
     for (let i = 0; i < 3; i++) {
       const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519') })
-      const host = await createNodeHost({ node, source, device: 'cpu', weights: 'float32', bootstrap: [], logger: silentLogger })
+      const host = await createNodeHost({ node, source, device: 'cpu', weights: 'float32', bootstrap: [], logger: createLogger('test', 'silent') })
       hosts.push(host)
       const account = privateKeyToAccount(generatePrivateKey())
       agents.push(

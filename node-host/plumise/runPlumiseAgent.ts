@@ -1,7 +1,7 @@
 import type { LayerRange } from '../../shared/model/shardGraph.ts'
 import type { PlumiseOracleClient } from '../../shared/oracle/plumiseOracleClient.ts'
 import type { NodeHost } from '../host/createNodeHost.ts'
-import type { Logger } from '../logger.ts'
+import type { Logger } from '../../shared/logger.ts'
 import type { ModelSource } from '../../shared/model/modelSource.ts'
 import type { PlumiseServer } from './plumiseServer.ts'
 import { chainAfter, fetchPlumiseTopology, type PlumiseTopologyNode } from './plumiseTopology.ts'

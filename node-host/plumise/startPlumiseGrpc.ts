@@ -1,7 +1,7 @@
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
 import type { ModelSource } from '../../shared/model/modelSource.ts'
 import { loadTokenizer, type TextTokenizer } from '../../shared/model/tokenizer.ts'
-import type { Logger } from '../logger.ts'
+import type { Logger } from '../../shared/logger.ts'
 import { createPlumiseServer, type PlumiseServer } from './plumiseServer.ts'
 
 export type StartPlumiseGrpcInit = {
