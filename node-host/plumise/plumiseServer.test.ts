@@ -230,8 +230,9 @@ describe('Plumise gRPC InferencePipeline: docs-llama-7m on three hosts [0,3) [3,
     const h6 = await hiddenAfter(6, p.input_ids, 'stream-last')
     const one = []
     for await (const c of client(servers['last-cached']!).forwardPassStream({ requestId: 'one_s0', ...encodePlumiseHidden(h6, 256, 'float16'), params: GREEDY })) one.push(c)
-    assert.equal(one.length, 1)
-    assert.deepEqual([one[0]!.tokenId, one[0]!.isFinished], [p.greedy_new_ids[0], true])
+    assert.equal(one.length, 2)
+    assert.deepEqual([one[0]!.tokenId, one[0]!.tokenText, one[0]!.isFinished], [p.greedy_new_ids[0], tokenizer.decode([p.greedy_new_ids[0]!]), false])
+    assert.deepEqual([one[1]!.isFinished, one[1]!.finishReason], [true, 'length'])
     const bad = []
     for await (const c of client(servers['last-cached']!).forwardPassStream({ requestId: 'bad', dtype: 'nope' })) bad.push(c)
     assert.equal(bad.length, 1)

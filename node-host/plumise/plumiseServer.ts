@@ -150,7 +150,9 @@ export async function createPlumiseServer(init: PlumiseServerInit) {
       const t0 = performance.now()
       const res = await forward(req, signal).then((r) => create(ForwardResponseSchema, r), (e: unknown) => failure(req, e, t0))
       if (!res.success) return yield { requestId, isFinished: true, finishReason: `error: ${res.error}` }
-      return yield { requestId, tokenId: res.nextTokenId, tokenText: res.isEos ? '' : res.generatedText, isFinished: true, finishReason: res.isEos ? 'eos' : 'length' }
+      // Same shape as a first node's stream: token chunks, then one finishing chunk with the reason.
+      if (!res.isEos) yield { requestId, tokenId: res.nextTokenId, tokenText: res.generatedText }
+      return yield { requestId, isFinished: true, finishReason: res.isEos ? 'eos' : 'length' }
     }
     // A first node runs the whole generation from the prompt and streams every token.
     const prompt = req.metadata?.originalPrompt ?? ''
