@@ -18,6 +18,8 @@ export type PrefixKvCacheInit = {
   shard: ShardSession
   /** Generations kept at once; the least recently used is dropped. @default 64 */
   maxEntries?: number
+  /** Bytes of re-sent inputs and outputs kept to check prefixes and answer full sequences (KV caches are bounded by the shard). @default 512 MiB */
+  maxBytes?: number
   /** A generation unseen for this long is dropped. @default 120 s */
   idleMs?: number
   /**
@@ -52,6 +54,7 @@ export function createPrefixKvCache(init: PrefixKvCacheInit) {
   const { shard } = init
   const maxEntries = init.maxEntries ?? 64
   const idleMs = init.idleMs ?? 120_000
+  const maxBytes = init.maxBytes ?? 512 << 20
   const { atol, rtol } = init.tolerance ?? { atol: 1e-3, rtol: 1 / 64 }
   const enabled = init.enabled ?? true
   const H = shard.spec.hiddenSize
@@ -66,9 +69,17 @@ export function createPrefixKvCache(init: PrefixKvCacheInit) {
     if (e) shard.drop(e.sessionId)
     entries.delete(prefix)
   }
-  const prune = (now: number) => {
-    for (const [p, e] of entries) if (now - e.lastUsed > idleMs) drop(p)
-    while (entries.size > maxEntries) drop(entries.keys().next().value!)
+  const bytesOf = (e: Entry) => (e.input instanceof Float32Array ? e.input.byteLength : e.input.length * 8) + (e.output?.byteLength ?? 0)
+  const prune = (now: number, keep: string) => {
+    for (const [p, e] of entries) if (now - e.lastUsed > idleMs && p !== keep) drop(p)
+    let bytes = [...entries.values()].reduce((a, e) => a + bytesOf(e), 0)
+    // least recently used first (Map order); the entry just used stays
+    for (const [p, e] of entries) {
+      if (entries.size <= maxEntries && bytes <= maxBytes) break
+      if (p === keep) continue
+      bytes -= bytesOf(e)
+      drop(p)
+    }
   }
 
   const matches = (cached: number[] | Float32Array, input: PrefixInput, length: number): boolean => {
@@ -121,7 +132,7 @@ export function createPrefixKvCache(init: PrefixKvCacheInit) {
     e.lastUsed = performance.now()
     entries.delete(prefix) // re-insert: Map order is the LRU order
     entries.set(prefix, e)
-    prune(e.lastUsed)
+    prune(e.lastUsed, prefix)
     return result
   }
 
