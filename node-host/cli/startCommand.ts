@@ -108,7 +108,7 @@ export async function runStart(opts: StartOptions): Promise<void> {
   const chain = await chainAgentFromEnv({ peer: { peerId: node.peerId.toString(), privateKey }, model: source.name, stats: () => host?.counters() ?? NO_COUNTERS, logger: log })
   host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)) })
   void chain?.start()
-  const grpc = await startGrpcIfAsked(opts, source, host, node.peerId.toString(), log)
+  const grpc = await startGrpcIfAsked(opts, source, host, chain?.address ?? node.peerId.toString(), log)
   stopOnSignals(log, async () => {
     await chain?.stop()
     await grpc?.close()
