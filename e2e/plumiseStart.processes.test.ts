@@ -64,9 +64,14 @@ describe('shardmesh start --plumise', () => {
       assert.equal(node.grpcEndpoint, `http://127.0.0.1:${grpcPort}`)
       assert.equal(node.httpEndpoint, `http://127.0.0.1:${apiPort}`)
       await waitFor('ready in the topology', async () => ((await (await fetch(`${oracle.url}/api/v1/pipeline/topology?model=docs-llama-7m`)).json()) as typeof topo).nodes.some((n) => n.ready) || undefined, 30_000, logs)
-      // the agent HTTP API on API_PORT
+      // the agent HTTP API on API_PORT, reporting the Plumise pipeline with its real endpoints
       const health = (await (await fetch(`http://127.0.0.1:${apiPort}/health`)).json()) as { status: string }
       assert.equal(health.status, 'ok')
+      const status = await waitFor('pipeline status with the topology', async () => {
+        const s = (await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/pipeline/status`)).json()) as { topology: { nodes: { address: string; grpcEndpoint: string; httpEndpoint: string; ready: boolean }[] } | null }
+        return s.topology?.nodes.some((n) => n.ready) ? s : undefined
+      }, 60_000, logs)
+      assert.deepEqual(status.topology!.nodes.map((n) => [n.address.toLowerCase(), n.grpcEndpoint, n.httpEndpoint, n.ready]), [[address.toLowerCase(), `http://127.0.0.1:${grpcPort}`, `http://127.0.0.1:${apiPort}`, true]])
     } finally {
       client.close()
     }

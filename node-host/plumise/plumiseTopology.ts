@@ -7,6 +7,7 @@ import { z } from 'zod'
 const nodeSchema = z.object({
   nodeAddress: z.string(),
   grpcEndpoint: z.string(),
+  httpEndpoint: z.string().default(''),
   layerStart: z.number().int().nonnegative(),
   layerEnd: z.number().int().nonnegative(),
   ready: z.boolean(),

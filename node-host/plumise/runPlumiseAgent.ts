@@ -109,6 +109,8 @@ export async function runPlumiseAgent(init: RunPlumiseAgentInit) {
     grpcEndpoint,
     /** The range served now. */
     range: () => serving,
+    /** The Oracle's topology as last read. */
+    topology: () => [...topology],
     /** The gRPC endpoints after this node, as last read from the topology. */
     chain: () => [...chain],
     refresh,

@@ -49,8 +49,11 @@ export async function runPlumiseStart(opts: PlumiseStartOptions): Promise<{ agen
   const node = await createNodeLibp2p({ privateKey: opts.privateKey, listen: opts.listen.length ? opts.listen : undefined })
   const log = opts.logger.child({ wallet: account.address, peerId: node.peerId.toString() })
   log.info({ oracle: oracleUrl, model: source.name, grpcPort: env.GRPC_PORT, apiPort: env.API_PORT }, 'plumise: starting')
-  const host = await createNodeHost({ node, source, device, weights: opts.weights, bootstrap: [], apiPort: env.API_PORT, apiHost: opts.host, logger: log })
   let agent: PlumiseAgent | undefined
+  // /api/v1/pipeline/status reports the Plumise pipeline: real endpoints and readiness from the Oracle
+  const pipelineTopology = () =>
+    agent?.topology().map((n) => ({ address: n.nodeAddress, multiaddrs: [], layerStart: n.layerStart, layerEnd: n.layerEnd, grpcEndpoint: n.grpcEndpoint, httpEndpoint: n.httpEndpoint, ready: n.ready }))
+  const host = await createNodeHost({ node, source, device, weights: opts.weights, bootstrap: [], apiPort: env.API_PORT, apiHost: opts.host, logger: log, pipelineTopology })
   const counters = (): HostCounters => {
     const h = host.counters()
     const g = agent?.grpc.counters() ?? { tokens: 0, requests: 0, computeMs: 0 }
