@@ -206,6 +206,11 @@ describe('Plumise gRPC InferencePipeline: docs-llama-7m on three hosts [0,3) [3,
     const c = await last.forwardPass({ requestId: 'kv_s2', ...encodePlumiseHidden(await hiddenAfter(6, ids2, 'kv2'), 256, 'float32'), params: GREEDY })
     assert.equal(c.nextTokenId, p1.greedy_new_ids[7])
     assert.equal(computed() - t2, 1, 'only the new position')
+    // a request without an id is answered but leaves nothing cached
+    const entries = servers['last-cached']!.cacheStats().entries
+    const anon = await last.forwardPass({ ...encodePlumiseHidden(h0, 256, 'float32'), params: GREEDY })
+    assert.equal(anon.nextTokenId, p0.greedy_new_ids[0])
+    assert.equal(servers['last-cached']!.cacheStats().entries, entries)
 
   })
 

@@ -96,10 +96,11 @@ export async function createPlumiseServer(init: PlumiseServerInit) {
     const seq = values.length / H
     if (req.attentionMask.length) checkMask(req, seq)
     if (req.pastTokenIds.some((t) => t < 0 || t >= spec.vocabSize)) throw new PlumiseRequestError(`past_token_ids outside the vocabulary [0, ${spec.vocabSize})`)
-    // Without an id steps of different callers could share a cache entry; the prefix check would catch it, but no id means no cache.
+    // A request without an id cannot be continued: computed in full under a private id, not kept.
     const requestId = req.requestId || `anonymous-${++anonymous}`
     const t0 = performance.now()
-    const out = await cacheOf(shard).run(requestId, { hidden: values })
+    const cache = cacheOf(shard)
+    const out = await cache.run(requestId, { hidden: values }).finally(() => !req.requestId && cache.forget(requestId))
     counters.computeMs += performance.now() - t0
     counters.requests++
     counters.tokens += out.computed

@@ -147,6 +147,10 @@ export function createPrefixKvCache(init: PrefixKvCacheInit) {
       if (e) e.lock = next.catch(() => undefined)
       return next
     },
+    /** Drops a generation's cache (a request without an id is never continued). */
+    forget(requestId: string): void {
+      drop(requestPrefix(requestId))
+    },
     stats: () => ({ ...stats, entries: entries.size }),
     clear() {
       for (const p of [...entries.keys()]) drop(p)
