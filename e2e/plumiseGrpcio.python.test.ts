@@ -86,8 +86,13 @@ describe('interop with grpcio (the upstream agent\'s gRPC library)', { skip: !ha
     let err = ''
     python.stderr!.on('data', (c: Buffer) => (err += c.toString()))
     await new Promise<void>((resolve, reject) => {
+      let buffered = ''
       python!.stdout!.on('data', (c: Buffer) => {
-        for (const line of c.toString().trim().split('\n')) {
+        // whole lines only: a chunk may end mid-line
+        buffered += c.toString()
+        const lines = buffered.split('\n')
+        buffered = lines.pop()!
+        for (const line of lines.filter(Boolean)) {
           const o = JSON.parse(line) as Record<string, unknown>
           if ('listening' in o) resolve()
           else seen.push(o)
@@ -106,6 +111,8 @@ describe('interop with grpcio (the upstream agent\'s gRPC library)', { skip: !ha
       assert.equal(r.success, true, r.error)
       assert.equal(r.nextTokenId, 44, 'the downstream answer, returned as is')
       assert.equal(r.latencyMs, 1.5)
+      // the peer's log line and its answer travel separately (stdout vs the gRPC stream)
+      for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((res) => setTimeout(res, 50))
       assert.deepEqual(seen, [{ request_id: 'abc_s2', dtype: 'bfloat16', shape: [1, 3, 256], bytes: seen[0]!.bytes, past_token_ids: [7, 8], node_index: 1, total_nodes: 3, is_last: false, next_node_endpoint: `http://127.0.0.1:${port}`, max_new_tokens: 5 }])
       assert.ok((seen[0]!.bytes as number) > 3 * 256 * 2, 'a torch.save archive, larger than the raw bf16')
     } finally {
