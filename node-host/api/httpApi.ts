@@ -33,7 +33,7 @@ export type HttpApiComponents = {
   /** The generator once the model is loaded; null while loading (requests get 503). */
   generator: () => TextGenerator | null
   /** The peers serving the model, for /api/v1/pipeline/status (absent: a single process). */
-  topology?: () => Array<{ address: string; multiaddrs: string[]; layerStart: number; layerEnd: number }>
+  topology?: () => Array<{ address: string; multiaddrs: string[]; layerStart: number; layerEnd: number; grpcEndpoint?: string; httpEndpoint?: string; ready?: boolean }>
 }
 
 class HttpError extends Error {
@@ -298,7 +298,7 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
         totalLayers: layers().total,
         nodes: [...nodes]
           .sort((a, b) => a.layerStart - b.layerStart)
-          .map((n, i) => ({ address: n.address, grpcEndpoint: '', httpEndpoint: '', multiaddrs: n.multiaddrs, layerStart: n.layerStart, layerEnd: n.layerEnd, pipelineOrder: i, ready: true })),
+          .map((n, i) => ({ address: n.address, grpcEndpoint: n.grpcEndpoint ?? '', httpEndpoint: n.httpEndpoint ?? '', multiaddrs: n.multiaddrs, layerStart: n.layerStart, layerEnd: n.layerEnd, pipelineOrder: i, ready: n.ready ?? true })),
       }
       sendJson(res, 200, { model: init.model, address: init.address, assignment: { ...layers(), is_full: isFull() }, topology: topology ?? null })
     },

@@ -4,12 +4,14 @@ import { formatEngineTable, runEngineBench, scanPair, type BenchDevice } from '.
 import { formatMeshTable, runMeshBench } from './meshBench.ts'
 import { formatChainTable, runChainBench } from './chainBench.ts'
 import { formatOracleTable, runOracleBench } from './oracleBench.ts'
+import { formatGrpcTable, runGrpcBench } from './grpcBench.ts'
 import { availableParallelism } from 'node:os'
 
 const USAGE = `usage:
   npm run bench -- engine [--models docs-llama-7m,tinyllama-1.1b] [--devices cpu[,webgpu]] [--tokens N]
                           [--prompt N] [--runs N] [--threads N] [--synth-dtype float16|float32] [--json]
   npm run bench -- mesh [--models docs-llama-7m,tinyllama-1.1b] [--hosts 3] [--tokens N] [--prompt N] [--weights float32|int4] [--json]
+  npm run bench -- grpc [--models docs-llama-7m] [--contexts 32,256] [--tokens N] [--dtype float32|float16|bfloat16] [--json]
   npm run bench -- scan [--threads N]
   npm run bench -- chain [--json]
   npm run bench -- oracle [--agents 1000] [--events N] [--seed N] [--replicas 2] [--json]
@@ -138,7 +140,26 @@ async function oracle(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify(report) + '\n')
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle, chain }
+/** ms/token through three hosts over the Plumise gRPC pipeline: full-sequence recompute vs KV cache by request id. */
+async function grpc(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { models: { type: 'string', default: 'docs-llama-7m' }, contexts: { type: 'string', default: '32,256' }, tokens: { type: 'string' }, dtype: { type: 'string', default: 'float32' }, json: { type: 'boolean', default: false } },
+  })
+  const dtype = values.dtype
+  if (dtype !== 'float32' && dtype !== 'float16' && dtype !== 'bfloat16') throw new Error(`--dtype must be float32, float16 or bfloat16, got "${dtype}"`)
+  const rows = await runGrpcBench({
+    models: list(values.models),
+    contexts: list(values.contexts).map((c) => positiveInt(c, 'contexts')!),
+    tokens: positiveInt(values.tokens, 'tokens'),
+    dtype,
+    log: (line) => process.stderr.write(line + '\n'),
+  })
+  if (!values.json) process.stdout.write(formatGrpcTable(rows) + '\n\n')
+  process.stdout.write(JSON.stringify({ bench: 'grpc', rows }) + '\n')
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle, chain, grpc }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv

@@ -10,11 +10,20 @@ import { createLogger, type Logger } from '../logger.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { loadOrCreateIdentity } from '../mesh/fileIdentity.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
+import type { ModelSource } from '../../shared/model/modelSource.ts'
+import type { PlumiseServer } from '../plumise/plumiseServer.ts'
+import { startPlumiseGrpc } from '../plumise/startPlumiseGrpc.ts'
+import { runPlumiseStart } from '../plumise/runPlumiseStart.ts'
 import { UsageError, parseOptions } from './usageError.ts'
 
 export const START_USAGE = `usage: shardmesh start [--model <folder|url|owner/name>] (--layers <a-b> | --oracle <url>) [--device auto|webgpu|cpu|wasm]
        [--weights float32|int4] [--memory-mb <n>] [--heartbeat-s 30] [--listen <multiaddr>]… [--peer <multiaddr>]… [--api-port <port>]
-       [--host 127.0.0.1] [--identity <file>]
+       [--host 127.0.0.1] [--identity <file>] [--grpc-port <port> [--grpc-next <url>]...]
+       shardmesh start --plumise [--model …] [--oracle <url>] [--host 0.0.0.0]: a drop-in for the upstream Plumise
+       agent, configured by its .env names (MODEL_NAME, DEVICE, GRPC_PORT, API_PORT, LAYER_START/LAYER_END,
+       ORACLE_API_URL, PLUMISE_PRIVATE_KEY, PUBLIC_HOST, …): registers with the Plumise Oracle and serves over gRPC.
+       --grpc-port also serves the Plumise gRPC InferencePipeline for the range; --grpc-next names the next
+       node(s) of the Plumise chain (a middle node forwards to the first; the rest go into stream metadata).
        --oracle: the Oracle assigns the layer range (and moves it as peers come and go); --memory-mb caps
        the memory offered for weights (default: 80% of free RAM on cpu, the GPU's VRAM on webgpu).
        With a wallet (PLUMISE_PRIVATE_KEY, or PLUMISE_KEYSTORE + PLUMISE_KEYSTORE_PASSWORD) the host registers on
@@ -33,6 +42,9 @@ const optionsSchema = z.object({
   peer: z.array(z.string()).default([]),
   apiPort: z.coerce.number().int().min(0).max(65535).optional(),
   host: z.string().default('127.0.0.1'),
+  plumise: z.boolean().default(false),
+  grpcPort: z.coerce.number().int().min(0).max(65535).optional(),
+  grpcNext: z.array(z.url({ protocol: /^https?$/, error: '--grpc-next must be an http(s) URL' })).default([]),
   identity: z.string().default(join(process.env.SHARDMESH_HOME ?? join(homedir(), '.shardmesh'), 'identity.key')),
 })
 
@@ -54,12 +66,21 @@ export function parseStartArgs(argv: string[]): StartOptions {
       'api-port': { type: 'string' },
       host: { type: 'string' },
       identity: { type: 'string' },
+      plumise: { type: 'boolean' },
+      'grpc-port': { type: 'string' },
+      'grpc-next': { type: 'string', multiple: true },
     },
     strict: true,
   })
-  const opts = parseOptions(optionsSchema, { ...values, apiPort: values['api-port'], memoryMb: values['memory-mb'], heartbeatS: values['heartbeat-s'] })
+  const opts = parseOptions(optionsSchema, { ...values, apiPort: values['api-port'], memoryMb: values['memory-mb'], heartbeatS: values['heartbeat-s'], grpcPort: values['grpc-port'], grpcNext: values['grpc-next'] })
+  if (opts.plumise) {
+    if (opts.layers || opts.grpcPort !== undefined) throw new UsageError('--plumise takes its range and ports from the Oracle or LAYER_START/LAYER_END, GRPC_PORT, API_PORT')
+    return opts
+  }
   if (!opts.layers && !opts.oracle) throw new UsageError('--layers or --oracle is required (e.g. --layers 0-4)')
   if (opts.layers && opts.oracle) throw new UsageError('--layers and --oracle exclude each other: the Oracle assigns the range')
+  if (opts.grpcPort !== undefined && opts.oracle) throw new UsageError('--grpc-port is served with --layers (not yet with --oracle)')
+  if (opts.grpcNext.length && opts.grpcPort === undefined) throw new UsageError('--grpc-next needs --grpc-port')
   return opts
 }
 
@@ -69,6 +90,12 @@ export function parseStartArgs(argv: string[]): StartOptions {
  */
 export async function runStart(opts: StartOptions): Promise<void> {
   const logger = createLogger('shardmesh:host')
+  if (opts.plumise) {
+    // DEVICE from the environment applies unless --device names one
+    const device = opts.device === 'auto' ? undefined : opts.device
+    const p = await runPlumiseStart({ model: opts.model, oracle: opts.oracle, host: opts.host, listen: opts.listen, privateKey: await loadOrCreateIdentity(opts.identity), weights: opts.weights, device, logger })
+    return stopOnSignals(logger, p.stop)
+  }
   if (opts.oracle) return runStartWithOracle(opts, opts.oracle, logger)
   const source = resolveModelSource(opts.model)
   const [range] = parseStages(opts.layers!)
@@ -81,11 +108,29 @@ export async function runStart(opts: StartOptions): Promise<void> {
   const chain = await chainAgentFromEnv({ peer: { peerId: node.peerId.toString(), privateKey }, model: source.name, stats: () => host?.counters() ?? NO_COUNTERS, logger: log })
   host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)) })
   void chain?.start()
+  const grpc = await startGrpcIfAsked(opts, source, host, chain?.address ?? node.peerId.toString(), log)
   stopOnSignals(log, async () => {
     await chain?.stop()
+    await grpc?.close()
     await host.stop()
   })
   await host.serve(range)
+}
+
+/** `--grpc-port`: the Plumise gRPC pipeline beside the libp2p host, serving whatever range the host serves. */
+async function startGrpcIfAsked(opts: StartOptions, source: ModelSource, host: NodeHost, address: string, log: Logger): Promise<PlumiseServer | undefined> {
+  if (opts.grpcPort === undefined) return undefined
+  return startPlumiseGrpc({
+    source,
+    shard: () => host.service.shard(),
+    eosTokenIds: host.spec.eosTokenIds,
+    address,
+    port: opts.grpcPort,
+    host: opts.host,
+    next: () => opts.grpcNext[0],
+    after: () => opts.grpcNext.slice(1),
+    logger: log,
+  })
 }
 
 async function runStartWithOracle(opts: StartOptions, oracle: string, logger: Logger): Promise<void> {

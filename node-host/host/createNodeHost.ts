@@ -39,6 +39,8 @@ export type NodeHostInit = {
   apiPort?: number
   apiHost?: string
   logger: Logger
+  /** The pipeline /api/v1/pipeline/status reports (Plumise mode: the Oracle's topology); the libp2p peers when absent. */
+  pipelineTopology?: () => Array<{ address: string; multiaddrs: string[]; layerStart: number; layerEnd: number; grpcEndpoint?: string; httpEndpoint?: string; ready?: boolean }> | undefined
   /** Told of each generation this host originated (its HTTP API): what an inference proof is made of. */
   onGenerated?: (generation: HostGeneration) => void
 }
@@ -80,7 +82,7 @@ export async function createNodeHost(init: NodeHostInit) {
           {
             logger: log,
             generator: () => (originReady ? generator : null),
-            topology: () => table.peers().map((p) => ({ address: p.peerId, multiaddrs: p.multiaddrs, layerStart: p.start, layerEnd: p.end })),
+            topology: () => init.pipelineTopology?.() ?? table.peers().map((p) => ({ address: p.peerId, multiaddrs: p.multiaddrs, layerStart: p.start, layerEnd: p.end })),
           },
         ),
       )
