@@ -8,8 +8,8 @@ import { sharedPageMesh } from '../mesh/sharedPageMesh.ts'
 
 export type ChatSettings = { temperature: number; topP: number; maxTokens: number }
 
-/** One hop of the route a generation took: which peer, which layers, its measured round trip. */
-export type RouteHop = { peerId: string; start: number; end: number; ms: number | null; self: boolean }
+/** One hop of the route a generation took: which peer, which layers, its mean ms per decode step (from the token frames' timings). */
+export type RouteHop = { peerId: string; start: number; end: number; ms: number | null; computeMs: number | null; self: boolean }
 
 export type ChatReply = {
   text: string
@@ -61,6 +61,8 @@ export function createPageChat(config: AppConfig, model: string): PageChat {
       const stream = createTextStream(tokenizer)
       const t0 = performance.now()
       let tFirst: number | undefined
+      // Per hop: summed total and compute ms over decode steps (the prefill is not a per-token cost).
+      const hopMs = new Map<string, { total: number; compute: number; n: number }>()
       const r = await mesh.service.generate({
         peers: () => mesh.table.peers(),
         numLayers: mesh.numLayers,
@@ -70,8 +72,13 @@ export function createPageChat(config: AppConfig, model: string): PageChat {
         eosTokenIds: eos,
         signal,
         beforeReplan: () => mesh.table.refresh(),
-        onToken: (id) => {
+        onToken: (id, index, timings) => {
           tFirst ??= performance.now()
+          if (index > 0)
+            for (const t of timings) {
+              const h = hopMs.get(t.peerId) ?? { total: 0, compute: 0, n: 0 }
+              hopMs.set(t.peerId, { total: h.total + t.totalMs, compute: h.compute + t.computeMs, n: h.n + 1 })
+            }
           if (!eos.includes(id)) onText(stream.push(id), id)
         },
       })
@@ -81,7 +88,8 @@ export function createPageChat(config: AppConfig, model: string): PageChat {
       const lastRoute = r.routes.at(-1) ?? []
       const route = lastRoute.map((peerId): RouteHop => {
         const p = peers.get(peerId)
-        return { peerId, start: p?.start ?? -1, end: p?.end ?? -1, ms: p?.latencyMs ?? null, self: peerId === mesh.peerId }
+        const h = hopMs.get(peerId)
+        return { peerId, start: p?.start ?? -1, end: p?.end ?? -1, ms: h ? h.total / h.n : null, computeMs: h ? h.compute / h.n : null, self: peerId === mesh.peerId }
       })
       const after = r.outputIds.length - 1
       return {

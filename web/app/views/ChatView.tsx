@@ -70,7 +70,7 @@ export function ChatView({ chat }: { chat: UseChat }) {
                   <li>this tab (origin)</li>
                   {t.reply.route.map((h) => (
                     <li key={h.peerId}>
-                      <span className="mono">{h.self ? 'this tab' : shortId(h.peerId)}</span> layers [{h.start}, {h.end}) · {h.ms !== null ? `${h.ms.toFixed(1)} ms RTT` : 'RTT unknown'}
+                      <span className="mono">{h.self ? 'this tab' : shortId(h.peerId)}</span> layers [{h.start}, {h.end}) · {h.ms !== null ? `${h.ms.toFixed(1)} ms per step (${(h.computeMs ?? 0).toFixed(1)} ms compute)` : 'no timing'}
                     </li>
                   ))}
                 </ol>
