@@ -66,7 +66,7 @@ describe('the contributor app on an npm start network', () => {
     await page.getByRole('button', { name: 'Contribute' }).click()
     await waitServing()
     const clickToServingMs = Date.now() - t0
-    process.stdout.write(`# click to serving: ${(clickToServingMs / 1000).toFixed(1)} s\n`)
+    process.stdout.write(`# click to serving: ${(clickToServingMs / 1000).toFixed(1)} s (${await page.getByTestId('start-to-serving').getAttribute('title')})\n`)
     const range = await page.getByTestId('range').innerText()
     const m = /^\[(\d+), (\d+)\)$/.exec(range)
     assert.ok(m, `a range is shown: ${range}`)

@@ -38,6 +38,8 @@ export type ContributorState = {
   earningsRecords: number
   /** Ms from the click to the first range served. */
   startToServingMs?: number
+  /** Ms from the click to the first time each phase was entered: where the wait goes. */
+  phaseAtMs: Partial<Record<ContributorPhase, number>>
 }
 
 export type StartOptions = {
@@ -55,7 +57,7 @@ export type Contributor = {
   stop(): Promise<void>
 }
 
-const IDLE: ContributorState = { phase: 'idle', peers: 0, sessions: 0, tokensForwarded: 0, steps: 0, msPerStep: null, rate: [], earningsUsd: 0, earningsRecords: 0 }
+const IDLE: ContributorState = { phase: 'idle', peers: 0, sessions: 0, tokensForwarded: 0, steps: 0, msPerStep: null, rate: [], earningsUsd: 0, earningsRecords: 0, phaseAtMs: {} }
 const RATE_WINDOW = 120
 
 /**
@@ -66,7 +68,9 @@ const RATE_WINDOW = 120
 export function createContributor(config: AppConfig): Contributor {
   let state: ContributorState = IDLE
   const listeners = new Set<() => void>()
+  let clickedAt = 0
   const set = (patch: Partial<ContributorState>) => {
+    if (patch.phase && state.phaseAtMs[patch.phase] === undefined && clickedAt) patch.phaseAtMs = { ...state.phaseAtMs, [patch.phase]: Math.round(performance.now() - clickedAt) }
     state = { ...state, ...patch }
     for (const l of listeners) l()
   }
@@ -92,10 +96,11 @@ export function createContributor(config: AppConfig): Contributor {
   async function start(options: StartOptions): Promise<void> {
     if (run) return
     const clicked = performance.now()
+    clickedAt = clicked
     const engine = createEngineClient({ onFault: (e) => set({ error: `the engine worker failed: ${e.message}` }) })
     const thisRun: Run = { engine, cancelled: false }
     run = thisRun
-    set({ ...IDLE, phase: 'starting', model: options.model, error: undefined })
+    set({ ...IDLE, phaseAtMs: {}, phase: 'starting', model: options.model, error: undefined })
     try {
       const modelUrl = config.models.find((m) => m.name === options.model)?.url
       if (!modelUrl) throw new Error(`the Oracle does not serve "${options.model}"`)

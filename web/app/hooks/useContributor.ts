@@ -4,7 +4,7 @@ import type { Contributor, ContributorState } from '../../contributor/createCont
 import { readCapabilities, type Capabilities } from '../../contributor/readCapabilities.ts'
 import { loadContributeChoice, saveContributeChoice } from '../contributeChoice.ts'
 
-const IDLE: ContributorState = { phase: 'idle', peers: 0, sessions: 0, tokensForwarded: 0, steps: 0, msPerStep: null, rate: [], earningsUsd: 0, earningsRecords: 0 }
+const IDLE: ContributorState = { phase: 'idle', peers: 0, sessions: 0, tokensForwarded: 0, steps: 0, msPerStep: null, rate: [], earningsUsd: 0, earningsRecords: 0, phaseAtMs: {} }
 const noop = () => () => {}
 
 export type UseContributor = {

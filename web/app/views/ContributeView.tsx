@@ -73,13 +73,7 @@ export function ContributeView({ c, model }: { c: UseContributor; model: string 
         Your browser runs a slice of the model's layers and passes hidden states to the next peer. Nothing is installed; closing the tab stops it.
       </p>
 
-      <div className="card">
-        <h3>This tab</h3>
-        {c.capabilitiesError && <p role="alert" className="error">{c.capabilitiesError}</p>}
-        {c.capabilities ? <CapabilityList caps={c.capabilities} /> : <p>Checking WebGPU and memory…</p>}
-      </div>
-
-      <div className="card">
+      <div className="card action">
         <label className="field">
           <span>Memory offered (MB)</span>
           <div className="field-row">
@@ -142,13 +136,21 @@ export function ContributeView({ c, model }: { c: UseContributor; model: string 
             {s.startToServingMs !== undefined && (
               <>
                 <dt>Click to serving</dt>
-                <dd data-testid="start-to-serving">{(s.startToServingMs / 1000).toFixed(1)} s</dd>
+                <dd data-testid="start-to-serving" title={Object.entries(s.phaseAtMs).map(([p, ms]) => `${p} at ${(ms / 1000).toFixed(1)} s`).join(', ')}>
+                  {(s.startToServingMs / 1000).toFixed(1)} s
+                </dd>
               </>
             )}
           </dl>
           <RateChart samples={s.rate} />
         </div>
       )}
+      <div className="card">
+        <h3>This tab</h3>
+        {c.capabilitiesError && <p role="alert" className="error">{c.capabilitiesError}</p>}
+        {c.capabilities ? <CapabilityList caps={c.capabilities} /> : <p>Checking WebGPU and memory…</p>}
+      </div>
+
     </section>
   )
 }
