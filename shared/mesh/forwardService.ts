@@ -286,9 +286,11 @@ export function createForwardService(init: ForwardServiceInit) {
           fw.input.case === 'tokens'
             ? { tokens: fw.input.value.ids }
             : { hidden: decodeHidden(fw.input.case === 'hidden' ? fw.input.value : undefined, init.hiddenSize) }
+        // Counted before the call: a shard in a worker may take the input's buffer (transferred, not copied).
+        const positions = input.tokens ? input.tokens.length : input.hidden!.length / init.hiddenSize
         const out = await shard.forward(sessionId, input, { reset: start })
         const computeMs = performance.now() - t0
-        served.processedTokens += input.tokens ? input.tokens.length : input.hidden!.length / init.hiddenSize
+        served.processedTokens += positions
         served.steps++
         served.computeMs += computeMs
         const timings = [...fw.timings, create(HopTimingSchema, { peerId: self, computeMs, totalMs: 0 })]
