@@ -12,6 +12,9 @@ const root = fileURLToPath(new URL('.', import.meta.url))
 export default defineConfig({
   root: resolve(root, 'web'),
   publicDir: resolve(root, 'public'),
+  // No SPA fallback (the app routes by hash): a missing model file must stay a 404, not index.html,
+  // since the model reader probes for optional files (sharded index, tokenizer config).
+  appType: 'mpa',
   // React's automatic JSX runtime through esbuild: no Babel plugin needed.
   esbuild: { jsx: 'automatic' },
   plugins: [initialJsSizePlugin({ html: 'web/index.html', budgetBytes: 300_000 })],

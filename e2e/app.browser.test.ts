@@ -61,6 +61,21 @@ describe('the contributor app on an npm start network', () => {
     assert.match(await page.locator('footer').innerText(), new RegExp(`Oracle ${net.oracleUrl.replace(/[.:/]/g, '\\$&')}`))
   })
 
+  test('with WebGPU (SwiftShader here) the capability check names the adapter, shader-f16 and its largest buffer, and picks WebGPU', async () => {
+    const gpuBrowser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: [...ARGS, '--enable-unsafe-webgpu'] })
+    try {
+      const gpuPage = await gpuBrowser.newPage()
+      await gpuPage.goto(net.appUrl)
+      await gpuPage.getByTestId('backend').getByText('WebGPU (the GPU)').waitFor({ timeout: 30_000 })
+      assert.match(await gpuPage.getByTestId('webgpu').innerText(), /google · swiftshader/)
+      const facts = await gpuPage.locator('.facts').last().innerText()
+      assert.match(facts, /shader-f16\s+no \(float32 shaders\)/)
+      assert.match(facts, /Largest GPU buffer\s+\d/)
+    } finally {
+      await gpuBrowser.close()
+    }
+  })
+
   test('"Contribute" gets a range and serves it; a completion through the origin\'s OpenAI API passes through the page and gives the reference tokens', async () => {
     const t0 = Date.now()
     await page.getByRole('button', { name: 'Contribute' }).click()
