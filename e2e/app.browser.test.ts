@@ -179,9 +179,11 @@ describe('the contributor app on an npm start network', () => {
     await page.getByLabel('Memory offered (MB)', { exact: true }).fill('512')
     await page.getByRole('button', { name: 'Contribute' }).click()
     await waitServing()
+    const t0 = Date.now()
     await page.reload()
-    // No click: the page resumes by itself.
+    // No click: the page resumes by itself (its benchmark score remembered: no second run).
     await waitServing()
+    process.stdout.write(`# reload to serving: ${((Date.now() - t0) / 1000).toFixed(1)} s (${await page.getByTestId('start-to-serving').getAttribute('title')})\n`)
     assert.equal(await page.getByLabel('Memory offered (MB)', { exact: true }).inputValue(), '512')
     const title = await page.evaluate(() => document.querySelector('[title^="12D3"]')?.getAttribute('title'))
     assert.equal(title, pagePeerId, 'the same peer id (IndexedDB identity)')

@@ -30,6 +30,8 @@ export type PageOracleAgentInit = {
   memoryBytes?: number
   /** Told of each step of a range's load in the worker (tensor reads and graph pieces, then the session). */
   onLoadProgress?: (range: LayerRange, done: number, total: number) => void
+  /** A score this browser measured before (same backend): no benchmark run this time. */
+  score?: { tokensPerSecond: number; device: string }
   /** Told when the agent starts measuring its score and when it connects to the Oracle. */
   onStage?: (stage: 'measuring' | 'connecting') => void
 }
@@ -60,7 +62,7 @@ async function measurePageScore(engine: EngineClient, url: string, device: Devic
  */
 export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{ agent: OrbanAgent; range: () => LayerRange | undefined; score: number; device: string }> {
   init.onStage?.('measuring')
-  const [profile, score] = await Promise.all([readPageHardwareProfile(), measurePageScore(init.engine, init.benchmarkUrl, init.device)])
+  const [profile, score] = await Promise.all([readPageHardwareProfile(), init.score ?? measurePageScore(init.engine, init.benchmarkUrl, init.device)])
   const memoryBytes = init.memoryBytes ?? profile.memoryBytes
   init.onStage?.('connecting')
   let range: LayerRange | undefined

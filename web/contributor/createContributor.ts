@@ -7,6 +7,10 @@ import { sharedPageMesh } from '../mesh/sharedPageMesh.ts'
 import type { PageMesh } from '../mesh/startPageMesh.ts'
 import { readModelSizes, type ModelSizes } from './readModelSizes.ts'
 import { topologyAddresses } from '../mesh/sharedPageMesh.ts'
+import { loadCachedScore, saveCachedScore } from './cachedScore.ts'
+
+/** The reference model the score is measured on: the one shipped with the app, whatever the network serves. */
+const BENCHMARK_URL = '/models/docs-llama-7m/'
 
 export type ContributorPhase = 'idle' | 'starting' | 'measuring' | 'connecting' | 'waiting' | 'loading' | 'serving' | 'stopping' | 'error'
 
@@ -114,7 +118,8 @@ export function createContributor(config: AppConfig): Contributor {
         oracle: config.oracle,
         modelUrl,
         model: options.model,
-        benchmarkUrl: modelUrl,
+        benchmarkUrl: BENCHMARK_URL,
+        score: loadCachedScore(options.device),
         engine,
         service: mesh.service,
         privateKey: mesh.privateKey,
@@ -145,6 +150,7 @@ export function createContributor(config: AppConfig): Contributor {
         return
       }
       thisRun.agent = agent
+      saveCachedScore(options.device, { tokensPerSecond: agent.score, device: agent.device })
       set({ score: agent.score, device: agent.device, phase: state.range ? 'serving' : 'waiting' })
       agent.agent.on('earnings', (e) => set({ earningsUsd: state.earningsUsd + Number(e.earnings.final_amount_usd), earningsRecords: state.earningsRecords + 1 }))
       agent.agent.on('platform-error', (e) => set({ error: `the Oracle says: ${e.message}` }))
