@@ -14,7 +14,7 @@ export type BuildAppOptions = {
 }
 
 /** Path, size and mtime of every source file: cheap to take, and changes whenever a source does. */
-export async function sourceFingerprint(): Promise<string> {
+export async function sourceFingerprint(sources: string[] = SOURCES, base: string = REPO_ROOT): Promise<string> {
   const hash = createHash('sha256')
   const walk = async (path: string): Promise<void> => {
     const s = await stat(path).catch(() => undefined)
@@ -22,10 +22,10 @@ export async function sourceFingerprint(): Promise<string> {
     if (s.isDirectory()) {
       for (const name of (await readdir(path)).sort()) if (name !== 'node_modules' && !name.startsWith('.')) await walk(join(path, name))
     } else if (!path.endsWith('.test.ts')) {
-      hash.update(`${relative(REPO_ROOT, path)}\0${s.size}\0${s.mtimeMs}\n`)
+      hash.update(`${relative(base, path)}\0${s.size}\0${s.mtimeMs}\n`)
     }
   }
-  for (const s of SOURCES) await walk(join(REPO_ROOT, s))
+  for (const s of sources) await walk(join(base, s))
   return hash.digest('hex').slice(0, 16)
 }
 
