@@ -76,6 +76,24 @@ describe('the contributor app on an npm start network', () => {
     }
   })
 
+  test('?oracle= points the same build at another Oracle; one that is down is said in words on Network and Contribute', async () => {
+    // Its own context: its own identity and remembered choice, apart from the contributing page's.
+    const otherContext = await browser.newContext()
+    try {
+      const other = await otherContext.newPage()
+      await other.goto(`${net.appUrl}?oracle=${encodeURIComponent('http://127.0.0.1:9')}#network`)
+      assert.match(await other.getByRole('alert').first().innerText({ timeout: 30_000 }), /Oracle's event stream \(http:\/\/127\.0\.0\.1:9\) is unreachable/)
+      assert.match(await other.locator('footer').innerText(), /Oracle http:\/\/127\.0\.0\.1:9/)
+      await other.getByRole('link', { name: 'Contribute' }).click()
+      await other.getByRole('button', { name: 'Contribute' }).click()
+      await other.locator('[data-phase="error"]').waitFor({ timeout: 30_000 })
+      assert.match(await other.getByRole('alert').first().innerText(), /unreachable/)
+      assert.ok(await other.getByRole('button', { name: 'Contribute' }).isEnabled(), 'it can be tried again')
+    } finally {
+      await otherContext.close()
+    }
+  })
+
   test('"Contribute" gets a range and serves it; a completion through the origin\'s OpenAI API passes through the page and gives the reference tokens', async () => {
     const t0 = Date.now()
     await page.getByRole('button', { name: 'Contribute' }).click()

@@ -50,7 +50,10 @@ export class RelayUnreachableError extends Error {
 }
 
 export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
-  const configRes = await fetch(new URL('config.json', new URL(init.modelUrl, location.href)))
+  const configUrl = new URL('config.json', new URL(init.modelUrl, location.href))
+  const configRes = await fetch(configUrl).catch((e: Error) => {
+    throw new Error(`the model's files at ${configUrl.origin} are unreachable (${e.message}): is the Oracle up?`)
+  })
   if (!configRes.ok) throw new Error(`the model's config.json could not be read (HTTP ${configRes.status} from ${init.modelUrl})`)
   const config = (await configRes.json()) as { num_hidden_layers: number; hidden_size: number }
   const privateKey = await loadOrCreateBrowserIdentity()
