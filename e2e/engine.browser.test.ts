@@ -52,7 +52,7 @@ async function openEnginePage(): Promise<Page> {
   const page = await context.newPage()
   const errors: Error[] = []
   page.on('pageerror', (e) => errors.push(e))
-  await page.goto(new URL('engine-test.html', server.url).href)
+  await page.goto(new URL('harness/engine-test.html', server.url).href)
   await page.waitForFunction(() => window.shardmesh !== undefined, undefined, { timeout: 60_000 })
   assert.deepEqual(errors, [], 'page errors while loading')
   return page

@@ -7,10 +7,14 @@ import { REPO_ROOT } from '../testing/fixtures.ts'
 import { startDevnet, type Devnet } from '../chain/startDevnet.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
 import { rangeBytes } from '../../shared/oracle/assignLayers.ts'
+import { buildApp } from '../app/buildApp.ts'
+import { createAppServer, type AppServer } from '../app/createAppServer.ts'
+import { networkAppConfig } from '../app/networkAppConfig.ts'
 
-export const LOCAL_USAGE = `usage: shardmesh local [--model <folder|url|owner/name>] [--hosts 3] [--api-port 31331] [--oracle-port 3100] [--device cpu] [--no-chain]
+export const LOCAL_USAGE = `usage: shardmesh local [--model <folder|url|owner/name>] [--hosts 3] [--api-port 31331] [--oracle-port 3100] [--app-port 5173] [--device cpu] [--no-chain]
        A whole network on this machine: a devnet (anvil with the contracts), the Oracle, and node hosts that
-       get their layer ranges from it; the first host is the origin with the HTTP API.`
+       get their layer ranges from it; the first host is the origin with the HTTP API. The contributor app is
+       served at --app-port (its URL is the first line printed); a page that contributes joins the same network.`
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url))
 
@@ -31,7 +35,7 @@ const MB = 1024 * 1024
 export async function runLocalNetwork(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { model: { type: 'string' }, hosts: { type: 'string' }, 'api-port': { type: 'string' }, 'oracle-port': { type: 'string' }, device: { type: 'string' }, 'no-chain': { type: 'boolean' } },
+    options: { model: { type: 'string' }, hosts: { type: 'string' }, 'api-port': { type: 'string' }, 'oracle-port': { type: 'string' }, 'app-port': { type: 'string' }, device: { type: 'string' }, 'no-chain': { type: 'boolean' } },
     strict: true,
   })
   const info = await readModelInfo(values.model)
@@ -39,10 +43,12 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
   const apiPort = Number(values['api-port'] ?? process.env.API_PORT ?? 31331)
   const oraclePort = Number(values['oracle-port'] ?? 3100)
   const device = values.device ?? 'cpu'
+  const appPort = Number(values['app-port'] ?? process.env.APP_PORT ?? 5173)
   const home = join(REPO_ROOT, '.cache', 'local-network')
   await mkdir(home, { recursive: true })
   const children: ChildProcess[] = []
   let devnet: Devnet | undefined
+  let app: AppServer | undefined
   let stopping = false
   const stopAll = async () => {
     if (stopping) return
@@ -55,6 +61,7 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
     await Promise.race([Promise.all(hostProcs.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined))), new Promise((r) => setTimeout(r, 10_000))])
     if (oracle && oracle.exitCode === null) oracle.kill('SIGTERM')
     await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)))
+    await app?.close()
     await devnet?.close()
   }
   process.once('SIGINT', () => void stopAll())
@@ -73,6 +80,17 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
   }
 
   const devnetFile = join(REPO_ROOT, '.cache', 'devnet.json')
+  const oracleUrl = `http://127.0.0.1:${oraclePort}`
+  const url = `http://127.0.0.1:${apiPort}`
+  // The app first: its URL is the first line, and it builds (or comes from the cache) while the network starts.
+  const appDir = buildApp({ onBuild: () => process.stdout.write('shardmesh local: building the app (cached until its sources change)…\n') })
+  const appInit = { dir: appDir, oracle: oracleUrl, config: networkAppConfig({ oracle: oracleUrl, devnetFile: values['no-chain'] ? undefined : devnetFile, api: url }) }
+  // A taken port (another network, a dev server) moves the app, not the whole network.
+  app = await createAppServer({ ...appInit, port: appPort }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EADDRINUSE') throw e
+    return createAppServer({ ...appInit, port: 0 })
+  })
+  process.stdout.write(`App: ${app.url}\n`)
   if (!values['no-chain']) {
     // The hosts' wallets: anvil's dev accounts after the deployer and the oracle.
     devnet = await startDevnet({ out: devnetFile, blocksPerEpoch: 30 })
@@ -83,7 +101,6 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
   await Promise.all(['', '-wal', '-shm'].map((ext) => rm(join(home, `oracle.db${ext}`), { force: true })))
   const chainEnv = (key?: string): NodeJS.ProcessEnv => (devnet ? { SHARDMESH_DEVNET_FILE: devnetFile, PLUMISE_CHAIN_ID: String(devnet.chainId), PLUMISE_RPC_URL: devnet.rpcUrl, ...(key ? { PLUMISE_PRIVATE_KEY: key } : {}) } : {})
 
-  const oracleUrl = `http://127.0.0.1:${oraclePort}`
   const oracleArgs = ['oracle', '--port', String(oraclePort), '--db', join(home, 'oracle.db')]
   if (values.model) oracleArgs.push('--model', values.model)
   spawnCli(oracleArgs, devnet ? { ...chainEnv(), ORACLE_PRIVATE_KEY: devnet.accounts.oracle.privateKey } : {})
@@ -106,7 +123,6 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
     spawnCli(args, { CLAIM_THRESHOLD_WEI: process.env.CLAIM_THRESHOLD_WEI ?? '100000000000000000', REPORT_INTERVAL: process.env.REPORT_INTERVAL ?? '20', ...chainEnv(devnet?.accounts.others[i]?.privateKey) })
   }
 
-  const url = `http://127.0.0.1:${apiPort}`
   const covered = async () => {
     const t = (await fetch(`${oracleUrl}/api/v1/pipeline/topology?model=${encodeURIComponent(info.name)}`).then((r) => r.json())) as { nodes: Array<{ layerStart: number; layerEnd: number; ready: boolean }> }
     return Array.from({ length: info.numLayers }, (_, l) => t.nodes.some((n) => n.ready && n.layerStart <= l && l < n.layerEnd)).every(Boolean)
@@ -134,10 +150,12 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
         `  curl -s ${url}/v1/completions -H 'Content-Type: application/json' -d '{"prompt": "The pipeline splits the model into layer ranges and", "max_tokens": 32, "temperature": 0}'\n` +
         `  curl -sN ${url}/api/v1/generate -H 'Content-Type: application/json' -d '{"inputs": "def forward(self, x):", "parameters": {"max_new_tokens": 40}, "stream": true}'\n` +
         `  curl -s '${oracleUrl}/api/v1/pipeline/topology?model=${encodeURIComponent(info.name)}'\n\n` +
+        `Contribute this browser's GPU, chat, or watch the network: ${app.url}\n\n` +
         `Ctrl-C stops the network.\n\n`,
     )
   }
   await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)))
+  await app.close()
   await devnet?.close()
 }
 

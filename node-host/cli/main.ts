@@ -5,6 +5,7 @@ import { START_USAGE, parseStartArgs, runStart } from './startCommand.ts'
 import { LOCAL_USAGE, runLocalNetwork } from './localNetwork.ts'
 import { ORACLE_USAGE, parseOracleArgs, runOracle } from './oracleCommand.ts'
 import { DEVNET_USAGE, parseDevnetArgs, runDevnet } from '../chain/devnetCommand.ts'
+import { APP_USAGE, parseAppArgs, runApp } from '../app/appCommand.ts'
 
 const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
 
@@ -15,13 +16,15 @@ commands:
   start      run a node host: a layer range of a model on the libp2p mesh (and the HTTP API as origin)
   oracle     run the Oracle: assigns layer ranges, Plumise Oracle HTTP API, state in SQLite
   devnet     run a local chain (anvil) with the project's contracts: RPC URL, chain id, addresses
+  app        serve the contributor web app against a network (its Oracle, relays and chain)
 
 ${GENERATE_USAGE}
 ${SERVE_USAGE}
 ${START_USAGE}
 ${ORACLE_USAGE}
 ${LOCAL_USAGE}
-${DEVNET_USAGE}`
+${DEVNET_USAGE}
+${APP_USAGE}`
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -40,6 +43,9 @@ async function main(argv: string[]): Promise<number> {
       return new Promise<number>(() => {})
     case 'oracle':
       await runOracle(parseOracleArgs(rest))
+      return new Promise<number>(() => {})
+    case 'app':
+      await runApp(parseAppArgs(rest))
       return new Promise<number>(() => {})
     case 'devnet':
       await runDevnet(parseDevnetArgs(rest))

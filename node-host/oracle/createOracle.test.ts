@@ -165,3 +165,38 @@ test('the whole Oracle (HTTP API, model files and the Orban upgrade on one port)
     assert.equal((await rawRequest(oracle.url, rawGet('/health'))).status, 200)
   }
 })
+
+test('an agent that stops (a clean close, 1000) leaves at once; one whose socket just drops keeps its range for the silence window', async () => {
+  const serving = (agent: OrbanAgent) => () => oracle.core.topology(MODEL).nodes.find((n) => n.nodeAddress === agent.agentId && n.ready)
+  // The earlier tests' agents hold the one copy (replicas 1): they stop first, so the next agent gets the range.
+  for (const a of agents.splice(0)) await a.stop()
+  await waitFor('no agent assigned', () => oracle.core.topology(MODEL).nodes.length === 0, 2000)
+  const start = async () => {
+    const key = randomBytes(32)
+    const agent = await createOrbanAgent({
+      url: oracle.url,
+      key,
+      heartbeatIntervalMs: 200,
+      registration: await registration(100, key),
+      reconnect: { maxAttempts: 1 },
+      onTask: (_task, c) => (c.progress({ progress: 1, stage: 'serving' }), { accept: true }),
+    })
+    agents.push(agent)
+    return agent
+  }
+  const leaver = await start()
+  await waitFor('the leaver serving', serving(leaver))
+  const t0 = Date.now()
+  await leaver.stop()
+  await waitFor('the leaver gone', () => oracle.core.node(leaver.agentId) === undefined, 2000)
+  assert.ok(Date.now() - t0 < 2000)
+
+  // A dropped socket (the close code a crashed or reloaded page leaves) is not a leave.
+  const dropped = await start()
+  await waitFor('the second agent serving', serving(dropped))
+  const session = oracle.orban.agents().find((a) => a.agentId === dropped.agentId)
+  assert.ok(session)
+  assert.ok(oracle.orban.disconnect(dropped.agentId))
+  await new Promise((r) => setTimeout(r, 500))
+  assert.ok(oracle.core.node(dropped.agentId), 'still assigned after a non-clean close')
+})

@@ -225,6 +225,14 @@ export async function createOracle(init: OracleInit) {
         await refuse(agentId, `task failed: ${failed.error.message}`)
       },
       onDisconnect(agentId, info) {
+        // 1000 is a deliberate close (the agent's stop(), a contributor's "Stop"): it leaves now, so its
+        // layers are reassigned at once. Anything else (a crash, a reload, a network cut) may come back.
+        if (info.code === 1000 && !closing) {
+          logger.info({ agentId }, 'oracle: orban agent left (clean close); its range is reassigned')
+          sent.delete(agentId)
+          void core.leave(agentId, 'left').catch((e: Error) => logger.error({ agentId, err: e.message }, 'oracle: leave failed'))
+          return
+        }
         logger.info({ agentId, code: info.code }, 'oracle: orban agent disconnected (dropped if silent for the silence window)')
       },
     },

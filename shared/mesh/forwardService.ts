@@ -75,13 +75,17 @@ export type MeshGenerateParameters = {
   maxNewTokens: number
   sampling?: SamplingParams
   eosTokenIds?: number[]
-  onToken?: (id: number, index: number) => void | 'stop'
+  /** Each token as it arrives, with each hop's compute and total ms for this step (from the token frame). */
+  onToken?: (id: number, index: number, timings: HopTimingMs[]) => void | 'stop'
   signal?: AbortSignal
   /** How many re-plans after failures. @default 3 */
   maxFailovers?: number
   /** Called before re-planning after a failure (e.g. to refresh what is known of the peers). */
   beforeReplan?: () => Promise<void>
 }
+
+/** One hop's share of a step, as the token frame reports it. */
+export type HopTimingMs = { peerId: string; computeMs: number; totalMs: number }
 
 export type MeshGenerateResult = GenerateResult & {
   /** Routes used, in order (more than one after a failover). */
@@ -402,9 +406,11 @@ export function createForwardService(init: ForwardServiceInit) {
           fw.input.case === 'tokens'
             ? { tokens: fw.input.value.ids }
             : { hidden: decodeHidden(fw.input.case === 'hidden' ? fw.input.value : undefined, init.hiddenSize) }
+        // Counted before the call: a shard in a worker may take the input's buffer (transferred, not copied).
+        const positions = input.tokens ? input.tokens.length : input.hidden!.length / init.hiddenSize
         const out = await shard.forward(key, input, { reset: start, owner: remote })
         const computeMs = performance.now() - t0
-        served.processedTokens += input.tokens ? input.tokens.length : input.hidden!.length / init.hiddenSize
+        served.processedTokens += positions
         served.steps++
         served.computeMs += computeMs
         const timings = [...fw.timings, create(HopTimingSchema, { peerId: self, computeMs, totalMs: 0 })]
@@ -557,7 +563,7 @@ export function createForwardService(init: ForwardServiceInit) {
           }
           waiting.get(sessionId)?.push(frame({ case: 'error', value: { sessionId, code: ErrorCode.UNREACHABLE_NEXT_HOP, message: 'the first hop went away', peerId: route[0]!.peerId } }))
         })()
-        const nextToken = async (): Promise<{ id: number; isEos: boolean }> => {
+        const nextToken = async (): Promise<{ id: number; isEos: boolean; timings: HopTimingMs[] }> => {
           const deadline = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(params.signal ? [params.signal] : [])])
           while (inbox.length === 0) {
             await new Promise<void>((resolve, reject) => {
@@ -568,7 +574,7 @@ export function createForwardService(init: ForwardServiceInit) {
           const f = inbox.shift()!
           if (f.kind.case === 'error') throw new MeshError(f.kind.value.code, f.kind.value.message, f.kind.value.peerId)
           if (f.kind.case !== 'token') throw new MeshError(ErrorCode.MALFORMED_FRAME, `unexpected ${f.kind.case} frame for a session`)
-          return { id: f.kind.value.id, isEos: f.kind.value.isEos }
+          return { id: f.kind.value.id, isEos: f.kind.value.isEos, timings: f.kind.value.timings.map((t) => ({ peerId: t.peerId, computeMs: t.computeMs, totalMs: t.totalMs })) }
         }
         // Prefill (or replay: the prompt and the tokens generated so far), then one token per step.
         const history = [...params.inputIds, ...out]
@@ -582,7 +588,7 @@ export function createForwardService(init: ForwardServiceInit) {
             decodeStart = performance.now()
           }
           out.push(token.id)
-          const stop = params.onToken?.(token.id, out.length - 1) === 'stop'
+          const stop = params.onToken?.(token.id, out.length - 1, token.timings) === 'stop'
           if (stop) finishReason = 'stop'
           else if (token.isEos) finishReason = 'eos'
           if (stop || token.isEos || out.length >= params.maxNewTokens) break

@@ -26,6 +26,14 @@ export type PageOracleAgentInit = {
   benchmarkUrl: string
   heartbeatIntervalMs?: number
   onRange?: (range: LayerRange | undefined) => void
+  /** Caps the memory offered to the Oracle (bytes); absent: what the browser's profile suggests. */
+  memoryBytes?: number
+  /** Told of each step of a range's load in the worker (tensor reads and graph pieces, then the session). */
+  onLoadProgress?: (range: LayerRange, done: number, total: number) => void
+  /** A score this browser measured before (same backend): no benchmark run this time. */
+  score?: { tokensPerSecond: number; device: string }
+  /** Told when the agent starts measuring its score and when it connects to the Oracle. */
+  onStage?: (stage: 'measuring' | 'connecting') => void
 }
 
 /** Decode tokens/s of the reference model whole in the engine worker: the page's score. */
@@ -52,8 +60,11 @@ async function measurePageScore(engine: EngineClient, url: string, device: Devic
  * engine benchmark in the worker; each TASK_ASSIGN's range is loaded in the worker and served on
  * the mesh, replacing the previous one.
  */
-export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{ agent: OrbanAgent; range: () => LayerRange | undefined }> {
-  const [profile, score] = await Promise.all([readPageHardwareProfile(), measurePageScore(init.engine, init.benchmarkUrl, init.device)])
+export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{ agent: OrbanAgent; range: () => LayerRange | undefined; score: number; device: string }> {
+  init.onStage?.('measuring')
+  const [profile, score] = await Promise.all([readPageHardwareProfile(), init.score ?? measurePageScore(init.engine, init.benchmarkUrl, init.device)])
+  const memoryBytes = init.memoryBytes ?? profile.memoryBytes
+  init.onStage?.('connecting')
   let range: LayerRange | undefined
   let current: { controller: OrbanTaskController; shardId: string; since: number } | undefined
   let chain: Promise<unknown> = Promise.resolve()
@@ -66,7 +77,7 @@ export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{
         current = { ...previous, controller, since: Date.now() }
       } else {
         controller.progress({ progress: 0, stage: 'loading' })
-        const loaded = await init.engine.load({ baseUrl: init.modelUrl, ranges: [next], device: init.device })
+        const loaded = await init.engine.load({ baseUrl: init.modelUrl, ranges: [next], device: init.device }, { onProgress: init.onLoadProgress })
         const handle = loaded.shards[0]!
         range = next
         current = { controller, shardId: handle.id, since: Date.now() }
@@ -109,10 +120,10 @@ export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{
         multiaddrs: init.multiaddrs(),
         model: init.model,
         device: score.device,
-        memory_mb: Math.floor(profile.memoryBytes / (1024 * 1024)),
+        memory_mb: Math.floor(memoryBytes / (1024 * 1024)),
         benchmark_tok_per_sec: score.tokensPerSecond,
       },
     }),
   })
-  return { agent, range: () => range }
+  return { agent, range: () => range, score: score.tokensPerSecond, device: score.device }
 }

@@ -14,6 +14,7 @@ import {
   type GenerateParams,
   type LoadParams,
   type LoadResult,
+  transferablesOf,
 } from './engineMessages.ts'
 
 export type CallOptions = { signal?: AbortSignal }
@@ -106,7 +107,9 @@ export function createEngineClient(init: EngineClientInit = {}): EngineClient {
         onEvent: options.onEvent,
       })
       try {
-        worker.postMessage({ type, id, params } as EngineRequest)
+        const request = { type, id, params } as EngineRequest
+        // A hidden state going in is moved to the worker, not copied: the caller is done with it.
+        worker.postMessage(request, transferablesOf(request))
       } catch (e) {
         pending.delete(id)
         done()

@@ -112,3 +112,18 @@ export function serializeError(e: unknown): SerializedError {
   if (e instanceof Error) return { name: e.name, message: e.message, stack: e.stack }
   return { name: 'Error', message: String(e) }
 }
+
+/** A typed array's buffer when the array owns all of it (so moving it detaches nothing else), else none. */
+function ownBuffer(a: Float32Array | undefined): ArrayBuffer[] {
+  return a && a.buffer instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? [a.buffer] : []
+}
+
+/**
+ * What a message may move instead of copy: the hidden state (and logits) of a forward call, each
+ * step's one tensor between the page and the worker. The sender must not touch them afterwards.
+ */
+export function transferablesOf(message: EngineRequest | EngineResponse): Transferable[] {
+  if (message.type === 'forward' && 'hidden' in message.params.input) return ownBuffer(message.params.input.hidden)
+  if (message.type === 'forwarded') return [...ownBuffer(message.result.hidden), ...ownBuffer(message.result.logits)]
+  return []
+}

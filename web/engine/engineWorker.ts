@@ -3,11 +3,12 @@
  * blocks the page (where libp2p lives). Speaks `EngineRequest` / `EngineResponse`.
  */
 import { createEngineHost } from './engineHost.ts'
-import { serializeError, type EngineResponse } from './engineMessages.ts'
+import { serializeError, transferablesOf, type EngineResponse } from './engineMessages.ts'
 import { webRuntime } from './webRuntime.ts'
 
 const scope = globalThis as unknown as DedicatedWorkerGlobalScope
-const post = (message: EngineResponse) => scope.postMessage(message)
+// Hidden states and logits move to the page (transferred), not copied.
+const post = (message: EngineResponse) => scope.postMessage(message, transferablesOf(message))
 const host = createEngineHost({ runtime: webRuntime(), post })
 
 scope.addEventListener('message', (event: MessageEvent) => host.handle(event.data))

@@ -4,15 +4,15 @@
  * Not the app; the React app comes later.
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { createForwardService, type ForwardService, type MeshGenerateResult } from '../shared/mesh/forwardService.ts'
-import { serveInfo } from '../shared/mesh/infoProtocol.ts'
-import type { PeerShard } from '../shared/mesh/planRoute.ts'
-import { createEngineClient, type EngineClient } from './engine/engineClient.ts'
-import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from './mesh/createBrowserLibp2p.ts'
-import { asShardSession, workerShard } from './mesh/workerShard.ts'
+import { createForwardService, type ForwardService, type MeshGenerateResult } from '../../shared/mesh/forwardService.ts'
+import { serveInfo } from '../../shared/mesh/infoProtocol.ts'
+import type { PeerShard } from '../../shared/mesh/planRoute.ts'
+import { createEngineClient, type EngineClient } from '../engine/engineClient.ts'
+import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from '../mesh/createBrowserLibp2p.ts'
+import { asShardSession, workerShard } from '../mesh/workerShard.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { loadOrCreateBrowserIdentity } from './mesh/indexedDbIdentity.ts'
-import { startPageOracleAgent } from './agent/pageOracleAgent.ts'
+import { loadOrCreateBrowserIdentity } from '../mesh/indexedDbIdentity.ts'
+import { startPageOracleAgent } from '../agent/pageOracleAgent.ts'
 
 export type MeshPeerStartParams = {
   /** Folder URL of the checkpoint, e.g. `/models/docs-llama-7m/`. */

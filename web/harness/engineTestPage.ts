@@ -2,8 +2,8 @@
  * The engine test page: exposes the engine client on `window` for Playwright (e2e/) to drive.
  * Not the app; the React app comes later.
  */
-import { createEngineClient, createEngineWorker, type EngineClient } from './engine/engineClient.ts'
-import { requestGpuAdapterInfo, type GpuAdapterInfo } from './engine/gpuAdapter.ts'
+import { createEngineClient, createEngineWorker, type EngineClient } from '../engine/engineClient.ts'
+import { requestGpuAdapterInfo, type GpuAdapterInfo } from '../engine/gpuAdapter.ts'
 
 /** What `window.shardmesh` holds on the test page. */
 export type EngineTestApi = {

@@ -1,0 +1,121 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import type { PrivateKey } from '@libp2p/interface'
+import { createForwardService, type ForwardService } from '../../shared/mesh/forwardService.ts'
+import { serveInfo } from '../../shared/mesh/infoProtocol.ts'
+import { createPeerTable, type PeerTable } from '../../shared/mesh/peerTable.ts'
+import type { LayerRange } from '../../shared/model/shardGraph.ts'
+import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from './createBrowserLibp2p.ts'
+import { loadOrCreateBrowserIdentity } from './indexedDbIdentity.ts'
+
+export type PageMeshInit = {
+  model: string
+  /** Folder URL of the model's files. */
+  modelUrl: string
+  /** Relays' `/ws` multiaddrs: the first that answers gives the page a circuit address; all are dialled. */
+  relays: string[]
+  /** Peers to ask on each refresh of the peer table (the Oracle's topology). */
+  discover: () => Promise<string[]>
+}
+
+/**
+ * The page's one mesh peer for a model: libp2p on the main thread (its identity from IndexedDB),
+ * the forward service (serving a shard once the contributor sets one, and originating chats), the
+ * info protocol, and a peer table fed by the relays and the Oracle's topology.
+ */
+export type PageMesh = {
+  node: BrowserLibp2p
+  service: ForwardService
+  table: PeerTable
+  privateKey: PrivateKey
+  peerId: string
+  model: string
+  modelUrl: string
+  numLayers: number
+  hiddenSize: number
+  /** Addresses others reach this page at (relay circuits and WebRTC). */
+  multiaddrs(): string[]
+  /** The range this page serves, shown to peers over the info protocol. */
+  setRange(range: LayerRange | undefined): void
+  range(): LayerRange | undefined
+  /** Dials relays and hosts not connected yet (new hosts appear in the topology). */
+  dialMore(addrs: string[]): Promise<void>
+  stop(): Promise<void>
+}
+
+export class RelayUnreachableError extends Error {
+  constructor(relays: string[], cause: string) {
+    super(`no relay answered (${relays.length ? relays.join(', ') : 'none configured'}): ${cause}`)
+    this.name = 'RelayUnreachableError'
+  }
+}
+
+export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
+  const configUrl = new URL('config.json', new URL(init.modelUrl, location.href))
+  const configRes = await fetch(configUrl).catch((e: Error) => {
+    throw new Error(`the model's files at ${configUrl.origin} are unreachable (${e.message}): is the Oracle up?`)
+  })
+  if (!configRes.ok) throw new Error(`the model's config.json could not be read (HTTP ${configRes.status} from ${init.modelUrl})`)
+  const config = (await configRes.json()) as { num_hidden_layers: number; hidden_size: number }
+  const privateKey = await loadOrCreateBrowserIdentity()
+  const node = await createBrowserLibp2p({ privateKey })
+  let relayed: string[] = []
+  let lastError = 'no relay configured'
+  for (const relay of init.relays) {
+    try {
+      relayed = await connectRelay(node, relay)
+      break
+    } catch (e) {
+      lastError = (e as Error).message
+    }
+  }
+  if (!relayed.length) {
+    await node.stop()
+    throw new RelayUnreachableError(init.relays, lastError)
+  }
+  const dialMore = async (addrs: string[]) => {
+    const connected = new Set(node.getConnections().map((c) => c.remotePeer.toString()))
+    await Promise.all(
+      addrs.map(async (a) => {
+        const peer = multiaddr(a).getComponents().findLast((c) => c.name === 'p2p')?.value
+        if (peer && (connected.has(peer) || peer === node.peerId.toString())) return
+        // Direct WebSockets to hosts: tensors from them reach this page without a relay circuit.
+        await node.dial(multiaddr(a), { signal: AbortSignal.timeout(10_000) }).catch(() => undefined)
+      }),
+    )
+  }
+  await dialMore(init.relays)
+  const service = createForwardService({ node, model: init.model, hiddenSize: config.hidden_size, stepTimeoutMs: 20_000 })
+  await service.start()
+  let range: LayerRange | undefined
+  const peerId = node.peerId.toString()
+  const multiaddrs = () => (node.getMultiaddrs().length ? node.getMultiaddrs().map(String) : relayed)
+  const table = createPeerTable({
+    node,
+    model: init.model,
+    bootstrap: init.relays,
+    discover: init.discover,
+    self: () => (range ? { peerId, multiaddrs: multiaddrs(), start: range.start, end: range.end, latencyMs: 0 } : undefined),
+  })
+  await serveInfo(node, () => ({ model: init.model, numLayers: config.num_hidden_layers, range, known: [] }))
+  table.start(15_000)
+  return {
+    node,
+    service,
+    table,
+    privateKey,
+    peerId,
+    model: init.model,
+    modelUrl: init.modelUrl,
+    numLayers: config.num_hidden_layers,
+    hiddenSize: config.hidden_size,
+    multiaddrs,
+    setRange: (r) => (range = r),
+    range: () => range,
+    dialMore,
+    async stop() {
+      table.stop()
+      await service.stop()
+      await node.stop()
+    },
+  }
+}
