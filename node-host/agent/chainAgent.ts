@@ -202,6 +202,8 @@ export function createChainAgent(init: ChainAgentInit): ChainAgent {
         stats.transactions++
         queue.shift()
         unreported.push({ proof, txHash: hash })
+        // An Oracle that never takes a report must not make this grow for ever: the oldest go.
+        if (unreported.length > MAX_QUEUED) unreported.shift()
         stats.proofsSubmitted++
         logger.debug({ proofHash: proof.proofHash, tokens: proof.tokenCount, tx: hash }, 'chain: inference proven')
       } catch (e) {
