@@ -31,7 +31,7 @@ export type SoakOptions = {
   maxTokens?: number
   /** RSS samples are taken this often. @default 10 */
   rssEverySec?: number
-  /** RSS growth is measured after this warm-up. @default 60 */
+  /** RSS growth is measured after this warm-up, counted from each process's first sample. @default 60 */
   warmupSec?: number
   log: (line: string) => void
 }
@@ -314,7 +314,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         failedDuring: k.failed,
       })),
       rss: [...rss.values()].map((s) => {
-        const after = s.samples.filter(([t]) => t >= warm)
+        // Hosts started during the run warm up from their own start.
+        const after = s.samples.filter(([t]) => t >= s.samples[0]![0] + warm)
         const mbs = s.samples.map(([, mb]) => mb)
         return { process: s.name, firstMb: Math.round(after[0]?.[1] ?? mbs[0] ?? 0), lastMb: Math.round(mbs.at(-1) ?? 0), maxMb: Math.round(Math.max(...mbs)), growthMbPerHour: after.length >= 3 ? Math.round(slopePerHour(after)!) : null, samples: s.samples.length }
       }),
@@ -350,7 +351,7 @@ export function formatSoakTable(r: SoakReport): string {
     'kill at (s) | layers | last copy | coverage lost (s) | back (s) | first answer after loss (s) | failed',
     ...r.kills.map((k) => `${k.atS} | ${k.range} | ${k.lastCopy ? 'yes' : 'no'} | ${k.coverageLostS ?? '-'} | ${k.coverageBackS ?? '-'} | ${k.recoverS ?? '-'} | ${k.failedDuring}`),
     '',
-    'process | RSS after warm-up (MB) | last | max | growth MB/h | samples',
+    'process | RSS after warm-up (MB) | last | max | growth after warm-up MB/h | samples',
     ...r.rss.map((p) => `${p.process} | ${p.firstMb} | ${p.lastMb} | ${p.maxMb} | ${p.growthMbPerHour ?? '-'} | ${p.samples}`),
     '',
     `chain: ${r.chain.transactions} transactions (${r.chain.proofTransactions} verifyInference) for ${r.chain.generations} generations: ${r.chain.perGeneration.toFixed(3)} per generation (${r.chain.proofsPerGeneration.toFixed(3)} proofs)`,
