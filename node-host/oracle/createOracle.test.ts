@@ -214,3 +214,29 @@ test('a dropped channel keeps its range for the reconnect grace, a reconnect in 
   await waitFor('the third agent took the range', () => graced.core.node(third.agentId)?.ready && graced.core.rangeOf(third.agentId)?.end === 8)
   assert.equal(tasks.get(spare.agentId)!.length, sentBefore, 'nothing was assigned to the disconnected agent')
 })
+
+test('an agent whose socket stays open but sends nothing is dropped at the heartbeat timeout, and its range goes to a connected spare', async (t) => {
+  const quiet = await createOracle({ db: join(dir, 'quiet.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, heartbeatTimeoutMs: 800, silenceMs: 3_600_000, logger: createLogger('oracle', 'silent') })
+  t.after(() => quiet.close())
+  const start = async (heartbeatIntervalMs: number) => {
+    const key = randomBytes(32)
+    const agent = await createOrbanAgent({
+      url: quiet.url,
+      key,
+      heartbeatIntervalMs,
+      registration: await registration(100, key),
+      onTask: (_task, c) => (queueMicrotask(() => c.progress({ progress: 1, stage: 'serving' })), { accept: true }),
+    })
+    t.after(() => agent.stop())
+    await waitFor('it joins', () => quiet.core.node(agent.agentId))
+    return agent
+  }
+  // Silent after registering: no heartbeat for an hour.
+  const mute = await start(3_600_000)
+  await waitFor('mute serves the model', () => quiet.core.node(mute.agentId)?.ready)
+  const spare = await start(100)
+  assert.equal(quiet.core.rangeOf(spare.agentId), undefined)
+  await waitFor('the mute agent dropped', () => quiet.core.node(mute.agentId) === undefined, 5000)
+  assert.ok(quiet.orban.agents().some((a) => a.agentId === mute.agentId), 'its socket is still open')
+  await waitFor('the spare serves the range', () => quiet.core.node(spare.agentId)?.ready && quiet.core.rangeOf(spare.agentId)?.end === 8)
+})
