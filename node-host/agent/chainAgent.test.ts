@@ -5,7 +5,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { createWalletClient, http } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
-import { getBalance, getBlock, getContractEvents, getTransactionReceipt } from 'viem/actions'
+import { getBalance, getBlock, getContractEvents, getTransactionCount, getTransactionReceipt } from 'viem/actions'
 import { agentRegistryAbi } from '../../shared/chain/abis.ts'
 import { getAgent } from '../../shared/chain/getAgent.ts'
 import { getPendingReward } from '../../shared/chain/getPendingReward.ts'
@@ -119,11 +119,11 @@ test('registers bound to its peer, proves its generations, reports them with the
   const g1 = { model: MODEL, prompt: 'The capital of France is', text: ' Paris, a city of light.', tokenCount: 7 }
   const g2 = { model: MODEL, prompt: 'Once upon a time', text: ' there was a shard.', tokenCount: 5 }
   agent.recordGeneration(g1)
-  agent.recordGeneration(g1) // the same prompt, model and text: the chain refuses a duplicate, the agent drops it
+  agent.recordGeneration(g1) // the same prompt, model and text: the chain would refuse it as a duplicate, so it is skipped without a call
   agent.recordGeneration(g2)
   Object.assign(counters, { tokensProcessed: 40, requestCount: 2, totalLatencyMs: 90 })
   await agent.round()
-  assert.deepEqual([agent.stats().proofsSubmitted, agent.stats().proofsDropped, agent.stats().proofsUnreported, agent.stats().reports], [2, 1, 0, 1])
+  assert.deepEqual([agent.stats().proofsSubmitted, agent.stats().proofsSkipped, agent.stats().proofsDropped, agent.stats().proofsUnreported, agent.stats().reports], [2, 1, 0, 0, 1])
 
   // the oracle has the metrics and both proofs, each with the transaction that carried it: the chain vouches for them
   const wallet = alice.address.toLowerCase()
@@ -196,4 +196,37 @@ test('an unreachable Oracle keeps the proofs for the next report; an unreachable
   assert.equal(s.proofsQueued, 1, 'kept for when the chain answers')
   assert.match(s.lastError ?? '', /heartbeat/)
   await offline.stop()
+})
+
+test("repeated greedy generations: one proof on chain, repeats skipped without a chain call; a restarted agent's repeat is refused once, then skipped; proof sends are rate-bounded", async () => {
+  const reader = devnet.walletClient(carol)
+  const { agent, key } = await agentOf(carol, { maxProofsPerMinute: 2 })
+  await agent.start()
+  const sent = () => getTransactionCount(reader, { address: carol.address, blockTag: 'latest' })
+  const before = await sent()
+  const g = { model: MODEL, prompt: 'Repeat after me', text: ' the same words.', tokenCount: 4 }
+  for (let i = 0; i < 5; i++) agent.recordGeneration(g)
+  await waitFor('the proof on chain', () => (agent.stats().proofsSubmitted === 1 ? true : undefined))
+  assert.equal(agent.stats().proofsSkipped, 4)
+  assert.equal(agent.stats().proofsDropped, 0, 'nothing refused by the chain')
+  assert.equal(await sent(), before + 1, 'one transaction for five identical generations')
+  const proof = createInferenceProof({ model: g.model, prompt: g.prompt, output: g.text, agentAddress: carol.address, tokenCount: g.tokenCount })
+  assert.equal(await isProofVerified(reader, { config: devnet.config, proof }), true)
+  // Two a minute: one token is left, so one of three new proofs goes now and two wait in the queue.
+  for (const i of [1, 2, 3]) agent.recordGeneration({ ...g, text: ` words ${i}.` })
+  await waitFor('the second proof', () => (agent.stats().proofsSubmitted === 2 ? true : undefined))
+  await new Promise((r) => setTimeout(r, 500))
+  assert.equal(agent.stats().proofsSubmitted, 2)
+  assert.equal(agent.stats().proofsQueued, 2)
+  assert.equal(await sent(), before + 2)
+  await agent.stop()
+  // A restart forgets what it proved: the chain refuses the repeat once (a dropped proof), later repeats are skipped.
+  const { agent: again } = await agentOf(carol, { peer: { peerId: peerIdFromPrivateKey(key).toString(), privateKey: key } })
+  await again.start()
+  again.recordGeneration(g)
+  await waitFor('the chain refuses the duplicate', () => (again.stats().proofsDropped === 1 ? true : undefined))
+  again.recordGeneration(g)
+  assert.equal(again.stats().proofsSkipped, 1)
+  assert.equal(again.stats().proofsQueued, 0)
+  await again.stop()
 })

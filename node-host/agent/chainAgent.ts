@@ -35,14 +35,29 @@ export type ChainAgentInit = {
   client?: ChainClient
   /** Clock, unix ms. @default Date.now */
   now?: () => number
+  /**
+   * Most verifyInference transactions a minute: chain load stays bounded however many generations
+   * there are; proofs beyond it wait in the queue (bounded too: the oldest go first). @default 60
+   */
+  maxProofsPerMinute?: number
+  /** Proof hashes remembered as proven (or queued), so a repeat is skipped without a chain call. @default 100_000 */
+  maxKnownProofs?: number
 }
 
 export type ChainAgentStats = {
   registered: boolean
   proofsQueued: number
   proofsSubmitted: number
-  /** Refused by the chain for good (a duplicate: the same prompt, model and text proven before). */
+  /** Refused by the chain for good (a duplicate proven before this process knew it), or dropped from a full queue. */
   proofsDropped: number
+  /**
+   * Generations whose proof this agent already queued or proved: the proof hash covers model,
+   * prompt, output and agent only (spec §4), so a repeated greedy prompt repeats it and the chain
+   * would refuse it. Skipped without a chain call.
+   */
+  proofsSkipped: number
+  /** Transactions this agent sent (registration, proofs, heartbeats, claims). */
+  transactions: number
   /** Submitted proofs not yet in an accepted report. */
   proofsUnreported: number
   heartbeats: number
@@ -95,6 +110,29 @@ export function createChainAgent(init: ChainAgentInit): ChainAgent {
   let inRegistry = false
   let agentAccount = false
   const queue: InferenceProof[] = []
+  const maxKnown = init.maxKnownProofs ?? 100_000
+  /** Proof hashes queued, proven or refused as duplicates, oldest first (a bounded, insertion-ordered set). */
+  const known = new Set<string>()
+  const remember = (proofHash: string) => {
+    known.delete(proofHash)
+    known.add(proofHash)
+    if (known.size > maxKnown) known.delete(known.values().next().value!)
+  }
+  // Token bucket of verifyInference sends: a minute's worth at most at once.
+  const perMinute = init.maxProofsPerMinute ?? 60
+  let proofTokens = perMinute
+  let refilledAt = now()
+  const takeProofToken = (): number => {
+    const t = now()
+    proofTokens = Math.min(perMinute, proofTokens + ((t - refilledAt) / 60_000) * perMinute)
+    refilledAt = t
+    if (proofTokens >= 1) {
+      proofTokens -= 1
+      return 0
+    }
+    return Math.ceil(((1 - proofTokens) / perMinute) * 60_000)
+  }
+  let resumeTimer: ReturnType<typeof setTimeout> | undefined
   let unreported: Array<{ proof: InferenceProof; txHash: Hash }> = []
   let stopping = false
   const timers = new Set<ReturnType<typeof setTimeout>>()
@@ -103,6 +141,8 @@ export function createChainAgent(init: ChainAgentInit): ChainAgent {
     proofsQueued: 0,
     proofsSubmitted: 0,
     proofsDropped: 0,
+    proofsSkipped: 0,
+    transactions: 0,
     proofsUnreported: 0,
     heartbeats: 0,
     reports: 0,
@@ -135,6 +175,7 @@ export function createChainAgent(init: ChainAgentInit): ChainAgent {
         precompile: model ? { name: 'shardmesh', modelHash: modelHashOf(model) } : false,
       })
       inRegistry = stats.registered = true
+      stats.transactions += Number(!!r.hash) + Number(!!r.precompileHash)
       if (model) agentAccount = true
       if (r.hash || r.precompileHash) logger.info({ wallet: account.address, peerId: peer.peerId, nodeId: r.nodeId, tx: r.hash, agentRegisterTx: r.precompileHash, model }, 'chain: agent registered')
       return agentAccount
@@ -143,11 +184,26 @@ export function createChainAgent(init: ChainAgentInit): ChainAgent {
   async function submitQueued(): Promise<void> {
     while (queue.length) {
       if (!(await ensureRegistered())) return
+      const waitMs = takeProofToken()
+      if (waitMs > 0) {
+        // Over the rate: the rest waits in the queue; sending resumes when the bucket has a token.
+        if (!resumeTimer && !stopping) {
+          resumeTimer = setTimeout(() => {
+            resumeTimer = undefined
+            void submit()
+          }, waitMs)
+          resumeTimer.unref?.()
+        }
+        return
+      }
       const proof = queue[0]!
       try {
         const { hash } = await serial(() => submitProof(client, { config, account, proof }))
+        stats.transactions++
         queue.shift()
         unreported.push({ proof, txHash: hash })
+        // An Oracle that never takes a report must not make this grow for ever: the oldest go.
+        if (unreported.length > MAX_QUEUED) unreported.shift()
         stats.proofsSubmitted++
         logger.debug({ proofHash: proof.proofHash, tokens: proof.tokenCount, tx: hash }, 'chain: inference proven')
       } catch (e) {
@@ -193,6 +249,7 @@ export function createChainAgent(init: ChainAgentInit): ChainAgent {
     const r = await serial(() => claimIfAbove(client, { config, account, thresholdWei }))
     if (!r) return
     stats.claims++
+    stats.transactions++
     stats.claimedWei += r.amount ?? 0n
     logger.info({ amountWei: (r.amount ?? 0n).toString(), tx: r.hash }, 'chain: reward claimed')
   }
@@ -208,6 +265,7 @@ export function createChainAgent(init: ChainAgentInit): ChainAgent {
       await ensureRegistered()
       await serial(() => sendHeartbeat(client, { config, account }))
       stats.heartbeats++
+      stats.transactions++
     } catch (e) {
       failed('heartbeat', e)
     }
@@ -237,7 +295,14 @@ export function createChainAgent(init: ChainAgentInit): ChainAgent {
     recordGeneration(g) {
       if (stopping || g.tokenCount <= 0) return
       model ??= g.model
-      queue.push(createInferenceProof({ model: g.model, prompt: g.prompt, output: g.text, agentAddress: account.address, tokenCount: g.tokenCount }))
+      const proof = createInferenceProof({ model: g.model, prompt: g.prompt, output: g.text, agentAddress: account.address, tokenCount: g.tokenCount })
+      if (known.has(proof.proofHash)) {
+        stats.proofsSkipped++
+        remember(proof.proofHash)
+        return
+      }
+      remember(proof.proofHash)
+      queue.push(proof)
       stats.proofsQueued++
       if (queue.length > MAX_QUEUED) {
         queue.shift()
@@ -253,6 +318,7 @@ export function createChainAgent(init: ChainAgentInit): ChainAgent {
       if (stopping) return
       stopping = true
       for (const t of timers) clearTimeout(t)
+      clearTimeout(resumeTimer)
       await Promise.race([submit(), wait(10_000)])
       if (queue.length) logger.warn({ proofs: queue.length }, 'chain: stopping with proofs not submitted')
       await report(AbortSignal.timeout(5000)).catch((e: unknown) => failed('final metrics report', e))

@@ -3,6 +3,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import { z } from 'zod'
 import { renderChat } from '../../shared/model/chatTemplate.ts'
 import { ShardInputError } from '../../shared/engine/shardSession.ts'
+import { NoRouteError } from '../../shared/mesh/planRoute.ts'
 import { EmptyPromptError, type TextGenerator, type TextRequest, type TextResult } from '../../shared/engine/textGenerator.ts'
 import type { Logger } from '../logger.ts'
 import { guardListener } from '../net/guardListener.ts'
@@ -26,6 +27,8 @@ export type HttpApiInit = {
   maxBodyBytes?: number
   /** Generations running at once; past it a request gets 503 with `Retry-After`. @default 4 */
   maxConcurrentGenerations?: number
+  /** `Retry-After` (s) of the 503 a generation gets when no route covers the model's layers. @default 5 */
+  noRouteRetryAfterS?: number
 }
 
 export type HttpApiComponents = {
@@ -339,7 +342,9 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
       .then(() => route(req, res))
       .catch((e: unknown) => {
         // An empty prompt or one past the model's positions is the client's mistake.
-        const status = e instanceof HttpError ? e.status : e instanceof EmptyPromptError || e instanceof ShardInputError ? 400 : 500
+        // No route (the last copy of some layers lost, its repair not done in the wait): the client retries soon.
+        if (e instanceof NoRouteError && !res.headersSent) res.setHeader('Retry-After', String(init.noRouteRetryAfterS ?? 5))
+        const status = e instanceof HttpError ? e.status : e instanceof EmptyPromptError || e instanceof ShardInputError ? 400 : e instanceof NoRouteError ? 503 : 500
         if (status >= 500 && status !== 503) logger.error({ err: e, path }, 'request failed')
         else logger.warn({ path, status, message: (e as Error).message }, 'request refused')
         if (e instanceof HttpError && !res.headersSent) for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v)

@@ -5,6 +5,7 @@ import { formatMeshTable, runMeshBench } from './meshBench.ts'
 import { formatChainTable, runChainBench } from './chainBench.ts'
 import { formatOracleTable, runOracleBench } from './oracleBench.ts'
 import { formatGrpcTable, runGrpcBench } from './grpcBench.ts'
+import { formatSoakTable, runSoak } from './soakBench.ts'
 import { availableParallelism } from 'node:os'
 
 const USAGE = `usage:
@@ -15,11 +16,16 @@ const USAGE = `usage:
   npm run bench -- scan [--threads N]
   npm run bench -- chain [--json]
   npm run bench -- oracle [--agents 1000] [--events N] [--seed N] [--replicas 2] [--json]
+  npm run bench -- soak [--minutes 15] [--clients 4] [--kill-every 90] [--replace-after S] [--hosts 4] [--replicas 2] [--json]
   npm run bench -- synth --preset ${Object.keys(LLAMA_PRESETS).join('|')} --out DIR [--dtype float16|float32] [--seed N]
 
 engine: devices default to cpu, plus webgpu when a hardware adapter looks present (naming webgpu
         runs it anyway, SwiftShader included). Prints a table, then one JSON object; --json prints
-        the JSON only. Progress goes to stderr.`
+        the JSON only. Progress goes to stderr.
+soak:   the network of npm start (anvil, Oracle, hosts as processes), clients looping greedy completions,
+        a non-origin host SIGKILLed every --kill-every s and a new one started --replace-after s later
+        (default min(30, kill-every / 2)); prints success rates, recovery after each kill, latency, RSS per
+        process over time and chain transactions per generation.`
 
 function positiveInt(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined
@@ -159,7 +165,30 @@ async function grpc(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify({ bench: 'grpc', rows }) + '\n')
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle, chain, grpc }
+/** The network under churn for minutes: recovery, memory, chain load (issue "Recovery in seconds under churn"). */
+async function soak(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { minutes: { type: 'string', default: '15' }, clients: { type: 'string', default: '4' }, 'kill-every': { type: 'string', default: '90' }, 'replace-after': { type: 'string' }, hosts: { type: 'string' }, replicas: { type: 'string' }, json: { type: 'boolean', default: false } },
+  })
+  const minutes = Number(values.minutes)
+  if (!(minutes > 0)) throw new Error(`--minutes must be a positive number, got "${values.minutes}"`)
+  const replaceAfter = values['replace-after'] === undefined ? undefined : Number(values['replace-after'])
+  if (replaceAfter !== undefined && !(replaceAfter >= 0)) throw new Error(`--replace-after must be a number of seconds, got "${values['replace-after']}"`)
+  const report = await runSoak({
+    minutes,
+    clients: positiveInt(values.clients, 'clients')!,
+    killEverySec: positiveInt(values['kill-every'], 'kill-every')!,
+    replaceAfterSec: replaceAfter,
+    hosts: positiveInt(values.hosts, 'hosts'),
+    replicas: positiveInt(values.replicas, 'replicas'),
+    log: (line) => process.stderr.write(line + '\n'),
+  })
+  if (!values.json) process.stdout.write(formatSoakTable(report) + '\n\n')
+  process.stdout.write(JSON.stringify(report) + '\n')
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle, chain, grpc, soak }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv

@@ -28,7 +28,8 @@ const exited = (child: ChildProcess) => new Promise<number | null>((resolve) => 
 test('parses its flags with defaults', () => {
   const o = parseOracleArgs(['--model', 'a/b', '--model', './c', '--silence-s', '30'])
   const { db: _, replicas, ...rest } = o
-  assert.deepEqual(rest, { port: 3100, host: '127.0.0.1', model: ['a/b', './c'], silenceS: 30 })
+  assert.deepEqual(rest, { port: 3100, host: '127.0.0.1', model: ['a/b', './c'], silenceS: 30, reconnectGraceS: 5 })
+  assert.equal(parseOracleArgs(['--reconnect-grace-s', '2']).reconnectGraceS, 2)
   assert.ok(Number.isInteger(replicas) && replicas >= 1)
   assert.equal(parseOracleArgs(['--replicas', '3']).replicas, 3)
   assert.match(o.db, /oracle\.db$/)

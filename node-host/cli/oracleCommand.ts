@@ -11,8 +11,9 @@ import { createOracle, type Oracle, type OracleInit } from '../oracle/createOrac
 import { readModelInfo } from '../oracle/modelInfo.ts'
 import { parseOptions } from './usageError.ts'
 
-export const ORACLE_USAGE = `usage: shardmesh oracle [--port 3100] [--host 127.0.0.1] [--db <file>] [--model <folder|url|owner/name>]… [--silence-s 600] [--replicas 2]
+export const ORACLE_USAGE = `usage: shardmesh oracle [--port 3100] [--host 127.0.0.1] [--db <file>] [--model <folder|url|owner/name>]… [--silence-s 600] [--reconnect-grace-s 5] [--replicas 2]
        (--db defaults to $SHARDMESH_HOME/oracle.db, ~/.shardmesh/oracle.db; --model to the shipped docs-llama-7m;
+        --reconnect-grace-s: how long an agent whose connection dropped keeps its layers before they are re-planned;
         --replicas: pipelines planned when capacity allows, so every layer survives the loss of one peer.)
        [--epoch-fund-wei <wei>] [--chain-poll-s 5]
        Serves the Plumise Oracle API and the Orban agent channel (ws://…/agent/v1/connect) on the same port.
@@ -28,6 +29,7 @@ const optionsSchema = z.object({
   db: z.string().default(join(process.env.SHARDMESH_HOME ?? join(homedir(), '.shardmesh'), 'oracle.db')),
   model: z.array(z.string()).default([]),
   silenceS: z.coerce.number().positive().default(600),
+  reconnectGraceS: z.coerce.number().min(0).max(3600).default(5),
   replicas: z.coerce.number().int().min(1).max(16).default(2),
   epochFundWei: z.string().regex(/^\d+$/, 'a whole number of wei').transform(BigInt).optional(),
   chainPollS: z.coerce.number().positive().optional(),
@@ -44,6 +46,7 @@ export function parseOracleArgs(argv: string[]): OracleOptions {
       db: { type: 'string' },
       model: { type: 'string', multiple: true },
       'silence-s': { type: 'string' },
+      'reconnect-grace-s': { type: 'string' },
       replicas: { type: 'string' },
       'epoch-fund-wei': { type: 'string' },
       'chain-poll-s': { type: 'string' },
@@ -53,7 +56,7 @@ export function parseOracleArgs(argv: string[]): OracleOptions {
   const fund = values['epoch-fund-wei'] ?? process.env.EPOCH_FUND_WEI
   const poll = values['chain-poll-s']
   // absent flags stay absent (not undefined-valued keys)
-  return parseOptions(optionsSchema, { ...values, silenceS: values['silence-s'], ...(poll !== undefined ? { chainPollS: poll } : {}), ...(fund !== undefined ? { epochFundWei: fund } : {}) })
+  return parseOptions(optionsSchema, { ...values, silenceS: values['silence-s'], reconnectGraceS: values['reconnect-grace-s'], ...(poll !== undefined ? { chainPollS: poll } : {}), ...(fund !== undefined ? { epochFundWei: fund } : {}) })
 }
 
 /** The reward reporter's settings from ORACLE_PRIVATE_KEY and the chain's variables; undefined without a key. */
@@ -72,7 +75,7 @@ export async function startOracle(opts: OracleOptions, logger: Logger = createLo
   const models = await Promise.all(opts.model.length ? opts.model.map((m) => readModelInfo(m)) : [readModelInfo(undefined)])
   await mkdir(dirname(opts.db), { recursive: true })
   const chain = await oracleChainFromEnv(opts)
-  return createOracle({ db: opts.db, models, port: opts.port, host: opts.host, silenceMs: opts.silenceS * 1000, replicas: opts.replicas, jwtSecret: process.env.ORACLE_JWT_SECRET, logger, chain })
+  return createOracle({ db: opts.db, models, port: opts.port, host: opts.host, silenceMs: opts.silenceS * 1000, reconnectGraceMs: opts.reconnectGraceS * 1000, replicas: opts.replicas, jwtSecret: process.env.ORACLE_JWT_SECRET, logger, chain })
 }
 
 /** `shardmesh oracle`: serves the Plumise Oracle API until SIGINT/SIGTERM. */
@@ -80,7 +83,7 @@ export async function runOracle(opts: OracleOptions): Promise<void> {
   const logger = createLogger('shardmesh:oracle')
   const oracle = await startOracle(opts, logger)
   logger.info(
-    { url: oracle.url, db: opts.db, models: oracle.core.models().map((m) => ({ name: m.name, layers: m.numLayers, source: m.source })), silenceS: opts.silenceS, replicas: opts.replicas },
+    { url: oracle.url, db: opts.db, models: oracle.core.models().map((m) => ({ name: m.name, layers: m.numLayers, source: m.source })), silenceS: opts.silenceS, reconnectGraceS: opts.reconnectGraceS, replicas: opts.replicas },
     `oracle listening at ${oracle.url}`,
   )
   let stopping = false

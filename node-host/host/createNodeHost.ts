@@ -7,7 +7,7 @@ import { createTextGenerator, type TextGenerator } from '../../shared/engine/tex
 import { createForwardService } from '../../shared/mesh/forwardService.ts'
 import { INFO_PROTOCOL, serveInfo } from '../../shared/mesh/infoProtocol.ts'
 import { createPeerTable } from '../../shared/mesh/peerTable.ts'
-import { planRoute, type PeerShard } from '../../shared/mesh/planRoute.ts'
+import { NoRouteError, planRoute, type PeerShard } from '../../shared/mesh/planRoute.ts'
 import type { ModelSource } from '../../shared/model/modelSource.ts'
 import { parseModelConfig, type ModelSpec } from '../../shared/model/modelSpec.ts'
 import type { LayerRange, WeightFormat } from '../../shared/model/shardGraph.ts'
@@ -41,6 +41,11 @@ export type NodeHostInit = {
   logger: Logger
   /** The pipeline /api/v1/pipeline/status reports (Plumise mode: the Oracle's topology); the libp2p peers when absent. */
   pipelineTopology?: () => Array<{ address: string; multiaddrs: string[]; layerStart: number; layerEnd: number; grpcEndpoint?: string; httpEndpoint?: string; ready?: boolean }> | undefined
+  /**
+   * How long a generation at this origin waits for a route when none covers the layers (a lost
+   * last copy being repaired: reassigned, loaded), before it fails with NoRouteError (HTTP 503). @default 20_000
+   */
+  routeWaitMs?: number
   /** Told of each generation this host originated (its HTTP API): what an inference proof is made of. */
   onGenerated?: (generation: HostGeneration) => void
 }
@@ -68,6 +73,23 @@ export async function createNodeHost(init: NodeHostInit) {
   await serveInfo(node, () => ({ model: source.name, numLayers: spec.numLayers, range: service.shard() ? range : undefined, known: table.peers().filter((p) => p.peerId !== peerId) }), log)
   table.start(10_000)
 
+  const routeWaitMs = init.routeWaitMs ?? 20_000
+  // Every waiting generation shares one refresh in flight, so a burst of requests asks each peer once.
+  let refreshing: Promise<void> | undefined
+  const refreshOnce = () => (refreshing ??= table.refresh().finally(() => (refreshing = undefined)))
+  /** Polls what is known of the peers until `routable()` or the deadline (then NoRouteError). */
+  const waitForRoute = async (routable: () => boolean, deadline: number, signal?: AbortSignal) => {
+    log.info({ waitS: Math.max(0, Math.round((deadline - Date.now()) / 1000)) }, 'no route covers the layers: waiting for a repair')
+    for (;;) {
+      await refreshOnce().catch(() => undefined)
+      if (routable()) return
+      signal?.throwIfAborted()
+      if (Date.now() >= deadline) {
+        throw new NoRouteError(`no route covers layers [0, ${spec.numLayers}) after waiting ${Math.round(routeWaitMs / 1000)} s for a repair (peers: ${table.peers().map((p) => `${p.start}-${p.end}`).join(', ') || 'none'})`)
+      }
+      await new Promise((r) => setTimeout(r, Math.min(500, Math.max(0, deadline - Date.now()))))
+    }
+  }
   let server: Server | undefined
   let generator: TextGenerator | null = null
   /** The HTTP API reports "loading" until this host serves its first range (or is told to go on without one). */
@@ -95,8 +117,16 @@ export async function createNodeHost(init: NodeHostInit) {
         onGenerated: init.onGenerated && ((req, r) => init.onGenerated!({ model: source.name, prompt: req.prompt, text: r.text, tokenCount: r.outputIds.length })),
         run: async (params) => {
           // Learn about peers that joined (or were moved) since the last refresh when what is known has no route.
-          if (!hasRoute(table.peers(), spec.numLayers)) await table.refresh()
-          return service.generate({ ...params, peers: () => table.peers(), numLayers: spec.numLayers, beforeReplan: () => table.refresh() })
+          if (!hasRoute(table.peers(), spec.numLayers)) await refreshOnce()
+          // Waiting for a repair is bounded per generation, however many failovers it takes.
+          const deadline = Date.now() + routeWaitMs
+          return service.generate({
+            ...params,
+            peers: () => table.peers(),
+            numLayers: spec.numLayers,
+            beforeReplan: () => refreshOnce(),
+            waitForRoute: (routable) => waitForRoute(routable, deadline, params.signal),
+          })
         },
       })
       log.info({ url: `http://${init.apiHost ?? '127.0.0.1'}:${(server.address() as { port: number }).port}` }, 'HTTP API ready')

@@ -166,7 +166,7 @@ test('the whole Oracle (HTTP API, model files and the Orban upgrade on one port)
   }
 })
 
-test('an agent that stops (a clean close, 1000) leaves at once; one whose socket just drops keeps its range for the silence window', async () => {
+test('an agent that stops (a clean close, 1000) leaves at once; one whose socket just drops keeps its range for the reconnect grace', async () => {
   const serving = (agent: OrbanAgent) => () => oracle.core.topology(MODEL).nodes.find((n) => n.nodeAddress === agent.agentId && n.ready)
   // The earlier tests' agents hold the one copy (replicas 1): they stop first, so the next agent gets the range.
   for (const a of agents.splice(0)) await a.stop()
@@ -199,4 +199,79 @@ test('an agent that stops (a clean close, 1000) leaves at once; one whose socket
   assert.ok(oracle.orban.disconnect(dropped.agentId))
   await new Promise((r) => setTimeout(r, 500))
   assert.ok(oracle.core.node(dropped.agentId), 'still assigned after a non-clean close')
+})
+
+test('a dropped channel keeps its range for the reconnect grace, a reconnect in time keeps it; after the grace a connected spare gets it; a clean close leaves at once', async (t) => {
+  const graced = await createOracle({ db: join(dir, 'grace.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, reconnectGraceMs: 1500, logger: createLogger('oracle', 'silent') })
+  t.after(() => graced.close())
+  const tasks = new Map<string, OrbanTaskController[]>()
+  const start = async (reconnectMs: number) => {
+    const key = randomBytes(32)
+    const agent = await createOrbanAgent({
+      url: graced.url,
+      key,
+      heartbeatIntervalMs: 200,
+      reconnect: { baseDelayMs: reconnectMs, maxDelayMs: reconnectMs },
+      registration: await registration(100, key),
+      onTask: (task, c) => {
+        tasks.set(agent.agentId, [...(tasks.get(agent.agentId) ?? []), c])
+        queueMicrotask(() => c.progress({ progress: 1, stage: 'serving' }))
+        return { accept: true }
+      },
+    })
+    t.after(() => agent.stop())
+    await waitFor('it joins', () => graced.core.node(agent.agentId))
+    return agent
+  }
+  const quick = await start(200)
+  await waitFor('quick serves the model', () => graced.core.node(quick.agentId)?.ready)
+  const spare = await start(60_000)
+  assert.equal(graced.core.rangeOf(spare.agentId), undefined, 'one copy wanted: the second agent is spare')
+  // Dropped, back in 200 ms: within the grace, so it keeps its range and the spare gets nothing.
+  graced.orban.disconnect(quick.agentId)
+  await waitFor('absent', () => graced.core.node(quick.agentId)?.absentSince !== undefined)
+  assert.deepEqual(graced.core.rangeOf(quick.agentId), { start: 0, end: 8 })
+  await waitFor('back and ready', () => graced.core.node(quick.agentId)?.ready && graced.core.node(quick.agentId)?.absentSince === undefined)
+  await new Promise((r) => setTimeout(r, 2000))
+  assert.deepEqual(graced.core.rangeOf(quick.agentId), { start: 0, end: 8 }, 'kept after the grace')
+  assert.equal(graced.core.rangeOf(spare.agentId), undefined)
+  // A clean close (the agent stops): it leaves at once and the spare is sent the range.
+  const stoppedAt = Date.now()
+  await quick.stop()
+  await waitFor('quick left', () => graced.core.node(quick.agentId) === undefined)
+  assert.ok(Date.now() - stoppedAt < 1000, 'a clean close does not wait for the grace')
+  await waitFor('the spare serves the range', () => graced.core.node(spare.agentId)?.ready && graced.core.rangeOf(spare.agentId)?.end === 8)
+  // The spare is dropped and comes back only after a minute: past the grace it is gone, and no range is sent to it meanwhile.
+  const third = await start(60_000)
+  const sentBefore = tasks.get(spare.agentId)!.length
+  graced.orban.disconnect(spare.agentId)
+  await waitFor('the spare dropped after the grace', () => graced.core.node(spare.agentId) === undefined, 5000)
+  await waitFor('the third agent took the range', () => graced.core.node(third.agentId)?.ready && graced.core.rangeOf(third.agentId)?.end === 8)
+  assert.equal(tasks.get(spare.agentId)!.length, sentBefore, 'nothing was assigned to the disconnected agent')
+})
+
+test('an agent whose socket stays open but sends nothing is dropped at the heartbeat timeout, and its range goes to a connected spare', async (t) => {
+  const quiet = await createOracle({ db: join(dir, 'quiet.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, heartbeatTimeoutMs: 800, silenceMs: 3_600_000, logger: createLogger('oracle', 'silent') })
+  t.after(() => quiet.close())
+  const start = async (heartbeatIntervalMs: number) => {
+    const key = randomBytes(32)
+    const agent = await createOrbanAgent({
+      url: quiet.url,
+      key,
+      heartbeatIntervalMs,
+      registration: await registration(100, key),
+      onTask: (_task, c) => (queueMicrotask(() => c.progress({ progress: 1, stage: 'serving' })), { accept: true }),
+    })
+    t.after(() => agent.stop())
+    await waitFor('it joins', () => quiet.core.node(agent.agentId))
+    return agent
+  }
+  // Silent after registering: no heartbeat for an hour.
+  const mute = await start(3_600_000)
+  await waitFor('mute serves the model', () => quiet.core.node(mute.agentId)?.ready)
+  const spare = await start(100)
+  assert.equal(quiet.core.rangeOf(spare.agentId), undefined)
+  await waitFor('the mute agent dropped', () => quiet.core.node(mute.agentId) === undefined, 5000)
+  assert.ok(quiet.orban.agents().some((a) => a.agentId === mute.agentId), 'its socket is still open')
+  await waitFor('the spare serves the range', () => quiet.core.node(spare.agentId)?.ready && quiet.core.rangeOf(spare.agentId)?.end === 8)
 })

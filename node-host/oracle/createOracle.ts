@@ -26,8 +26,13 @@ export type OracleInit = {
   silenceMs?: number
   /** Copies of each layer the assignment aims for. @default 2 */
   replicas?: number
-  /** Orban heartbeat timeout (a quiet agent is marked stale). @default 90_000 */
+  /** Orban heartbeat timeout: a quiet agent whose socket stays open is dropped and its layers reassigned. @default 90_000 */
   heartbeatTimeoutMs?: number
+  /**
+   * An Orban agent whose socket closed uncleanly keeps its range this long (a reconnect keeps it),
+   * then its layers are re-planned; a clean close (code 1000) leaves at once. @default 5_000
+   */
+  reconnectGraceMs?: number
   /** Secret of the Orban JWTs; a fixed one keeps tokens valid across restarts. */
   jwtSecret?: string
   logger: Logger
@@ -56,7 +61,7 @@ export async function createOracle(init: OracleInit) {
   const bindings =
     init.chain &&
     createWalletBindings({ config: init.chain.chain.config, client: createPublicClient({ chain: init.chain.chain.chain, transport: http(init.chain.chain.rpcUrl) }), logger })
-  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, replicas: init.replicas, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf })
+  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, reconnectGraceMs: init.reconnectGraceMs, replicas: init.replicas, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf })
   const modelFolders = new Map(init.models.flatMap((m) => (m.folder ? [[m.name, m.folder] as const] : [])))
   const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders })
   /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
@@ -178,7 +183,11 @@ export async function createOracle(init: OracleInit) {
     jwtSecret: init.jwtSecret,
     heartbeatTimeoutMs: init.heartbeatTimeoutMs,
     hooks: {
-      onRegister: (agent: OrbanConnectedAgent) => join(agent),
+      onRegister: (agent: OrbanConnectedAgent) => {
+        // Back within the grace: its pending drop is cancelled before the proof of work, which takes a while.
+        core.present(agent.agentId)
+        return join(agent)
+      },
       // An agent dropped for silence that speaks again (a long network outage) joins again.
       async onHeartbeat(agent) {
         if (!core.touch(agent.agentId) && !joining.has(agent.agentId)) await join(agent)
@@ -224,16 +233,24 @@ export async function createOracle(init: OracleInit) {
         if (sent.get(agentId)?.taskId !== failed.task_id || closing) return
         await refuse(agentId, `task failed: ${failed.error.message}`)
       },
-      onDisconnect(agentId, info) {
-        // 1000 is a deliberate close (the agent's stop(), a contributor's "Stop"): it leaves now, so its
-        // layers are reassigned at once. Anything else (a crash, a reload, a network cut) may come back.
-        if (info.code === 1000 && !closing) {
-          logger.info({ agentId }, 'oracle: orban agent left (clean close); its range is reassigned')
-          sent.delete(agentId)
-          void core.leave(agentId, 'left').catch((e: Error) => logger.error({ agentId, err: e.message }, 'oracle: leave failed'))
+      // A closed channel is no copy of anything: a clean close (1000, the agent said goodbye) leaves
+      // at once; any other close keeps the range for the reconnect grace, then re-plans without it.
+      async onDisconnect(agentId, info) {
+        if (closing) return
+        sent.delete(agentId)
+        if (info.code === 1000) {
+          logger.info({ agentId, code: info.code }, 'oracle: orban agent closed its channel: it leaves now')
+          await core.leave(agentId, 'closed its channel')
           return
         }
-        logger.info({ agentId, code: info.code }, 'oracle: orban agent disconnected (dropped if silent for the silence window)')
+        logger.info({ agentId, code: info.code }, 'oracle: orban agent disconnected: its layers are re-planned unless it reconnects within the grace')
+        await core.absent(agentId)
+      },
+      // Its socket stays open but it stopped answering: no copy either (it joins again when it speaks).
+      async onSilent(agentId, info) {
+        if (closing) return
+        sent.delete(agentId)
+        await core.leave(agentId, info.connected ? 'silent on an open channel' : 'gone')
       },
     },
   })

@@ -333,3 +333,66 @@ test('Orban agents and Plumise wallets never share an id: no 0x Orban ids, no id
   await core.close()
   await store.close()
 })
+
+/** An Orban node host for docs-llama-7m with a little over half the model's weights (as e2e hosts with --memory-mb 9). */
+const host = (id: string) => ({ id, kind: 'orban' as const, model: 'docs-llama-7m', ramMb: 9, vramMb: 0, device: 'cpu', peerId: `peer-${id}` })
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+test('a closed channel: the range is kept for the reconnect grace, then re-planned; an idle connected node takes it, never an absent one', async () => {
+  const { core, store } = await setup('grace.db', 1_000_000)
+  const seen = record(core)
+  for (const id of ['host-a', 'host-b', 'host-c', 'host-d']) await core.join(host(id))
+  const a = core.rangeOf('host-a')
+  assert.ok(a && core.rangeOf('host-b'), 'a and b make the pipeline')
+  assert.equal(core.rangeOf('host-c'), undefined, 'c is spare')
+  assert.equal(core.rangeOf('host-d'), undefined, 'd is spare')
+  await core.ready('host-a')
+  // c, idle, loses its channel for good; then a, holding a range, loses its channel.
+  assert.equal(await core.absent('host-c', 60_000), true)
+  assert.equal(await core.absent('host-a', 150), true)
+  assert.equal(await core.absent('host-unknown'), false)
+  assert.deepEqual(core.rangeOf('host-a'), a, 'within the grace the range stays')
+  assert.equal(core.node('host-a')!.ready, false, 'a disconnected node is not ready')
+  assert.ok(core.node('host-a')!.absentSince !== undefined)
+  // A change during the grace (another join) neither moves the absent node nor gives the absent idle one a range.
+  await core.join(host('host-e'))
+  assert.deepEqual(core.rangeOf('host-a'), a)
+  await sleep(400)
+  assert.equal(core.node('host-a'), undefined, 'dropped after the grace')
+  assert.match((seen.find((e) => e.name === 'nodeLeft')!.data as { reason: string }).reason, /disconnected/)
+  const holders = ['host-d', 'host-e'].filter((id) => core.rangeOf(id))
+  assert.ok(holders.some((id) => core.rangeOf(id)!.start === a.start), `a connected spare took a's layers: ${JSON.stringify(core.nodes('docs-llama-7m').map((n) => [n.id, n.range]))}`)
+  assert.equal(core.rangeOf('host-c'), undefined, 'the absent idle node got nothing')
+  assert.ok(!seen.some((e) => e.name === 'assignment' && (e.data as { id: string; range?: unknown }).id === 'host-c' && (e.data as { range?: unknown }).range), 'no assignment event ever gave c a range')
+  // Every layer has a copy among connected nodes.
+  const covered = new Array<number>(8).fill(0)
+  for (const n of core.nodes('docs-llama-7m')) if (n.range && n.absentSince === undefined) for (let l = n.range.start; l < n.range.end; l++) covered[l]!++
+  assert.ok(covered.every((c) => c >= 1), JSON.stringify(covered))
+  await core.close()
+  await store.close()
+})
+
+test('a node that reconnects within the grace keeps its range; the sweep drops one whose grace is over', async () => {
+  const { core, store, clock } = await setup('reconnect.db', 1_000_000)
+  for (const id of ['host-a', 'host-b', 'host-c']) await core.join(host(id))
+  const a = core.rangeOf('host-a')
+  assert.ok(a)
+  await core.absent('host-a', 200)
+  await sleep(50)
+  assert.equal(core.present('host-a'), true)
+  // It re-registers (as an agent does after a reconnect): same range, not new.
+  const again = await core.join(host('host-a'))
+  assert.equal(again.isNew, false)
+  assert.deepEqual(again.range, a)
+  await sleep(400)
+  assert.deepEqual(core.rangeOf('host-a'), a, 'the cancelled grace dropped nothing')
+  assert.equal(core.node('host-a')!.absentSince, undefined)
+  // By the (fake) clock: the grace passed, the sweep drops it even before its timer fires.
+  await core.absent('host-b', 30_000)
+  assert.deepEqual(await core.sweep(), [])
+  clock.t += 30_000
+  assert.deepEqual(await core.sweep(), ['host-b'])
+  assert.ok(core.rangeOf('host-c'), 'the spare took over')
+  await core.close()
+  await store.close()
+})

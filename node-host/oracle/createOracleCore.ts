@@ -12,6 +12,16 @@ export type OracleCoreInit = {
   models: ModelInfo[]
   /** A node not heard from for this long is dropped and its layers reassigned. @default 600_000 (10 min) */
   silenceMs?: number
+  /**
+   * A node whose channel closed (`absent`) keeps its range this long, so a reconnect keeps it;
+   * then it is dropped and its layers re-planned among the connected nodes. @default 5_000
+   */
+  reconnectGraceMs?: number
+  /**
+   * The same grace for Orban nodes reloaded from the store: their agents reconnect to a restarted
+   * Oracle with a backoff, so they get longer. @default 60_000
+   */
+  restartGraceMs?: number
   /** Copies of each layer the assignment aims for. @default assignLayers' default */
   replicas?: number
   logger: Logger
@@ -93,7 +103,13 @@ export type OracleCoreEvents = {
   assignment: [AssignmentChange]
 }
 
-export type OracleNode = StoredNode & { range: LayerRange | undefined; /** Unix ms, in memory only: reset to load time on restart. */ lastSeen: number }
+export type OracleNode = StoredNode & {
+  range: LayerRange | undefined
+  /** Unix ms, in memory only: reset to load time on restart. */
+  lastSeen: number
+  /** Unix ms its channel closed (undefined: connected). An absent node is given no range; it is dropped after the grace. */
+  absentSince: number | undefined
+}
 
 export type MetricsReport = {
   /** Lowercase wallet. */
@@ -127,6 +143,14 @@ export type OracleCore = {
   touch(id: string): boolean
   /** Drops a node and reassigns its layers. False when unknown. */
   leave(id: string, reason: string): Promise<boolean>
+  /**
+   * Its channel closed without a goodbye: it is no longer ready, is given no range and is moved
+   * nowhere, but keeps the range it has for `graceMs` (default `reconnectGraceMs`); unless `present`
+   * or `join` is called before, it is then dropped and its layers re-planned. False when unknown.
+   */
+  absent(id: string, graceMs?: number): Promise<boolean>
+  /** Its channel is back: the pending drop is cancelled (it re-registers and reports ready again). False when unknown. */
+  present(id: string): boolean
   /** Drops every node silent for `silenceMs`; runs on a timer too. Returns the ids dropped. */
   sweep(): Promise<string[]>
   /** The model's assigned nodes in pipeline order, in the wire format. Throws UnknownModelError. */
@@ -193,8 +217,11 @@ const CPU_DEVICES = new Set(['cpu', 'wasm'])
 const capacityBytes = (n: StoredNode) => (CPU_DEVICES.has(n.device.toLowerCase()) || n.vramMb === 0 ? n.ramMb : n.vramMb) * MIB
 const sameRange = (a: LayerRange | undefined, b: LayerRange | undefined) => a?.start === b?.start && a?.end === b?.end
 
-/** `observedAt`: when the Oracle last heard from it while it was serving (undefined: not serving). */
-type LiveNode = StoredNode & { lastSeen: number; touchedAt: number; observedAt?: number }
+/**
+ * `observedAt`: when the Oracle last heard from it while it was serving (undefined: not serving).
+ * `absentSince`: when its channel closed (undefined: connected); in memory only.
+ */
+type LiveNode = StoredNode & { lastSeen: number; touchedAt: number; observedAt?: number; absentSince?: number }
 
 /**
  * Pipeline order for agents that route by it (the upstream agent calls the node of order + 1):
@@ -238,6 +265,12 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
   const { store, logger } = init
   const now = init.now ?? Date.now
   const silenceMs = init.silenceMs ?? 600_000
+  const reconnectGraceMs = init.reconnectGraceMs ?? 5_000
+  const restartGraceMs = init.restartGraceMs ?? 60_000
+  /** Pending drops of absent nodes, by id. */
+  const graceTimers = new Map<string, ReturnType<typeof setTimeout>>()
+  /** Grace of each absent node (ms), for the sweep's check by the injected clock. */
+  const graceOf = new Map<string, number>()
   const epochOf = init.epoch ?? (() => 0)
   const bounds: BookingBounds = { ...DEFAULT_BOUNDS, ...init.bounds }
   const models = new Map<string, ModelInfo>()
@@ -276,7 +309,8 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
     }
     // Orban agents always re-register after a reconnect and report `serving` again: until then an
     // Oracle that was down cannot know they still hold their layers (a host may have gone for good).
-    nodes.set(n.id, { ...n, ready: n.kind === 'orban' ? false : n.ready, lastSeen: loadedAt, touchedAt: 0 })
+    // Until its agent reconnects it is absent: it keeps its range for the restart grace, gets no new one.
+    nodes.set(n.id, { ...n, ready: n.kind === 'orban' ? false : n.ready, lastSeen: loadedAt, touchedAt: 0, absentSince: n.kind === 'orban' ? loadedAt : undefined })
   }
   const stale = new Set<string>()
   for (const a of await store.loadAssignments()) {
@@ -334,6 +368,8 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
   }
 
   const members = (model: string) => [...nodes.values()].filter((n) => n.model === model)
+  /** Nodes the planner may give ranges to or move: connected ones. Absent ones keep what they hold, frozen. */
+  const present = (n: LiveNode) => n.absentSince === undefined
 
   function topology(model: string): Topology {
     const info = modelInfo(model)
@@ -376,7 +412,12 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
   /** Recomputes a model's ranges from its live nodes, persists them, then announces the changes. */
   async function reassign(model: string): Promise<void> {
     const info = modelInfo(model)
-    const live = members(model)
+    // Absent nodes are no part of the plan: never given a range (the issue saw ranges sent to
+    // agents 158 ms after their socket closed), never moved; their ranges stay as they are until
+    // they come back or the grace ends (then `remove` re-plans without them).
+    const all = members(model)
+    const live = all.filter(present)
+    const frozen = all.filter((n) => !present(n) && ranges.has(n.id)).map((n) => [n.id, ranges.get(n.id)!] as const)
     const current = new Map(live.filter((n) => ranges.has(n.id)).map((n) => [n.id, ranges.get(n.id)!]))
     let next = new Map<string, LayerRange>()
     if (live.length) {
@@ -399,7 +440,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
       const range = next.get(n.id)
       if (!sameRange(previous, range)) changes.push({ id: n.id, model, range, previous })
     }
-    await store.replaceAssignments(model, next, now())
+    await store.replaceAssignments(model, new Map([...next, ...frozen]), now())
     // An Orban node that was moved must load its new range before routes go through it: not ready
     // until its task reports `serving` again (Plumise nodes are told their range only on register).
     for (const c of changes) {
@@ -428,6 +469,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
   async function remove(id: string, reason: string): Promise<boolean> {
     const n = nodes.get(id)
     if (!n) return false
+    clearGrace(id)
     await store.deleteNode(id)
     nodes.delete(id)
     const previous = ranges.get(id)
@@ -440,9 +482,34 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
   }
 
   const view = (n: LiveNode): OracleNode => {
-    const { touchedAt: _, observedAt: _o, ...rest } = n
-    return { ...rest, multiaddrs: [...n.multiaddrs], range: ranges.get(n.id) }
+    const { touchedAt: _, observedAt: _o, absentSince, ...rest } = n
+    return { ...rest, multiaddrs: [...n.multiaddrs], range: ranges.get(n.id), absentSince }
   }
+
+  function clearGrace(id: string) {
+    clearTimeout(graceTimers.get(id))
+    graceTimers.delete(id)
+    graceOf.delete(id)
+  }
+
+  /** Starts (or restarts) the grace of an absent node: when it ends with the node still absent, the node is dropped. */
+  function startGrace(id: string, graceMs: number) {
+    clearGrace(id)
+    graceOf.set(id, graceMs)
+    const since = nodes.get(id)?.absentSince
+    const timer = setTimeout(() => {
+      graceTimers.delete(id)
+      void serial(async () => {
+        const n = nodes.get(id)
+        if (!n || n.absentSince === undefined || n.absentSince !== since) return
+        await remove(id, `disconnected for ${Math.round((now() - n.absentSince) / 1000)} s (reconnect grace ${graceMs / 1000} s)`)
+      }).catch((err: unknown) => logger.error({ err, id }, 'dropping a disconnected node failed'))
+    }, graceMs)
+    timer.unref()
+    graceTimers.set(id, timer)
+  }
+
+  for (const n of nodes.values()) if (n.absentSince !== undefined) startGrace(n.id, Math.max(restartGraceMs, reconnectGraceMs))
 
   for (const model of stale) {
     logger.warn({ model }, 'stored ranges do not fit the model: reassigning')
@@ -454,8 +521,9 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
       const cutoff = now() - silenceMs
       const dropped: string[] = []
       for (const n of [...nodes.values()]) {
-        if (n.lastSeen > cutoff) continue
-        await remove(n.id, `silent for ${Math.round((now() - n.lastSeen) / 1000)} s`)
+        const graceOver = n.absentSince !== undefined && now() - n.absentSince >= (graceOf.get(n.id) ?? reconnectGraceMs)
+        if (n.lastSeen > cutoff && !graceOver) continue
+        await remove(n.id, graceOver ? `disconnected for ${Math.round((now() - n.absentSince!) / 1000)} s` : `silent for ${Math.round((now() - n.lastSeen) / 1000)} s`)
         dropped.push(n.id)
       }
       await flushBudgets()
@@ -505,7 +573,9 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
           updatedAt: t,
           lastSeen: t,
           touchedAt: t,
+          absentSince: undefined,
         }
+        clearGrace(p.id)
         await store.upsertNode(record)
         nodes.set(p.id, record)
         const moved = existing && existing.model !== p.model ? existing.model : undefined
@@ -543,6 +613,32 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
       return true
     },
     leave: (id, reason) => serial(() => remove(id, reason)),
+    absent: (id, graceMs = reconnectGraceMs) =>
+      serial(async () => {
+        const n = nodes.get(id)
+        if (!n) return false
+        if (n.absentSince !== undefined) return true
+        const t = now()
+        const wasReady = n.ready
+        const next: LiveNode = { ...n, ready: false, updatedAt: t, absentSince: t }
+        nodes.set(id, next)
+        settle(next, t)
+        if (wasReady) await store.upsertNode(next)
+        logger.info({ id, model: n.model, range: ranges.get(id), graceMs }, 'node disconnected: its range is kept for the reconnect grace')
+        startGrace(id, graceMs)
+        if (wasReady) {
+          events.emit('nodeStatus', { address: id, model: n.model, ready: false, timestamp: t })
+          events.emit('topology', { ...topology(n.model), timestamp: t })
+        }
+        return true
+      }),
+    present: (id) => {
+      const n = nodes.get(id)
+      if (!n) return false
+      clearGrace(id)
+      n.absentSince = undefined
+      return true
+    },
     sweep,
     budget: (id) => {
       const b = budgets.get(id)
@@ -615,6 +711,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
     },
     async close() {
       clearInterval(timer)
+      for (const id of [...graceTimers.keys()]) clearGrace(id)
       await queue
       await flushBudgets()
     },

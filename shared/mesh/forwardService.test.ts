@@ -82,4 +82,39 @@ describe('forward protocol: docs-llama-7m over libp2p peers on loopback', () => 
     assert.deepEqual(r.routes[1], [peers[0]!.peerId, peers[2]!.peerId, peers[3]!.peerId])
     assert.deepEqual(r.outputIds, p.greedy_new_ids)
   })
+
+  test('the last copy of a range dies mid-generation: the origin waits for a repair (a new peer loads it), replays, the same tokens', async () => {
+    const p = fixture.prompts[0]!
+    const live = [peers[0]!, peers[2]!, peers[3]!]
+    let killed = false
+    let waited = 0
+    const r = await origin.generate({
+      peers: () => live,
+      numLayers: 8,
+      inputIds: p.input_ids,
+      maxNewTokens: p.new_tokens,
+      onToken: (_id, i) => {
+        if (i === 10 && !killed) {
+          killed = true
+          void nodes[2]!.stop()
+        }
+      },
+      waitForRoute: async (routable) => {
+        waited++
+        assert.equal(routable(), false)
+        // The repair: a fresh peer loads [3, 6) and becomes known.
+        const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519') })
+        nodes.push(node)
+        const { spec, shards } = await loadShards({ source: fileModelSource(fixture.dir), runtime: nodeRuntime(), device: 'cpu', ranges: [{ start: 3, end: 6 }] })
+        const service = createForwardService({ node, model: 'docs-llama-7m', hiddenSize: spec.hiddenSize, shard: shards[0], stepTimeoutMs: 5000 })
+        await service.start()
+        live.splice(1, 1, { peerId: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String), start: 3, end: 6, latencyMs: 1 })
+        assert.equal(routable(), true)
+      },
+    })
+    assert.ok(killed)
+    assert.equal(waited, 1)
+    assert.equal(r.failovers, 1)
+    assert.deepEqual(r.outputIds, p.greedy_new_ids)
+  })
 })

@@ -82,6 +82,12 @@ export type MeshGenerateParameters = {
   maxFailovers?: number
   /** Called before re-planning after a failure (e.g. to refresh what is known of the peers). */
   beforeReplan?: () => Promise<void>
+  /**
+   * No route covers the layers now (the last copy of a range was lost and is being repaired):
+   * resolves once `routable()` holds, or throws (NoRouteError) when the caller stops waiting.
+   * Without it a missing route is a NoRouteError at once. The generation then replays as after a failure.
+   */
+  waitForRoute?: (routable: () => boolean) => Promise<void>
 }
 
 /** One hop's share of a step, as the token frame reports it. */
@@ -533,7 +539,16 @@ export function createForwardService(init: ForwardServiceInit) {
     const maxFailovers = params.maxFailovers ?? 3
     const t0 = performance.now()
 
+    const routable = () => {
+      try {
+        planRoute(params.peers(), params.numLayers, excluded)
+        return true
+      } catch {
+        return false
+      }
+    }
     for (;;) {
+      if (params.waitForRoute && !routable()) await params.waitForRoute(routable)
       const route = planRoute(params.peers(), params.numLayers, excluded)
       routes.push(route.map((p) => p.peerId))
       const sessionId = newSessionId(self)

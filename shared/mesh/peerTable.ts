@@ -79,6 +79,8 @@ export function createPeerTable(init: PeerTableInit) {
         () => true,
         (e: Error) => (logger.debug({ peer: label, err: e.message }, 'peer did not answer'), false),
       )
+    // Tombstones outlive their minute only until the next refresh: churn must not grow the map for ever.
+    for (const [id, at] of gone) if (at <= Date.now() - TOMBSTONE_MS) gone.delete(id)
     const discovered = init.discover ? await init.discover().catch((e: Error) => (logger.debug({ err: e.message }, 'discovery failed'), [])) : []
     await Promise.all([...new Set([...init.bootstrap, ...discovered])].map((a) => attempt(a, a)))
     // A known peer that no longer answers (at its own addresses) is dropped.
