@@ -5,6 +5,7 @@ import { START_USAGE, parseStartArgs, runStart } from './startCommand.ts'
 import { LOCAL_USAGE, runLocalNetwork } from './localNetwork.ts'
 import { ORACLE_USAGE, parseOracleArgs, runOracle } from './oracleCommand.ts'
 import { DEVNET_USAGE, parseDevnetArgs, runDevnet } from '../chain/devnetCommand.ts'
+import { EARNINGS_USAGE, parseEarningsArgs, runEarnings } from './earningsCommand.ts'
 
 const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
 
@@ -15,13 +16,15 @@ commands:
   start      run a node host: a layer range of a model on the libp2p mesh (and the HTTP API as origin)
   oracle     run the Oracle: assigns layer ranges, Plumise Oracle HTTP API, state in SQLite
   devnet     run a local chain (anvil) with the project's contracts: RPC URL, chain id, addresses
+  earnings   what the Oracle booked for this host: per task, per day, totals
 
 ${GENERATE_USAGE}
 ${SERVE_USAGE}
 ${START_USAGE}
 ${ORACLE_USAGE}
 ${LOCAL_USAGE}
-${DEVNET_USAGE}`
+${DEVNET_USAGE}
+${EARNINGS_USAGE}`
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -41,6 +44,9 @@ async function main(argv: string[]): Promise<number> {
     case 'oracle':
       await runOracle(parseOracleArgs(rest))
       return new Promise<number>(() => {})
+    case 'earnings':
+      await runEarnings(parseEarningsArgs(rest))
+      return 0
     case 'devnet':
       await runDevnet(parseDevnetArgs(rest))
       return 0

@@ -9,6 +9,7 @@ import { createOracleCore, type OracleCore } from './createOracleCore.ts'
 import { createOracleServer, type OracleServer } from './createOracleServer.ts'
 import type { ModelInfo } from './modelInfo.ts'
 import { openOracleDatabase } from './oracleDatabase.ts'
+import { createOracleMetrics } from './oracleMetrics.ts'
 import { createOrbanChannel, type OrbanChannel, type OrbanConnectedAgent } from './orbanChannel.ts'
 import { createRewardReporter, type RewardReporter, type RewardReporterInit } from './rewardReporter.ts'
 import { createRowPruner } from './rowPruner.ts'
@@ -58,7 +59,12 @@ export async function createOracle(init: OracleInit) {
     createWalletBindings({ config: init.chain.chain.config, client: createPublicClient({ chain: init.chain.chain.chain, transport: http(init.chain.chain.rpcUrl) }), logger })
   const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, replicas: init.replicas, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf })
   const modelFolders = new Map(init.models.flatMap((m) => (m.folder ? [[m.name, m.folder] as const] : [])))
-  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders })
+  // The channel is made after the server (it upgrades the server's sockets): read lazily.
+  let orbanRef: OrbanChannel | undefined
+  let serverRef: OracleServer | undefined
+  const metrics = createOracleMetrics({ core, server: () => serverRef?.stats(), orban: () => orbanRef })
+  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders, metrics: () => metrics.render() })
+  serverRef = server
   /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
   const sent = new Map<string, { taskId: string; range: LayerRange; model: string }>()
   const joining = new Set<string>()
@@ -230,6 +236,7 @@ export async function createOracle(init: OracleInit) {
     },
   })
 
+  orbanRef = orban
   // Moves caused by other nodes' joins and leaves reach the Orban agents they concern.
   core.events.on('nodeLeft', (e) => sent.delete(e.address))
   core.events.on('assignment', (change) => {
@@ -250,11 +257,14 @@ export async function createOracle(init: OracleInit) {
     url: server.url,
     core,
     orban,
+    /** The Orban channel's records (registrations, earnings, metrics batches, proofs of work). */
+    orbanStore,
     server,
     store,
     rewards,
     async close(): Promise<void> {
       closing = true
+      metrics.close()
       pruner.stop()
       await orban.close()
       await server.close()

@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { test } from 'node:test'
+import { createFakeNvidiaSmi } from '../testing/fakeNvidiaSmi.ts'
+import { createGpuTelemetry, parseNvidiaSmiCsv, queryNvidiaSmi } from './gpuTelemetry.ts'
+import { orbanGpuStatus, orbanTaskMetrics } from './orbanTelemetry.ts'
+
+const fixture = (name: string) => readFile(new URL(`../testing/fixtures/${name}`, import.meta.url), 'utf8')
+
+test('nvidia-smi CSV: numbers read, [N/A] is unknown (null), not 0', async () => {
+  const gpus = parseNvidiaSmiCsv(await fixture('nvidia-smi-h100x2.csv'))
+  assert.deepEqual(gpus[0], { index: 0, utilization: 87, memoryUsedMiB: 61234, memoryTotalMiB: 81559, temperatureC: 62, powerDrawW: 512.34, fanSpeedPercent: null })
+  assert.equal(gpus[1]!.powerDrawW, 69.87)
+  assert.throws(() => parseNvidiaSmiCsv('0, 1, 2\n'), /7 columns/)
+})
+
+test('the poller runs nvidia-smi with the query, integrates energy from power and averages utilization', async () => {
+  const smi = await createFakeNvidiaSmi()
+  await smi.setOutput(await fixture('nvidia-smi-rtx4090.csv'))
+  let t = 1_000_000
+  const telemetry = createGpuTelemetry({ query: () => queryNvidiaSmi({ binary: smi.binary }), now: () => t })
+  assert.equal(telemetry.latest(), null, 'unknown before the first poll')
+  assert.equal((await telemetry.poll())![0]!.powerDrawW, 300)
+  // One hour later the card draws 100 W at 15 %: trapezoid (300 + 100) / 2 W × 1 h = 0.2 kWh.
+  await smi.setOutput('0, 15, 2048, 24564, 50, 100.00, 30\n')
+  t += 3_600_000
+  await telemetry.poll()
+  const w = telemetry.takeWindow()
+  assert.ok(Math.abs(w.energyKwh! - 0.2) < 1e-9, String(w.energyKwh))
+  assert.equal(w.avgUtilization, 30)
+  assert.equal(w.peakMemoryGb, 10)
+  assert.ok(Math.abs(telemetry.totalEnergyKwh()! - 0.2) < 1e-9)
+  assert.equal(telemetry.takeWindow().energyKwh, null, 'a new window has no energy yet')
+  // A wrong query fails like the real binary: readings are unknown, not zero.
+  assert.equal(await queryNvidiaSmi({ binary: '/nonexistent/nvidia-smi' }), null)
+})
+
+test('heartbeat gpu_status and task metrics from readings: passively cooled fans 0, unknown GPUs left out, no readings = []', async () => {
+  const h100 = parseNvidiaSmiCsv(await fixture('nvidia-smi-h100x2.csv'))
+  const status = orbanGpuStatus(h100)
+  assert.deepEqual(status[0], { index: 0, utilization: 87, memory_used_gb: 59.799, memory_total_gb: 79.647, temperature_c: 62, power_draw_w: 512.34, fan_speed_percent: 0 })
+  assert.equal(status.length, 2)
+  assert.deepEqual(orbanGpuStatus(null), [])
+  assert.deepEqual(orbanGpuStatus([{ ...h100[0]!, powerDrawW: null }]), [])
+  assert.deepEqual(orbanTaskMetrics(h100, 0, 12.5), { gpu_utilization: 87, memory_used_gb: 59.799, throughput_tokens_per_sec: 12.5 })
+  assert.deepEqual(orbanTaskMetrics(null, 0, null), { gpu_utilization: 0, memory_used_gb: 0, throughput_tokens_per_sec: null })
+})
