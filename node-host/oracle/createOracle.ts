@@ -10,6 +10,7 @@ import { createOracleServer, type OracleServer } from './createOracleServer.ts'
 import type { ModelInfo } from './modelInfo.ts'
 import { openOracleDatabase } from './oracleDatabase.ts'
 import { createOracleMetrics } from './oracleMetrics.ts'
+import { gpuPricing, parseGpuPricing, type GpuPricingConfig } from './gpuPricing.ts'
 import { createOrbanChannel, type OrbanChannel, type OrbanConnectedAgent } from './orbanChannel.ts'
 import { createRewardReporter, type RewardReporter, type RewardReporterInit } from './rewardReporter.ts'
 import { createRowPruner } from './rowPruner.ts'
@@ -36,6 +37,8 @@ export type OracleInit = {
   chain?: Pick<RewardReporterInit, 'chain' | 'account' | 'fundWeiPerEpoch' | 'pollMs'>
   /** Old proofs, metrics, replay-guard entries and Orban history are deleted after this. @default 30 days */
   retentionMs?: number
+  /** Orban pricing per GPU class (REGISTER_ACK, TASK_ASSIGN, EARNINGS_RECORD). @default orbanPricing (by total VRAM) */
+  pricing?: GpuPricingConfig
 }
 
 const GB = 1024 ** 3
@@ -111,7 +114,8 @@ export async function createOracle(init: OracleInit) {
         requirements: { min_vram_gb: minVramGb, min_compute_capability: '', framework: 'onnxruntime', fp16: false },
         // A model in a local folder is offered by this server (a path relative to it); others by their URL or Hub id.
         payload: { model_url: info.folder ? `/models/${encodeURIComponent(info.name)}/` : info.source, model_hash: info.modelHash, input_data_url: '', output_url: '', config },
-        pricing: { base_rate_usd_per_hour: 0, gpu_multiplier: 1, effective_rate: 0 },
+        // The rate this agent was offered at registration (the Oracle's pricing for its GPU class).
+        pricing: orban.agents().find((a) => a.agentId === agentId)?.pricing ?? { base_rate_usd_per_hour: 0, gpu_multiplier: 1, effective_rate: 0 },
       })
       .catch((e: Error) => ({ rejected: 'unreachable', details: e.message }))
     if (result === 'accepted') {
@@ -183,6 +187,7 @@ export async function createOracle(init: OracleInit) {
     logger,
     jwtSecret: init.jwtSecret,
     heartbeatTimeoutMs: init.heartbeatTimeoutMs,
+    pricing: init.pricing && gpuPricing(parseGpuPricing(init.pricing)),
     hooks: {
       onRegister: (agent: OrbanConnectedAgent) => join(agent),
       // An agent dropped for silence that speaks again (a long network outage) joins again.
