@@ -11,6 +11,8 @@ import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { createOracle, type Oracle } from '../oracle/createOracle.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
 import { createFakeNvidiaSmi } from '../testing/fakeNvidiaSmi.ts'
+import { tapWebSocket } from '../testing/tapWebSocket.ts'
+import { checkUpstreamFrame } from '../testing/upstreamOrbanTypes.ts'
 import { parsePromText, promValue, type PromFamily } from '../testing/promText.ts'
 import { formatEarnings } from '../cli/earningsCommand.ts'
 import { openEarningsStore } from './earningsStore.ts'
@@ -28,6 +30,7 @@ let key: PrivateKey
 let dataDir: string
 type Running = Awaited<ReturnType<typeof runOracleAgent>>
 let running: Running | undefined
+const tap = tapWebSocket()
 const earningsPath = () => join(dataDir, 'earnings.json')
 
 async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, ms = 60_000): Promise<T> {
@@ -55,6 +58,7 @@ async function startAgent(): Promise<Running> {
     metricsIntervalMs: 300,
     telemetry: createGpuTelemetry({ intervalMs: 100 }),
     earnings: await openEarningsStore(earningsPath()),
+    WebSocket: tap.WebSocket,
     logger: createLogger('test', 'silent'),
   })
 }
@@ -69,6 +73,7 @@ async function scrape(url: string, auth?: string): Promise<Map<string, PromFamil
 before(async () => {
   const smi = await createFakeNvidiaSmi()
   await smi.setOutput(await readFile(new URL('../testing/fixtures/nvidia-smi-h100x2.csv', import.meta.url), 'utf8'))
+  await smi.setHardwareOutput(await readFile(new URL('../testing/fixtures/nvidia-smi-h100x2-hardware.csv', import.meta.url), 'utf8'))
   process.env.PATH = `${smi.dir}:${process.env.PATH}`
   dataDir = await mkdtemp(join(tmpdir(), 'agent-data-'))
   oracle = await createOracle({ db: ':memory:', models: [await readModelInfo(undefined)], port: 0, logger: silentLogger })
@@ -178,4 +183,15 @@ test('earnings the Oracle books survive an agent restart', async () => {
   assert.equal(summary.pendingUsd, 0.75)
   assert.deepEqual(summary.history.map((r) => r.task_id), ['task-a', 'task-b'])
   assert.match(formatEarnings(summary), /total \$0\.750000 {2}today \$0\.750000 {2}pending \$0\.750000/)
+})
+
+test('every frame on the wire, both ways, fits upstream\'s types (integers, required fields, RFC 3339)', () => {
+  const types = new Set([...tap.sent, ...tap.received].map(checkUpstreamFrame))
+  for (const t of ['AUTH_RESPONSE', 'AGENT_REGISTER', 'TASK_ACCEPT', 'TASK_PROGRESS', 'HEARTBEAT', 'METRICS_BATCH', 'POW_RESPONSE'] as const) assert.ok(types.has(t), `the host sent ${t}`)
+  for (const t of ['AUTH_CHALLENGE', 'AUTH_SUCCESS', 'REGISTER_ACK', 'TASK_ASSIGN', 'POW_CHALLENGE', 'EARNINGS_RECORD'] as const) assert.ok(types.has(t), `the Oracle sent ${t}`)
+  const register = JSON.parse(tap.sent.find((f) => f.includes('"AGENT_REGISTER"'))!) as { hardware: { gpus: Array<{ model: string; vram_gb: number }> } }
+  assert.deepEqual(register.hardware.gpus.map((g) => [g.model, g.vram_gb]), [['NVIDIA H100 80GB HBM3', 79], ['NVIDIA H100 80GB HBM3', 79]])
+  const progress = tap.sent.map((f) => JSON.parse(f) as { type: string; metrics?: { throughput_tokens_per_sec: number | null; gpu_utilization: number } }).filter((f) => f.type === 'TASK_PROGRESS')
+  assert.ok(progress.some((f) => (f.metrics?.throughput_tokens_per_sec ?? 0) > 0), 'a live TASK_PROGRESS carried the tokens/s served')
+  assert.ok(progress.every((f) => f.metrics?.gpu_utilization === 87), 'the task\'s GPU (0) utilization')
 })

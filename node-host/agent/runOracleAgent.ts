@@ -36,6 +36,8 @@ export type OracleAgentInit = {
   liveMetricsIntervalMs?: number
   /** GPU readings (polled nvidia-smi). @default createGpuTelemetry() */
   telemetry?: GpuTelemetry
+  /** @default globalThis.WebSocket */
+  WebSocket?: typeof WebSocket
   /** Keeps what the Oracle books (EARNINGS_RECORD, PAYOUT_NOTIFICATION) across restarts. */
   earnings?: EarningsStore
   logger: Logger
@@ -107,13 +109,14 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
       const h = await hostFor(task, model)
       const held = h.range()
       if (!held || held.start !== range.start || held.end !== range.end) {
-        controller.progress({ progress: 0, stage: 'loading' })
+        const gpuNow = () => orbanTaskMetrics(telemetry.latest(), controller.gpu, null)
+        controller.progress({ progress: 0, stage: 'loading', metrics: gpuNow() })
         let last = 0
         await h.serve(range, {
           signal: controller.signal,
           onProgress: (done, total) => {
             const p = Math.min(0.99, done / total)
-            if (p - last >= 0.1) controller.progress({ progress: (last = p), stage: 'loading' })
+            if (p - last >= 0.1) controller.progress({ progress: (last = p), stage: 'loading', metrics: gpuNow() })
           },
         })
       }
@@ -165,10 +168,17 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
     key: init.privateKey.raw,
     heartbeatIntervalMs: init.heartbeatIntervalMs,
     gpuStatus: () => orbanGpuStatus(telemetry.latest()),
+    WebSocket: init.WebSocket,
     logger: log,
     onTask,
     registration: () => ({
-      hardware: { gpus: profile.gpus, cpu: profile.cpu, memory_gb: profile.memory_gb, storage_available_gb: profile.storage_available_gb },
+      hardware: {
+        // Upstream's GpuInfo has whole GB of VRAM (u32): rounded down, never claiming more than there is.
+        gpus: profile.gpus.map((g) => ({ index: g.index, vendor: g.vendor, model: g.model, vram_gb: Math.floor(g.vram_gb), compute_capability: g.compute_capability, cuda_cores: g.cuda_cores, pcie_bandwidth_gbps: g.pcie_bandwidth_gbps })),
+        cpu: profile.cpu,
+        memory_gb: profile.memory_gb,
+        storage_available_gb: profile.storage_available_gb,
+      },
       capabilities: { supported_frameworks: ['onnxruntime'], max_batch_size: 1, fp16_support: false, int8_support: init.weights === 'int4' },
       location: { country: '', region: '', latency_to_platform_ms: 0 },
       availability: { hours_per_day: 24, reliability_score: 1 },

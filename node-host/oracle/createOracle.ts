@@ -103,8 +103,9 @@ export async function createOracle(init: OracleInit) {
     const config: ShardTaskConfig = { kind: 'shardmesh.shard', model, layer_start: range.start, layer_end: range.end, total_layers: info.numLayers }
     const onGpu = node.device !== 'cpu' && node.device !== 'wasm' && node.vramMb > 0
     // Never ask for more VRAM than the agent's largest GPU reports (unified memory reports none).
-    const gpuVramGb = Math.max(0, ...(orban.agents().find((a) => a.agentId === agentId)?.registration.hardware.gpus ?? []).map((g) => Number(g.vram_gb)))
-    const minVramGb = onGpu ? Math.min(gpuVramGb, Math.round((rangeBytes(info, range) / GB) * 100) / 100) : 0
+    // Upstream reads min_vram_gb as whole GB (u32): the range's bytes rounded up, capped at the largest GPU's whole GB.
+    const gpuVramGb = Math.floor(Math.max(0, ...(orban.agents().find((a) => a.agentId === agentId)?.registration.hardware.gpus ?? []).map((g) => Number(g.vram_gb))))
+    const minVramGb = onGpu ? Math.min(gpuVramGb, Math.ceil(rangeBytes(info, range) / GB)) : 0
     const result = await orban
       .assignTask(agentId, {
         task_id: taskId,
@@ -196,6 +197,12 @@ export async function createOracle(init: OracleInit) {
       },
       onMetrics(agentId) {
         core.touch(agentId)
+      },
+      // An agent that sends no HEARTBEAT (upstream's) stays while its socket answers pings.
+      async onAlive(agentId) {
+        if (core.touch(agentId) || joining.has(agentId)) return
+        const agent = orban.agents().find((a) => a.agentId === agentId)
+        if (agent) await join(agent)
       },
       onStateSync(agentId) {
         core.touch(agentId)
