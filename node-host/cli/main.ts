@@ -1,5 +1,6 @@
 import { GENERATE_USAGE, parseGenerateArgs, runGenerate } from './generateCommand.ts'
 import { UsageError } from './usageError.ts'
+import { takeLogLevel } from './logLevelOption.ts'
 import { SERVE_USAGE, parseServeArgs, runServe } from './serveCommand.ts'
 import { START_USAGE, parseStartArgs, runStart } from './startCommand.ts'
 import { LOCAL_USAGE, runLocalNetwork } from './localNetwork.ts'
@@ -24,9 +25,13 @@ ${START_USAGE}
 ${ORACLE_USAGE}
 ${LOCAL_USAGE}
 ${DEVNET_USAGE}
-${EARNINGS_USAGE}`
+${EARNINGS_USAGE}
 
-async function main(argv: string[]): Promise<number> {
+every command: --log-level fatal|error|warn|info|debug|trace|silent (or LOG_LEVEL; default info). Logs go to
+stderr as pino JSON lines, pretty-printed when stdout is a terminal (LOG_FORMAT=json|pretty decides instead).`
+
+async function main(args: string[]): Promise<number> {
+  const argv = takeLogLevel(args)
   const [command, ...rest] = argv
   switch (command) {
     case 'generate':
