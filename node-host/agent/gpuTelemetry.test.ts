@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { test } from 'node:test'
 import { createFakeNvidiaSmi } from '../testing/fakeNvidiaSmi.ts'
 import { createGpuTelemetry, parseNvidiaSmiCsv, queryNvidiaSmi } from './gpuTelemetry.ts'
+import { readNvidiaGpus } from './hardwareProfile.ts'
 import { orbanGpuStatus, orbanTaskMetrics } from './orbanTelemetry.ts'
 
 const fixture = (name: string) => readFile(new URL(`../testing/fixtures/${name}`, import.meta.url), 'utf8')
@@ -44,4 +45,23 @@ test('heartbeat gpu_status and task metrics from readings: passively cooled fans
   assert.deepEqual(orbanGpuStatus([{ ...h100[0]!, powerDrawW: null }]), [])
   assert.deepEqual(orbanTaskMetrics(h100, 0, 12.5), { gpu_utilization: 87, memory_used_gb: 59.799, throughput_tokens_per_sec: 12.5 })
   assert.deepEqual(orbanTaskMetrics(null, 0, null), { gpu_utilization: 0, memory_used_gb: 0, throughput_tokens_per_sec: null })
+})
+
+test('output captured from a real H100 (driver 580) parses: its readings, its [N/A] fan, its hardware line', async () => {
+  const [live] = parseNvidiaSmiCsv(await fixture('nvidia-smi-h100-captured.csv'))
+  assert.deepEqual(live, { index: 0, utilization: 0, memoryUsedMiB: 0, memoryTotalMiB: 81559, temperatureC: 36, powerDrawW: 70.52, fanSpeedPercent: null })
+  assert.deepEqual(orbanGpuStatus([live!]), [{ index: 0, utilization: 0, memory_used_gb: 0, memory_total_gb: 79.647, temperature_c: 36, power_draw_w: 70.52, fan_speed_percent: 0 }])
+  const smi = await createFakeNvidiaSmi()
+  await smi.setHardwareOutput(await fixture('nvidia-smi-h100-captured-hardware.csv'))
+  const path = process.env.PATH
+  process.env.PATH = `${smi.dir}:${path}`
+  try {
+    const [gpu] = await readNvidiaGpus()
+    assert.equal(gpu!.model, 'NVIDIA H100 80GB HBM3')
+    assert.equal(gpu!.vram_gb, 79.65)
+    assert.equal(gpu!.compute_capability, '9.0')
+    assert.equal(gpu!.pcie_bandwidth_gbps, 63.01)
+  } finally {
+    process.env.PATH = path
+  }
 })

@@ -5,6 +5,7 @@ import { z } from 'zod'
 import { parseStages } from '../../shared/engine/loadShards.ts'
 import { chainAgentFromEnv, NO_COUNTERS } from '../agent/chainAgentFromEnv.ts'
 import { openEarningsStore } from '../agent/earningsStore.ts'
+import { createGpuTelemetry } from '../agent/gpuTelemetry.ts'
 import { runOracleAgent } from '../agent/runOracleAgent.ts'
 import { earningsFile } from './earningsCommand.ts'
 import { createNodeHost, type NodeHost } from '../host/createNodeHost.ts'
@@ -81,9 +82,13 @@ export async function runStart(opts: StartOptions): Promise<void> {
   log.info({ multiaddrs: node.getMultiaddrs().map(String), model: source.name, layers: `${range.start}-${range.end}` }, 'libp2p started; loading the shard')
   let host: NodeHost | undefined
   const chain = await chainAgentFromEnv({ peer: { peerId: node.peerId.toString(), privateKey }, model: source.name, stats: () => host?.counters() ?? NO_COUNTERS, logger: log })
-  host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)) })
+  // GPU readings for /metrics (the Oracle-run host sends them in heartbeats too).
+  const telemetry = createGpuTelemetry()
+  telemetry.start()
+  host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)), gpus: () => telemetry.latest(), energyKwh: () => telemetry.totalEnergyKwh() })
   void chain?.start()
   stopOnSignals(log, async () => {
+    telemetry.stop()
     await chain?.stop()
     await host.stop()
   })
