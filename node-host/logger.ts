@@ -1,5 +1,10 @@
+import { createRequire } from 'node:module'
 import { pino, type Logger } from 'pino'
-import pretty from 'pino-pretty'
+import type PinoPretty from 'pino-pretty'
+
+// Loaded only when logs are pretty-printed: services writing JSON never pay for it at start.
+const require = createRequire(import.meta.url)
+const loadPretty = () => require('pino-pretty') as typeof PinoPretty
 
 /** The levels `--log-level` and `LOG_LEVEL` take. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -37,7 +42,7 @@ export function prettyLogs(env: Record<string, string | undefined> = process.env
 export function createLogger(name: string, level?: string): Logger {
   const resolved = parseLogLevel(level ?? process.env.LOG_LEVEL ?? 'info')
   // Synchronous, in this thread: no worker to outlive the process or lose the last lines on exit.
-  const destination = prettyLogs() ? pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true }) : pino.destination(2)
+  const destination = prettyLogs() ? loadPretty()({ destination: 2, sync: true, colorize: process.stderr.isTTY === true }) : pino.destination(2)
   return pino({ name, level: resolved }, destination)
 }
 
