@@ -39,12 +39,17 @@ export type HardwareProfile = {
 const GB = 1024 ** 3
 const round2 = (x: number) => Math.round(x * 100) / 100
 
+/** The query readNvidiaGpus runs (what the GPUs are, once at start; live readings: gpuTelemetry). */
+export const NVIDIA_SMI_HARDWARE_QUERY = [
+  '--query-gpu=index,name,memory.total,memory.used,utilization.gpu,temperature.gpu,power.draw,fan.speed,uuid,compute_cap,driver_version,pcie.link.gen.max,pcie.link.width.max',
+  '--format=csv,noheader,nounits',
+]
+
 /** `nvidia-smi` readings, or [] where there is no NVIDIA driver. */
 export async function readNvidiaGpus(): Promise<GpuProfile[]> {
-  const fields = 'index,name,memory.total,memory.used,utilization.gpu,temperature.gpu,power.draw,fan.speed,uuid,compute_cap,driver_version,pcie.link.gen.max,pcie.link.width.max'
   let stdout: string
   try {
-    ;({ stdout } = await run('nvidia-smi', [`--query-gpu=${fields}`, '--format=csv,noheader,nounits'], { timeout: 5000 }))
+    ;({ stdout } = await run('nvidia-smi', NVIDIA_SMI_HARDWARE_QUERY, { timeout: 5000 }))
   } catch {
     return []
   }

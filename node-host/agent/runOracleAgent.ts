@@ -8,7 +8,10 @@ import { createNodeHost, type HostGeneration, type NodeHost } from '../host/crea
 import type { Logger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { measureBenchmarkScore } from './benchmarkScore.ts'
+import type { EarningsStore } from './earningsStore.ts'
+import { createGpuTelemetry, type GpuTelemetry } from './gpuTelemetry.ts'
 import { readHardwareProfile } from './hardwareProfile.ts'
+import { orbanGpuStatus, orbanTaskMetrics } from './orbanTelemetry.ts'
 
 export type OracleAgentInit = {
   /** The Oracle's base URL (`http://127.0.0.1:3100`). */
@@ -29,6 +32,14 @@ export type OracleAgentInit = {
   onGenerated?: (generation: HostGeneration) => void
   /** METRICS_BATCH aggregates. @default 300_000 */
   metricsIntervalMs?: number
+  /** TASK_PROGRESS with live metrics while serving. @default 10_000 */
+  liveMetricsIntervalMs?: number
+  /** GPU readings (polled nvidia-smi). @default createGpuTelemetry() */
+  telemetry?: GpuTelemetry
+  /** @default globalThis.WebSocket */
+  WebSocket?: typeof WebSocket
+  /** Keeps what the Oracle books (EARNINGS_RECORD, PAYOUT_NOTIFICATION) across restarts. */
+  earnings?: EarningsStore
   logger: Logger
 }
 
@@ -40,19 +51,26 @@ const MB = 1024 * 1024
  * layer range each TASK_ASSIGN gives, loads it while reporting progress, reports `serving` when
  * it is ready, and follows reassignments without dropping the sessions it serves.
  */
-export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: OrbanAgent; host: () => NodeHost | undefined; stop(): Promise<void> }> {
+export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: OrbanAgent; host: () => NodeHost | undefined; telemetry: GpuTelemetry; stop(): Promise<void> }> {
   const { node, logger: log } = init
   const [profile, score] = await Promise.all([readHardwareProfile(), measureBenchmarkScore({ device: init.device })])
   const onGpu = score.device === 'webgpu' && profile.vramBytes > 0
   const memoryMb = init.memoryMb ?? Math.floor((onGpu ? profile.vramBytes : profile.ramFreeBytes * 0.8) / MB)
   const preferred = init.model ? resolveModelSource(init.model) : undefined
+  const telemetry = init.telemetry ?? createGpuTelemetry()
+  telemetry.start()
+  await telemetry.poll()
   log.info({ score: score.tokensPerSecond, device: score.device, memoryMb, gpus: profile.gpus.length }, 'agent: hardware measured; connecting to the oracle')
 
   let host: NodeHost | undefined
   let hostModel: string | undefined
   let creating: Promise<NodeHost> | undefined
   /** The task whose range is served now: completed when a newer one replaces it. */
-  let serving: { controller: OrbanTaskController; since: number } | undefined
+  let serving: { controller: OrbanTaskController; since: number; tokensAt: number; sampledAt: number } | undefined
+  /** Energy and utilization of the task being served (the telemetry's own window is METRICS_BATCH's). */
+  let taskEnergyKwh = 0
+  let taskUtil: { sum: number; seconds: number } = { sum: 0, seconds: 0 }
+  let taskPeakGb = 0
   let chain: Promise<unknown> = Promise.resolve()
   /** What METRICS_BATCH aggregates: tasks ended, seconds served, earnings the Oracle recorded. */
   const counts = { completed: 0, failed: 0, servedSeconds: 0 }
@@ -74,7 +92,7 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
       const url = task.payload.model_url.startsWith('/models/') ? new URL(task.payload.model_url, init.oracle).href : task.payload.model_url
       const source = preferred && preferred.name === model ? preferred : resolveModelSource(url)
       if (source.name !== model) throw new Error(`the task's source ${task.payload.model_url} is "${source.name}", not "${model}"`)
-      host = await createNodeHost({ node, source, device: init.device, weights: init.weights, bootstrap: init.bootstrap, discover: topologyAddresses(model), apiPort: init.apiPort, apiHost: init.apiHost, logger: log, onGenerated: init.onGenerated })
+      host = await createNodeHost({ node, source, device: init.device, weights: init.weights, bootstrap: init.bootstrap, discover: topologyAddresses(model), apiPort: init.apiPort, apiHost: init.apiHost, logger: log, onGenerated: init.onGenerated, gpus: () => telemetry.latest(), energyKwh: () => telemetry.totalEnergyKwh() })
       return host
     })()
     // A host that could not be set up (a model it cannot read, a port in use) is tried afresh by the next task.
@@ -91,23 +109,35 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
       const h = await hostFor(task, model)
       const held = h.range()
       if (!held || held.start !== range.start || held.end !== range.end) {
-        controller.progress({ progress: 0, stage: 'loading' })
+        const gpuNow = () => orbanTaskMetrics(telemetry.latest(), controller.gpu, null)
+        controller.progress({ progress: 0, stage: 'loading', metrics: gpuNow() })
         let last = 0
         await h.serve(range, {
           signal: controller.signal,
           onProgress: (done, total) => {
             const p = Math.min(0.99, done / total)
-            if (p - last >= 0.1) controller.progress({ progress: (last = p), stage: 'loading' })
+            if (p - last >= 0.1) controller.progress({ progress: (last = p), stage: 'loading', metrics: gpuNow() })
           },
         })
       }
       const previous = serving
-      serving = { controller, since: Date.now() }
-      controller.progress({ progress: 1, stage: 'serving' })
+      const taskEnergy = { kwh: taskEnergyKwh, util: taskUtil, peak: taskPeakGb }
+      taskEnergyKwh = 0
+      taskUtil = { sum: 0, seconds: 0 }
+      taskPeakGb = 0
+      serving = { controller, since: Date.now(), tokensAt: h.counters().tokensProcessed, sampledAt: Date.now() }
+      controller.progress({ progress: 1, stage: 'serving', metrics: orbanTaskMetrics(telemetry.latest(), controller.gpu, null) })
       log.info({ model, layers: `${range.start}-${range.end}`, ms: Math.round(performance.now() - t0) }, 'agent: serving the assigned range')
       if (previous && previous.controller !== controller) {
         const seconds = (Date.now() - previous.since) / 1000
-        previous.controller.complete({ result: { output_url: '', output_hash: '', execution_time_sec: seconds, gpu_time_sec: onGpu ? seconds : 0 } })
+        previous.controller.complete({
+          result: { output_url: '', output_hash: '', execution_time_sec: seconds, gpu_time_sec: onGpu ? seconds : 0 },
+          metrics: {
+            avg_gpu_utilization: taskEnergy.util.seconds > 0 ? taskEnergy.util.sum / taskEnergy.util.seconds : 0,
+            peak_memory_gb: taskEnergy.peak,
+            energy_kwh: taskEnergy.kwh,
+          },
+        })
         counts.completed++
         counts.servedSeconds += seconds
       }
@@ -137,10 +167,18 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
     url: init.oracle,
     key: init.privateKey.raw,
     heartbeatIntervalMs: init.heartbeatIntervalMs,
+    gpuStatus: () => orbanGpuStatus(telemetry.latest()),
+    WebSocket: init.WebSocket,
     logger: log,
     onTask,
     registration: () => ({
-      hardware: { gpus: profile.gpus, cpu: profile.cpu, memory_gb: profile.memory_gb, storage_available_gb: profile.storage_available_gb },
+      hardware: {
+        // Upstream's GpuInfo has whole GB of VRAM (u32): rounded down, never claiming more than there is.
+        gpus: profile.gpus.map((g) => ({ index: g.index, vendor: g.vendor, model: g.model, vram_gb: Math.floor(g.vram_gb), compute_capability: g.compute_capability, cuda_cores: g.cuda_cores, pcie_bandwidth_gbps: g.pcie_bandwidth_gbps })),
+        cpu: profile.cpu,
+        memory_gb: profile.memory_gb,
+        storage_available_gb: profile.storage_available_gb,
+      },
       capabilities: { supported_frameworks: ['onnxruntime'], max_batch_size: 1, fp16_support: false, int8_support: init.weights === 'int4' },
       location: { country: '', region: '', latency_to_platform_ms: 0 },
       availability: { hours_per_day: 24, reliability_score: 1 },
@@ -154,16 +192,38 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
       },
     }),
   })
-  // Aggregates every 5 minutes, as the Orban protocol asks: tasks ended and the hours spent serving.
+  // Live metrics every 10 s (the Orban cadence): the served range's TASK_PROGRESS carries the GPU's
+  // readings and the tokens/s this host's shard computed since the last report.
+  const liveTimer = setInterval(() => {
+    const h = host
+    if (!serving || !h) return
+    const now = Date.now()
+    const tokens = h.counters().tokensProcessed
+    const seconds = (now - serving.sampledAt) / 1000
+    const rate = seconds > 0 ? (tokens - serving.tokensAt) / seconds : null
+    serving.tokensAt = tokens
+    serving.sampledAt = now
+    const readings = telemetry.latest()
+    const g = readings?.find((r) => r.index === serving!.controller.gpu)
+    if (g?.utilization != null) taskUtil = { sum: taskUtil.sum + g.utilization * seconds, seconds: taskUtil.seconds + seconds }
+    if (g?.memoryUsedMiB != null) taskPeakGb = Math.max(taskPeakGb, g.memoryUsedMiB / 1024)
+    if (g?.powerDrawW != null) taskEnergyKwh += (g.powerDrawW * seconds) / 3_600_000
+    serving.controller.progress({ progress: 1, stage: 'serving', metrics: orbanTaskMetrics(readings, serving.controller.gpu, rate) })
+  }, init.liveMetricsIntervalMs ?? 10_000)
+  liveTimer.unref?.()
+  // Aggregates every 5 minutes, as the Orban protocol asks: tasks ended, hours spent serving, and
+  // the GPUs' energy (integrated from power draw) and mean utilization over the batch's window.
   const metricsTimer = setInterval(() => {
     const servingNow = serving ? (Date.now() - serving.since) / 1000 : 0
+    const w = telemetry.takeWindow()
     agent.sendMetrics({
       aggregated_metrics: {
         tasks_completed: counts.completed,
         tasks_failed: counts.failed,
         total_gpu_hours: onGpu ? (counts.servedSeconds + servingNow) / 3600 : 0,
-        avg_gpu_utilization: 0,
-        total_energy_kwh: 0,
+        // Required numbers upstream: 0 where no GPU could be read (a CPU host draws no GPU energy).
+        avg_gpu_utilization: w.avgUtilization ?? 0,
+        total_energy_kwh: w.energyKwh ?? 0,
         earnings_usd: earnings,
       },
     })
@@ -172,14 +232,22 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
   agent.on('earnings', (e) => {
     earnings += Number(e.earnings.final_amount_usd)
     log.info({ taskId: e.task_id, amountUsd: e.earnings.final_amount_usd, status: e.status }, 'agent: earnings recorded')
+    init.earnings?.addRecord(e).catch((err: Error) => log.error({ err: err.message, taskId: e.task_id }, 'agent: saving an earnings record failed'))
+  })
+  agent.on('payout', (p) => {
+    log.info({ payoutId: p.payout_id, netUsd: p.summary.net_amount_usd, status: p.status }, 'agent: payout notified')
+    init.earnings?.addPayout(p).catch((err: Error) => log.error({ err: err.message, payoutId: p.payout_id }, 'agent: saving a payout failed'))
   })
   agent.on('stopped', (s) => log.error({ reason: s.reason, error: s.error?.message }, 'agent: the oracle channel stopped'))
 
   return {
     agent,
     host: () => host,
+    telemetry,
     async stop() {
       clearInterval(metricsTimer)
+      clearInterval(liveTimer)
+      telemetry.stop()
       await agent.stop()
       await host?.stop()
       if (!host) await node.stop()

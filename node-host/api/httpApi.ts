@@ -6,6 +6,7 @@ import { ShardInputError } from '../../shared/engine/shardSession.ts'
 import { NoRouteError } from '../../shared/mesh/planRoute.ts'
 import { EmptyPromptError, type TextGenerator, type TextRequest, type TextResult } from '../../shared/engine/textGenerator.ts'
 import type { Logger } from '../logger.ts'
+import type { HostMetrics } from '../metrics/hostMetrics.ts'
 import { guardListener } from '../net/guardListener.ts'
 import { BadRequestTargetError, parseRequestTarget } from '../net/requestTarget.ts'
 
@@ -37,6 +38,8 @@ export type HttpApiComponents = {
   generator: () => TextGenerator | null
   /** The peers serving the model, for /api/v1/pipeline/status (absent: a single process). */
   topology?: () => Array<{ address: string; multiaddrs: string[]; layerStart: number; layerEnd: number; grpcEndpoint?: string; httpEndpoint?: string; ready?: boolean }>
+  /** Prometheus metrics: served at `GET /metrics` (behind the bearer token like every route but /health) and fed by each generation. */
+  metrics?: HostMetrics
 }
 
 class HttpError extends Error {
@@ -199,10 +202,18 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
   }
 
   /** Runs a request; streams through `onText` when given; aborts when the client goes away. */
-  const run = (req: IncomingMessage, request: Omit<TextRequest, 'signal'>) => {
+  const run = async (req: IncomingMessage, request: Omit<TextRequest, 'signal'>, api: 'plumise' | 'openai') => {
     const abort = new AbortController()
     req.once('close', () => abort.abort(new Error('client closed the connection')))
-    return ready().generateText({ ...request, signal: abort.signal })
+    const m = components.metrics
+    try {
+      const r = await ready().generateText({ ...request, signal: abort.signal, onStep: m && ((step) => m.recordStep(step)) })
+      m?.recordGeneration(api, { promptTokens: r.promptTokens, completionTokens: r.outputIds.length, ok: true })
+      return r
+    } catch (e) {
+      m?.recordGeneration(api, { promptTokens: 0, completionTokens: 0, ok: false })
+      throw e
+    }
   }
 
   /**
@@ -212,10 +223,12 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
   const withSlot = async (work: () => Promise<void>) => {
     if (generating >= maxGenerations) throw new HttpError(503, `busy: ${generating} generations running; retry later`, { 'Retry-After': '1' })
     generating++
+    components.metrics?.setActiveGenerations(generating)
     try {
       await work()
     } finally {
       generating--
+      components.metrics?.setActiveGenerations(generating)
     }
   }
 
@@ -229,13 +242,13 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
     }
     return withSlot(async () => {
       if (!body.stream) {
-        const r = await run(req, request)
+        const r = await run(req, request, 'plumise')
         return sendJson(res, 200, { generated_text: r.text, num_tokens: r.outputIds.length, latency_ms: Math.round(r.latencyMs) })
       }
       ready()
       const send = startSse(res)
       try {
-        await run(req, { ...request, onText: (token) => send({ token }) })
+        await run(req, { ...request, onText: (token) => send({ token }) }, 'plumise')
         send('[DONE]')
       } catch (e) {
         send({ error: (e as Error).message })
@@ -268,7 +281,7 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
     const usage = (r: TextResult) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.outputIds.length, total_tokens: r.promptTokens + r.outputIds.length })
     return withSlot(async () => {
       if (!body.stream) {
-        const r = await run(req, request)
+        const r = await run(req, request, 'openai')
         const choice = kind === 'chat'
           ? { index: 0, message: { role: 'assistant', content: r.text }, finish_reason: openAiFinish(r), logprobs: null }
           : { index: 0, text: r.text, finish_reason: openAiFinish(r), logprobs: null }
@@ -281,7 +294,7 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
         send({ id, object: chunkObject, created, model: init.model, choices: [{ index: 0, ...payload, finish_reason: finish, logprobs: null }] })
       if (kind === 'chat') chunk({ delta: { role: 'assistant', content: '' } }, null)
       try {
-        const r = await run(req, { ...request, onText: (text) => chunk(kind === 'chat' ? { delta: { content: text } } : { text }, null) })
+        const r = await run(req, { ...request, onText: (text) => chunk(kind === 'chat' ? { delta: { content: text } } : { text }, null) }, 'openai')
         chunk(kind === 'chat' ? { delta: {} } : { text: '' }, openAiFinish(r))
         send('[DONE]')
       } catch (e) {
@@ -306,6 +319,12 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
       sendJson(res, 200, { model: init.model, address: init.address, assignment: { ...layers(), is_full: isFull() }, topology: topology ?? null })
     },
     'GET /api/v1/metrics': (_req, res) => sendJson(res, 200, metrics()),
+    'GET /metrics': async (_req, res) => {
+      if (!components.metrics) throw new HttpError(404, 'no Prometheus metrics on this API')
+      const { contentType, body } = await components.metrics.render()
+      res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) })
+      res.end(body)
+    },
     'GET /v1/models': (_req, res) =>
       sendJson(res, 200, { object: 'list', data: [{ id: init.model, object: 'model', created: Math.floor(started / 1000), owned_by: 'shardmesh' }] }),
     'POST /v1/completions': (req, res) => openAi(req, res, 'completion'),

@@ -1,11 +1,13 @@
 import { GENERATE_USAGE, parseGenerateArgs, runGenerate } from './generateCommand.ts'
 import { UsageError } from './usageError.ts'
+import { takeLogLevel } from './logLevelOption.ts'
 import { SERVE_USAGE, parseServeArgs, runServe } from './serveCommand.ts'
 import { START_USAGE, parseStartArgs, runStart } from './startCommand.ts'
 import { LOCAL_USAGE, runLocalNetwork } from './localNetwork.ts'
 import { ORACLE_USAGE, parseOracleArgs, runOracle } from './oracleCommand.ts'
 import { DEVNET_USAGE, parseDevnetArgs, runDevnet } from '../chain/devnetCommand.ts'
 import { APP_USAGE, parseAppArgs, runApp } from '../app/appCommand.ts'
+import { EARNINGS_USAGE, parseEarningsArgs, runEarnings } from './earningsCommand.ts'
 
 const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
 
@@ -17,6 +19,7 @@ commands:
   oracle     run the Oracle: assigns layer ranges, Plumise Oracle HTTP API, state in SQLite
   devnet     run a local chain (anvil) with the project's contracts: RPC URL, chain id, addresses
   app        serve the contributor web app against a network (its Oracle, relays and chain)
+  earnings   what the Oracle booked for this host: per task, per day, totals
 
 ${GENERATE_USAGE}
 ${SERVE_USAGE}
@@ -24,9 +27,14 @@ ${START_USAGE}
 ${ORACLE_USAGE}
 ${LOCAL_USAGE}
 ${DEVNET_USAGE}
-${APP_USAGE}`
+${APP_USAGE}
+${EARNINGS_USAGE}
 
-async function main(argv: string[]): Promise<number> {
+every command: --log-level fatal|error|warn|info|debug|trace|silent (or LOG_LEVEL; default info). Logs go to
+stderr as pino JSON lines, pretty-printed when stdout is a terminal (LOG_FORMAT=json|pretty decides instead).`
+
+async function main(args: string[]): Promise<number> {
+  const argv = takeLogLevel(args)
   const [command, ...rest] = argv
   switch (command) {
     case 'generate':
@@ -47,6 +55,9 @@ async function main(argv: string[]): Promise<number> {
     case 'app':
       await runApp(parseAppArgs(rest))
       return new Promise<number>(() => {})
+    case 'earnings':
+      await runEarnings(parseEarningsArgs(rest))
+      return 0
     case 'devnet':
       await runDevnet(parseDevnetArgs(rest))
       return 0

@@ -9,13 +9,17 @@ import { chainConfigFromEnv } from '../chain/chainConfigFromEnv.ts'
 import { loadWallet } from '../chain/loadWallet.ts'
 import { createOracle, type Oracle, type OracleInit } from '../oracle/createOracle.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
+import { loadGpuPricing } from '../oracle/gpuPricing.ts'
 import { parseOptions } from './usageError.ts'
 
 export const ORACLE_USAGE = `usage: shardmesh oracle [--port 3100] [--host 127.0.0.1] [--db <file>] [--model <folder|url|owner/name>]… [--silence-s 600] [--reconnect-grace-s 5] [--replicas 2]
        (--db defaults to $SHARDMESH_HOME/oracle.db, ~/.shardmesh/oracle.db; --model to the shipped docs-llama-7m;
         --reconnect-grace-s: how long an agent whose connection dropped keeps its layers before they are re-planned;
         --replicas: pipelines planned when capacity allows, so every layer survives the loss of one peer.)
-       [--epoch-fund-wei <wei>] [--chain-poll-s 5]
+       [--epoch-fund-wei <wei>] [--chain-poll-s 5] [--pricing <file.json>]
+       --pricing (ORACLE_PRICING_FILE): Orban pricing per GPU class, e.g. {"base_rate_usd_per_hour": 0.5,
+        "classes": {"H100": 4, "A100": 3, "RTX 4090": 1.6}, "default_multiplier": 1, "cpu_multiplier": 0.1}
+        (default: base 0.50 USD/h times the agent's total VRAM / 10 GB).
        Serves the Plumise Oracle API and the Orban agent channel (ws://…/agent/v1/connect) on the same port.
        Rewards on chain when ORACLE_PRIVATE_KEY (the RewardPool's oracle account) is set, on the chain of
        PLUMISE_CHAIN_ID / PLUMISE_RPC_URL (a devnet: its addresses file SHARDMESH_DEVNET_FILE): metrics are booked
@@ -33,6 +37,7 @@ const optionsSchema = z.object({
   replicas: z.coerce.number().int().min(1).max(16).default(2),
   epochFundWei: z.string().regex(/^\d+$/, 'a whole number of wei').transform(BigInt).optional(),
   chainPollS: z.coerce.number().positive().optional(),
+  pricing: z.string().optional(),
 })
 
 export type OracleOptions = z.infer<typeof optionsSchema>
@@ -50,13 +55,15 @@ export function parseOracleArgs(argv: string[]): OracleOptions {
       replicas: { type: 'string' },
       'epoch-fund-wei': { type: 'string' },
       'chain-poll-s': { type: 'string' },
+      pricing: { type: 'string' },
     },
     strict: true,
   })
   const fund = values['epoch-fund-wei'] ?? process.env.EPOCH_FUND_WEI
   const poll = values['chain-poll-s']
+  const pricing = values.pricing ?? process.env.ORACLE_PRICING_FILE
   // absent flags stay absent (not undefined-valued keys)
-  return parseOptions(optionsSchema, { ...values, silenceS: values['silence-s'], reconnectGraceS: values['reconnect-grace-s'], ...(poll !== undefined ? { chainPollS: poll } : {}), ...(fund !== undefined ? { epochFundWei: fund } : {}) })
+  return parseOptions(optionsSchema, { ...values, silenceS: values['silence-s'], reconnectGraceS: values['reconnect-grace-s'], ...(pricing !== undefined ? { pricing } : {}), ...(poll !== undefined ? { chainPollS: poll } : {}), ...(fund !== undefined ? { epochFundWei: fund } : {}) })
 }
 
 /** The reward reporter's settings from ORACLE_PRIVATE_KEY and the chain's variables; undefined without a key. */
@@ -75,7 +82,8 @@ export async function startOracle(opts: OracleOptions, logger: Logger = createLo
   const models = await Promise.all(opts.model.length ? opts.model.map((m) => readModelInfo(m)) : [readModelInfo(undefined)])
   await mkdir(dirname(opts.db), { recursive: true })
   const chain = await oracleChainFromEnv(opts)
-  return createOracle({ db: opts.db, models, port: opts.port, host: opts.host, silenceMs: opts.silenceS * 1000, reconnectGraceMs: opts.reconnectGraceS * 1000, replicas: opts.replicas, jwtSecret: process.env.ORACLE_JWT_SECRET, logger, chain })
+  const pricing = opts.pricing === undefined ? undefined : await loadGpuPricing(opts.pricing)
+  return createOracle({ pricing, db: opts.db, models, port: opts.port, host: opts.host, silenceMs: opts.silenceS * 1000, reconnectGraceMs: opts.reconnectGraceS * 1000, replicas: opts.replicas, jwtSecret: process.env.ORACLE_JWT_SECRET, logger, chain })
 }
 
 /** `shardmesh oracle`: serves the Plumise Oracle API until SIGINT/SIGTERM. */

@@ -1,10 +1,13 @@
 import { homedir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
 import { parseStages } from '../../shared/engine/loadShards.ts'
 import { chainAgentFromEnv, NO_COUNTERS } from '../agent/chainAgentFromEnv.ts'
+import { openEarningsStore } from '../agent/earningsStore.ts'
+import { createGpuTelemetry } from '../agent/gpuTelemetry.ts'
 import { runOracleAgent } from '../agent/runOracleAgent.ts'
+import { earningsFile } from './earningsCommand.ts'
 import { createNodeHost, type NodeHost } from '../host/createNodeHost.ts'
 import { createLogger, type Logger } from '../logger.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
@@ -106,10 +109,14 @@ export async function runStart(opts: StartOptions): Promise<void> {
   log.info({ multiaddrs: node.getMultiaddrs().map(String), model: source.name, layers: `${range.start}-${range.end}` }, 'libp2p started; loading the shard')
   let host: NodeHost | undefined
   const chain = await chainAgentFromEnv({ peer: { peerId: node.peerId.toString(), privateKey }, model: source.name, stats: () => host?.counters() ?? NO_COUNTERS, logger: log })
-  host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)) })
+  // GPU readings for /metrics (the Oracle-run host sends them in heartbeats too).
+  const telemetry = createGpuTelemetry()
+  telemetry.start()
+  host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)), gpus: () => telemetry.latest(), energyKwh: () => telemetry.totalEnergyKwh() })
   void chain?.start()
   const grpc = await startGrpcIfAsked(opts, source, host, chain?.address ?? node.peerId.toString(), log)
   stopOnSignals(log, async () => {
+    telemetry.stop()
     await chain?.stop()
     await grpc?.close()
     await host.stop()
@@ -141,7 +148,9 @@ async function runStartWithOracle(opts: StartOptions, oracle: string, logger: Lo
   let hostOf: () => NodeHost | undefined = () => undefined
   const model = opts.model ? resolveModelSource(opts.model).name : undefined
   const chain = await chainAgentFromEnv({ oracleUrl: oracle, peer: { peerId: node.peerId.toString(), privateKey }, model, stats: () => hostOf()?.counters() ?? NO_COUNTERS, logger: log })
-  const agent = await runOracleAgent({ oracle, node, privateKey, model: opts.model, device: opts.device, weights: opts.weights, memoryMb: opts.memoryMb, heartbeatIntervalMs: opts.heartbeatS * 1000, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)) })
+  // Earnings live beside the identity (the host's data folder), where `shardmesh earnings` reads them.
+  const earnings = await openEarningsStore(earningsFile(dirname(opts.identity)))
+  const agent = await runOracleAgent({ earnings, oracle, node, privateKey, model: opts.model, device: opts.device, weights: opts.weights, memoryMb: opts.memoryMb, heartbeatIntervalMs: opts.heartbeatS * 1000, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)) })
   hostOf = agent.host
   void chain?.start()
   stopOnSignals(log, async () => {

@@ -16,6 +16,8 @@ import type { Logger } from '../logger.ts'
 import { createHttpApi } from '../api/httpApi.ts'
 import { answerClientErrors } from '../net/guardListener.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
+import type { GpuReading } from '../agent/gpuTelemetry.ts'
+import { createHostMetrics } from '../metrics/hostMetrics.ts'
 
 const hasRoute = (peers: PeerShard[], numLayers: number) => {
   try {
@@ -48,6 +50,10 @@ export type NodeHostInit = {
   routeWaitMs?: number
   /** Told of each generation this host originated (its HTTP API): what an inference proof is made of. */
   onGenerated?: (generation: HostGeneration) => void
+  /** Live GPU readings for /metrics (null: unknown). */
+  gpus?: () => GpuReading[] | null
+  /** Energy the GPUs drew since start, kWh, for /metrics (null: unknown). */
+  energyKwh?: () => number | null
 }
 
 /** One finished generation at this origin: the real prompt and generated text. */
@@ -90,6 +96,13 @@ export async function createNodeHost(init: NodeHostInit) {
       await new Promise((r) => setTimeout(r, Math.min(500, Math.max(0, deadline - Date.now()))))
     }
   }
+  const metrics = createHostMetrics({
+    shard: () => (service.shard() ? service.stats() : undefined),
+    kvBytes: () => service.shard()?.kvBytes(),
+    layers: () => (service.shard() ? range : undefined),
+    gpus: init.gpus,
+    energyKwh: init.energyKwh,
+  })
   let server: Server | undefined
   let generator: TextGenerator | null = null
   /** The HTTP API reports "loading" until this host serves its first range (or is told to go on without one). */
@@ -105,6 +118,7 @@ export async function createNodeHost(init: NodeHostInit) {
             logger: log,
             generator: () => (originReady ? generator : null),
             topology: () => init.pipelineTopology?.() ?? table.peers().map((p) => ({ address: p.peerId, multiaddrs: p.multiaddrs, layerStart: p.start, layerEnd: p.end })),
+            metrics,
           },
         ),
       )
@@ -148,6 +162,8 @@ export async function createNodeHost(init: NodeHostInit) {
     /** The range being loaded, if any. */
     loading: () => loading,
     generator: () => generator,
+    /** Prometheus metrics (also served at the HTTP API's /metrics). */
+    metrics,
     /** Work this host's shard served, cumulative since start (for metrics reports). */
     counters: (): HostCounters => {
       const s = service.stats()

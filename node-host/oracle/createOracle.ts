@@ -9,6 +9,8 @@ import { createOracleCore, type OracleCore } from './createOracleCore.ts'
 import { createOracleServer, type OracleServer } from './createOracleServer.ts'
 import type { ModelInfo } from './modelInfo.ts'
 import { openOracleDatabase } from './oracleDatabase.ts'
+import { createOracleMetrics } from './oracleMetrics.ts'
+import { gpuPricing, parseGpuPricing, type GpuPricingConfig } from './gpuPricing.ts'
 import { createOrbanChannel, type OrbanChannel, type OrbanConnectedAgent } from './orbanChannel.ts'
 import { createRewardReporter, type RewardReporter, type RewardReporterInit } from './rewardReporter.ts'
 import { createRowPruner } from './rowPruner.ts'
@@ -40,6 +42,8 @@ export type OracleInit = {
   chain?: Pick<RewardReporterInit, 'chain' | 'account' | 'fundWeiPerEpoch' | 'pollMs'>
   /** Old proofs, metrics, replay-guard entries and Orban history are deleted after this. @default 30 days */
   retentionMs?: number
+  /** Orban pricing per GPU class (REGISTER_ACK, TASK_ASSIGN, EARNINGS_RECORD). @default orbanPricing (by total VRAM) */
+  pricing?: GpuPricingConfig
 }
 
 const GB = 1024 ** 3
@@ -63,7 +67,12 @@ export async function createOracle(init: OracleInit) {
     createWalletBindings({ config: init.chain.chain.config, client: createPublicClient({ chain: init.chain.chain.chain, transport: http(init.chain.chain.rpcUrl) }), logger })
   const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, reconnectGraceMs: init.reconnectGraceMs, replicas: init.replicas, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf })
   const modelFolders = new Map(init.models.flatMap((m) => (m.folder ? [[m.name, m.folder] as const] : [])))
-  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders })
+  // The channel is made after the server (it upgrades the server's sockets): read lazily.
+  let orbanRef: OrbanChannel | undefined
+  let serverRef: OracleServer | undefined
+  const metrics = createOracleMetrics({ core, server: () => serverRef?.stats(), orban: () => orbanRef })
+  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders, metrics: () => metrics.render() })
+  serverRef = server
   /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
   const sent = new Map<string, { taskId: string; range: LayerRange; model: string }>()
   const joining = new Set<string>()
@@ -99,8 +108,9 @@ export async function createOracle(init: OracleInit) {
     const config: ShardTaskConfig = { kind: 'shardmesh.shard', model, layer_start: range.start, layer_end: range.end, total_layers: info.numLayers }
     const onGpu = node.device !== 'cpu' && node.device !== 'wasm' && node.vramMb > 0
     // Never ask for more VRAM than the agent's largest GPU reports (unified memory reports none).
-    const gpuVramGb = Math.max(0, ...(orban.agents().find((a) => a.agentId === agentId)?.registration.hardware.gpus ?? []).map((g) => Number(g.vram_gb)))
-    const minVramGb = onGpu ? Math.min(gpuVramGb, Math.round((rangeBytes(info, range) / GB) * 100) / 100) : 0
+    // Upstream reads min_vram_gb as whole GB (u32): the range's bytes rounded up, capped at the largest GPU's whole GB.
+    const gpuVramGb = Math.floor(Math.max(0, ...(orban.agents().find((a) => a.agentId === agentId)?.registration.hardware.gpus ?? []).map((g) => Number(g.vram_gb))))
+    const minVramGb = onGpu ? Math.min(gpuVramGb, Math.ceil(rangeBytes(info, range) / GB)) : 0
     const result = await orban
       .assignTask(agentId, {
         task_id: taskId,
@@ -110,7 +120,8 @@ export async function createOracle(init: OracleInit) {
         requirements: { min_vram_gb: minVramGb, min_compute_capability: '', framework: 'onnxruntime', fp16: false },
         // A model in a local folder is offered by this server (a path relative to it); others by their URL or Hub id.
         payload: { model_url: info.folder ? `/models/${encodeURIComponent(info.name)}/` : info.source, model_hash: info.modelHash, input_data_url: '', output_url: '', config },
-        pricing: { base_rate_usd_per_hour: 0, gpu_multiplier: 1, effective_rate: 0 },
+        // The rate this agent was offered at registration (the Oracle's pricing for its GPU class).
+        pricing: orban.agents().find((a) => a.agentId === agentId)?.pricing ?? { base_rate_usd_per_hour: 0, gpu_multiplier: 1, effective_rate: 0 },
       })
       .catch((e: Error) => ({ rejected: 'unreachable', details: e.message }))
     if (result === 'accepted') {
@@ -182,6 +193,7 @@ export async function createOracle(init: OracleInit) {
     logger,
     jwtSecret: init.jwtSecret,
     heartbeatTimeoutMs: init.heartbeatTimeoutMs,
+    pricing: init.pricing && gpuPricing(parseGpuPricing(init.pricing)),
     hooks: {
       onRegister: (agent: OrbanConnectedAgent) => {
         // Back within the grace: its pending drop is cancelled before the proof of work, which takes a while.
@@ -194,6 +206,12 @@ export async function createOracle(init: OracleInit) {
       },
       onMetrics(agentId) {
         core.touch(agentId)
+      },
+      // An agent that sends no HEARTBEAT (upstream's) stays while its socket answers pings.
+      async onAlive(agentId) {
+        if (core.touch(agentId) || joining.has(agentId)) return
+        const agent = orban.agents().find((a) => a.agentId === agentId)
+        if (agent) await join(agent)
       },
       onStateSync(agentId) {
         core.touch(agentId)
@@ -255,6 +273,7 @@ export async function createOracle(init: OracleInit) {
     },
   })
 
+  orbanRef = orban
   // Moves caused by other nodes' joins and leaves reach the Orban agents they concern.
   core.events.on('nodeLeft', (e) => sent.delete(e.address))
   core.events.on('assignment', (change) => {
@@ -275,11 +294,14 @@ export async function createOracle(init: OracleInit) {
     url: server.url,
     core,
     orban,
+    /** The Orban channel's records (registrations, earnings, metrics batches, proofs of work). */
+    orbanStore,
     server,
     store,
     rewards,
     async close(): Promise<void> {
       closing = true
+      metrics.close()
       pruner.stop()
       await orban.close()
       await server.close()

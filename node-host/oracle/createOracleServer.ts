@@ -39,6 +39,8 @@ export type OracleServerInit = {
   modelBandwidth?: { burstBytes: number; bytesPerSecond: number }
   /** Models served from local folders, by wire name: their files are offered at `/models/<name>/<file>` (Range requests) so hosts elsewhere can load them. */
   modelFolders?: ReadonlyMap<string, string>
+  /** Prometheus text exposition for `GET /metrics` (absent: 404). */
+  metrics?: () => Promise<{ contentType: string; body: string }>
 }
 
 /** The checkpoint files a host reads; nothing else in a model folder is served. */
@@ -173,6 +175,12 @@ export async function createOracleServer(init: OracleServerInit): Promise<Oracle
     'GET /health': (_req, res) =>
       json(res, 200, { status: 'ok', models: core.models().map((m) => m.name), nodes: core.nodes().length, uptime: Math.floor((Date.now() - started) / 1000) }),
     'GET /api/v1/oracle/stats': (_req, res) => json(res, 200, stats()),
+    'GET /metrics': async (_req, res) => {
+      if (!init.metrics) throw new OracleHttpError(404, 'not_found', 'no Prometheus metrics on this server')
+      const { contentType, body } = await init.metrics()
+      res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) })
+      res.end(body)
+    },
     'POST /api/v1/pipeline/register': async (req, res) => json(res, 200, await routes.register(await readJson(req, limit))),
     'POST /api/v1/pipeline/ready': async (req, res) => json(res, 200, await routes.ready(await readJson(req, limit))),
     'GET /api/v1/pipeline/topology': (_req, res, query) => json(res, 200, routes.topology(query)),

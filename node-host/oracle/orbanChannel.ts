@@ -76,6 +76,11 @@ export type OrbanChannelHooks = {
   onMetrics?(agentId: string, batch: OrbanMessageOf<'METRICS_BATCH'>): unknown
   /** An ERROR frame the agent sent. */
   onAgentError?(agentId: string, error: OrbanMessageOf<'ERROR'>): unknown
+  /**
+   * The agent's socket answered a WebSocket ping: it is alive even if it sends no HEARTBEAT
+   * (upstream agents leave the heartbeat loop a TODO; such an agent is `stale`, yet connected).
+   */
+  onAlive?(agentId: string): unknown
 }
 
 export type OrbanChannelLimits = {
@@ -120,6 +125,12 @@ export type CreateOrbanChannelInit = {
   powTimeoutMs?: number
   /** Time an agent has to accept or reject a task. @default 30000 */
   acceptTimeoutMs?: number
+  /**
+   * WebSocket pings to every registered socket: a pong is liveness (what keeps an agent that never
+   * sends HEARTBEAT), and a socket that answers no ping for two intervals is closed as dead.
+   * @default heartbeatTimeoutMs / 3
+   */
+  pingIntervalMs?: number
   /** Pricing of REGISTER_ACK. @default orbanPricing(registration) */
   pricing?: (registration: OrbanPayload<'AGENT_REGISTER'>) => OrbanPricing
   signal?: AbortSignal
@@ -235,12 +246,16 @@ type Connection = {
   refilledAt: number
   queue: Promise<void>
   handshakeTimer: ReturnType<typeof setTimeout> | undefined
+  /** Last pong (performance.now()); a ping unanswered for two intervals closes the socket. */
+  pongAt: number
 }
 
 /** What the channel keeps of a registered agent: the public view, with its live task set and socket. */
 type Session = Omit<OrbanConnectedAgent, 'tasks' | 'remoteAddress'> & {
   tasks: Set<string>
   conn: Connection | undefined
+  /** What the agent was found not to send (logged once each). */
+  missing: Set<'HEARTBEAT' | 'TASK_ACCEPT'>
 }
 
 type PendingAssign = { agentId: string; resolve: (r: OrbanAssignResult) => void; timer: ReturnType<typeof setTimeout> }
@@ -296,6 +311,7 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
   const powDifficulty = init.powDifficulty ?? 16
   const powTimeoutMs = init.powTimeoutMs ?? 30_000
   const acceptTimeoutMs = init.acceptTimeoutMs ?? 30_000
+  const pingIntervalMs = init.pingIntervalMs ?? Math.max(50, Math.floor(heartbeatTimeoutMs / 3))
   const pricingOf = init.pricing ?? orbanPricing
 
   const counters: OrbanChannelStats = {
@@ -430,7 +446,9 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
       refilledAt: performance.now(),
       queue: Promise.resolve(),
       handshakeTimer: undefined,
+      pongAt: performance.now(),
     }
+    ws.on('pong', () => onPong(conn))
     connections.add(conn)
     counters.connections++
     counters.open++
@@ -597,8 +615,56 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
 
   function ownTask(agentId: string, message: { type: string; task_id: string }): boolean {
     if (taskOwners.get(message.task_id) === agentId) return true
+    // Upstream agents never send TASK_ACCEPT (a TODO there): a report on a task offered to this
+    // agent and not refused is its acceptance.
+    const pending = pendingAssigns.get(message.task_id)
+    const session = sessions.get(agentId)
+    if (pending?.agentId === agentId && session) {
+      pendingAssigns.delete(message.task_id)
+      clearTimeout(pending.timer)
+      taskOwners.set(message.task_id, agentId)
+      session.tasks.add(message.task_id)
+      if (!session.missing.has('TASK_ACCEPT')) {
+        session.missing.add('TASK_ACCEPT')
+        log.warn({ agentId, taskId: message.task_id, type: message.type }, `orban: agent sends no TASK_ACCEPT; its ${message.type} is taken as accepting the task`)
+      }
+      pending.resolve('accepted')
+      return true
+    }
     unknownTask(agentId, message)
     return false
+  }
+
+  function onPong(conn: Connection) {
+    conn.pongAt = performance.now()
+    if (conn.phase !== 'registered' || !conn.agentId) return
+    const session = sessions.get(conn.agentId)
+    if (!session || session.conn !== conn) return
+    // `stale` and lastSeenAt stay about frames (what the agent says); a pong only says the socket is alive.
+    // An agent registered for a heartbeat timeout that never sent HEARTBEAT: said once, then kept by its pongs.
+    if (!session.heartbeat && !session.missing.has('HEARTBEAT') && Date.now() - session.connectedAt > heartbeatTimeoutMs) {
+      session.missing.add('HEARTBEAT')
+      log.warn({ agentId: session.agentId }, 'orban: agent sends no HEARTBEAT; its liveness is its socket answering WebSocket pings')
+    }
+    callHook('onAlive', session.agentId)
+  }
+
+  /** Pings every registered socket; one that answered none for two intervals is dead: closed. */
+  function pingAll() {
+    const now = performance.now()
+    for (const conn of connections) {
+      if (conn.phase !== 'registered') continue
+      if (now - conn.pongAt > 2 * pingIntervalMs + 1000) {
+        log.warn({ conn: conn.id, agentId: conn.agentId }, 'orban: socket answers no pings; closed as dead')
+        conn.ws.terminate()
+        continue
+      }
+      try {
+        conn.ws.ping()
+      } catch {
+        // Closing already.
+      }
+    }
   }
 
   function unknownTask(agentId: string, message: { type: string; task_id: string }) {
@@ -681,10 +747,11 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
     }
     if (session) Object.assign(session, { registration, pricing, publicKey: conn.publicKey!, authMode: conn.authMode!, conn, lastSeenAt: now, stale: false, connectedAt: previous === conn ? session.connectedAt : now })
     else {
-      session = { agentId, publicKey: conn.publicKey!, authMode: conn.authMode!, registration, pricing, connectedAt: now, lastSeenAt: now, heartbeat: undefined, stale: false, tasks: new Set(), conn }
+      session = { agentId, publicKey: conn.publicKey!, authMode: conn.authMode!, registration, pricing, connectedAt: now, lastSeenAt: now, heartbeat: undefined, stale: false, tasks: new Set(), conn, missing: new Set() }
       sessions.set(agentId, session)
     }
     conn.phase = 'registered'
+    conn.pongAt = performance.now()
     send(conn, 'REGISTER_ACK', { agent_id: agentId, status: 'active', pricing })
     log.info({ agentId, gpus: registration.hardware.gpus.length, pricing }, 'orban: agent registered')
     callHook('onRegister', view(session))
@@ -765,6 +832,8 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
   }
   const watchdog = setInterval(checkSilence, Math.max(10, Math.min(5000, heartbeatTimeoutMs / 4)))
   watchdog.unref()
+  const pinger = setInterval(pingAll, pingIntervalMs)
+  pinger.unref()
 
   function rejectUpgrade(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}) {
     const body = message + '\n'
@@ -862,6 +931,7 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
     if (closed) return
     closed = true
     clearInterval(watchdog)
+    clearInterval(pinger)
     init.signal?.removeEventListener('abort', onAbort)
     for (const [taskId, pending] of pendingAssigns) {
       pendingAssigns.delete(taskId)
@@ -894,6 +964,7 @@ export function createOrbanChannel(init: CreateOrbanChannelInit): OrbanChannel {
       return new Promise<OrbanAssignResult>((resolve) => {
         const timer = setTimeout(() => {
           pendingAssigns.delete(message.task_id)
+          log.warn({ agentId, taskId: message.task_id, connected: registeredSession(agentId) !== undefined }, `orban: no TASK_ACCEPT, TASK_REJECT or report on the task in ${acceptTimeoutMs} ms`)
           resolve({ rejected: 'timeout', details: `no answer in ${acceptTimeoutMs} ms` })
         }, acceptTimeoutMs)
         pendingAssigns.set(message.task_id, { agentId, resolve, timer })

@@ -11,6 +11,11 @@ export type TextRequest = {
   stop?: string[]
   /** Receives the text as it is generated (never past a stop sequence). */
   onText?: (piece: string) => void
+  /**
+   * Told of each forward step as the origin sees it: positions computed (the prompt for the
+   * prefill, then 1) and the time from the previous token (or the start) to this one.
+   */
+  onStep?: (step: { prefill: boolean; positions: number; ms: number }) => void
   signal?: AbortSignal
 }
 
@@ -72,6 +77,8 @@ export function createTextGenerator(params: CreateTextGeneratorParameters): Text
       const stream = createTextStream(tokenizer)
       let sent = 0
       let cut: number | null = null
+      let stepAt = t0
+      let firstStep = true
       const emit = (upTo: number) => {
         if (upTo > sent) req.onText?.(stream.text().slice(sent, upTo))
         sent = Math.max(sent, upTo)
@@ -83,6 +90,12 @@ export function createTextGenerator(params: CreateTextGeneratorParameters): Text
         eosTokenIds: params.eosTokenIds,
         signal: req.signal,
         onToken: (id) => {
+          if (req.onStep) {
+            const t = performance.now()
+            req.onStep({ prefill: firstStep, positions: firstStep ? inputIds.length : 1, ms: t - stepAt })
+            stepAt = t
+            firstStep = false
+          }
           stream.push(id)
           const text = stream.text()
           for (const s of stops) {

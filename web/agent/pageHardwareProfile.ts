@@ -27,7 +27,7 @@ export async function readPageHardwareProfile(): Promise<PageHardwareProfile> {
   const offer = (memoryGb * GB) / 2
   return {
     gpus: adapter
-      ? [{ index: 0, vendor: adapter.vendor || 'unknown', model: adapter.description || adapter.architecture || adapter.device || 'webgpu', vram_gb: Math.round((offer / GB) * 100) / 100, compute_capability: adapter.shaderF16 ? 'shader-f16' : '', cuda_cores: null, pcie_bandwidth_gbps: 0 }]
+      ? [{ index: 0, vendor: adapter.vendor || 'unknown', model: adapter.description || adapter.architecture || adapter.device || 'webgpu', vram_gb: Math.floor(offer / GB) /* whole GB: upstream's vram_gb is a u32 */, compute_capability: adapter.shaderF16 ? 'shader-f16' : '', cuda_cores: null, pcie_bandwidth_gbps: 0 }]
       : [],
     cpu: { model: nav.userAgent, cores: threads, threads },
     memory_gb: memoryGb,
