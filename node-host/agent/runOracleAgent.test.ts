@@ -80,9 +80,12 @@ before(async () => {
   key = await generateKeyPair('Ed25519')
   running = await startAgent()
 })
+/** Teardown must not hold the file open: a stop that hangs is reported, not waited on forever. */
+const bounded = (what: string, p: Promise<unknown> | undefined) =>
+  Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} did not finish in 20 s`)), 20_000).unref())])
 after(async () => {
-  await running?.stop()
-  await oracle?.close()
+  await bounded('the agent stop', running?.stop())
+  await bounded('the Oracle close', oracle?.close())
 })
 
 test('heartbeats carry the GPU readings nvidia-smi gives (fan [N/A] of passively cooled cards as 0)', async () => {
