@@ -6,6 +6,7 @@ import { LOCAL_USAGE, runLocalNetwork } from './localNetwork.ts'
 import { ORACLE_USAGE, parseOracleArgs, runOracle } from './oracleCommand.ts'
 import { DEVNET_USAGE, parseDevnetArgs, runDevnet } from '../chain/devnetCommand.ts'
 import { APP_USAGE, parseAppArgs, runApp } from '../app/appCommand.ts'
+import { REWARDS_USAGE, parseClaimArgs, parseRewardsArgs, runClaim, runRewards } from '../chain/rewardsCommand.ts'
 
 const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
 
@@ -17,6 +18,8 @@ commands:
   oracle     run the Oracle: assigns layer ranges, Plumise Oracle HTTP API, state in SQLite
   devnet     run a local chain (anvil) with the project's contracts: RPC URL, chain id, addresses
   app        serve the contributor web app against a network (its Oracle, relays and chain)
+  rewards    print the RewardPool's epoch, an address's pending reward and its past epochs and claims
+  claim      claim the configured wallet's pending reward
 
 ${GENERATE_USAGE}
 ${SERVE_USAGE}
@@ -24,7 +27,8 @@ ${START_USAGE}
 ${ORACLE_USAGE}
 ${LOCAL_USAGE}
 ${DEVNET_USAGE}
-${APP_USAGE}`
+${APP_USAGE}
+${REWARDS_USAGE}`
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -47,6 +51,12 @@ async function main(argv: string[]): Promise<number> {
     case 'app':
       await runApp(parseAppArgs(rest))
       return new Promise<number>(() => {})
+    case 'rewards':
+      await runRewards(parseRewardsArgs(rest))
+      return 0
+    case 'claim':
+      await runClaim(parseClaimArgs(rest))
+      return 0
     case 'devnet':
       await runDevnet(parseDevnetArgs(rest))
       return 0
