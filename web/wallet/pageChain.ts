@@ -28,7 +28,7 @@ export function pageChainOf(chain: NonNullable<AppConfig['chain']>): PageChain {
       }
   const viemChain = defineChain({
     id: chain.id,
-    name: config.name,
+    name: plumise ? config.name : 'shardmesh devnet',
     nativeCurrency: plumise ? { name: 'PLM', symbol: 'PLM', decimals: 18 } : { name: 'Ether', symbol: 'ETH', decimals: 18 },
     rpcUrls: { default: { http: [chain.rpcUrl] } },
   })

@@ -201,9 +201,9 @@ function Register({ pc, reader, address }: { pc: PageChain; reader: PublicClient
         {record.data === undefined
           ? 'Reading the AgentRegistry…'
           : record.data === null
-            ? 'Not registered: register to have the Oracle credit this tab’s work to this wallet.'
+            ? 'Not registered: Register binds this tab’s peer to this wallet in the AgentRegistry (one transaction; this tab’s key signs the binding, the wallet only the transaction).'
             : boundHere
-              ? 'Registered: this wallet is bound to this tab’s peer.'
+              ? 'Registered: this wallet is bound to this tab’s peer. (The Oracle does not yet book a tab’s served work to its bound wallet on chain: that part is still to come.)'
               : `This wallet is registered for another node (${record.data.nodeId}).`}
       </p>
       {!boundHere && (
