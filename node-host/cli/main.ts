@@ -8,6 +8,7 @@ import { ORACLE_USAGE, parseOracleArgs, runOracle } from './oracleCommand.ts'
 import { DEVNET_USAGE, parseDevnetArgs, runDevnet } from '../chain/devnetCommand.ts'
 import { APP_USAGE, parseAppArgs, runApp } from '../app/appCommand.ts'
 import { EARNINGS_USAGE, parseEarningsArgs, runEarnings } from './earningsCommand.ts'
+import { REWARDS_USAGE, parseClaimArgs, parseRewardsArgs, runClaim, runRewards } from '../chain/rewardsCommand.ts'
 
 const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
 
@@ -20,6 +21,8 @@ commands:
   devnet     run a local chain (anvil) with the project's contracts: RPC URL, chain id, addresses
   app        serve the contributor web app against a network (its Oracle, relays and chain)
   earnings   what the Oracle booked for this host: per task, per day, totals
+  rewards    print the RewardPool's epoch, an address's pending reward and its past epochs and claims
+  claim      claim the configured wallet's pending reward
 
 ${GENERATE_USAGE}
 ${SERVE_USAGE}
@@ -29,6 +32,7 @@ ${LOCAL_USAGE}
 ${DEVNET_USAGE}
 ${APP_USAGE}
 ${EARNINGS_USAGE}
+${REWARDS_USAGE}
 
 every command: --log-level fatal|error|warn|info|debug|trace|silent (or LOG_LEVEL; default info). Logs go to
 stderr as pino JSON lines, pretty-printed when stdout is a terminal (LOG_FORMAT=json|pretty decides instead).`
@@ -57,6 +61,12 @@ async function main(args: string[]): Promise<number> {
       return new Promise<number>(() => {})
     case 'earnings':
       await runEarnings(parseEarningsArgs(rest))
+      return 0
+    case 'rewards':
+      await runRewards(parseRewardsArgs(rest))
+      return 0
+    case 'claim':
+      await runClaim(parseClaimArgs(rest))
       return 0
     case 'devnet':
       await runDevnet(parseDevnetArgs(rest))

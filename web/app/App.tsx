@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react'
+import { Suspense, lazy, useEffect, useState } from 'react'
 import { useAppConfig } from './hooks/useAppConfig.ts'
 import { useChat } from './hooks/useChat.ts'
 import { useContributor } from './hooks/useContributor.ts'
@@ -7,9 +7,11 @@ import { ChatView } from './views/ChatView.tsx'
 import { ContributeView } from './views/ContributeView.tsx'
 import { NetworkView } from './views/NetworkView.tsx'
 
-const VIEWS = ['contribute', 'chat', 'network'] as const
+const VIEWS = ['contribute', 'chat', 'network', 'wallet'] as const
 type View = (typeof VIEWS)[number]
-const LABELS: Record<View, string> = { contribute: 'Contribute', chat: 'Chat', network: 'Network' }
+const LABELS: Record<View, string> = { contribute: 'Contribute', chat: 'Chat', network: 'Network', wallet: 'Wallet' }
+// wagmi and react-query load with the Wallet view, not with the app (its initial JS budget)
+const WalletView = lazy(() => import('./views/WalletView.tsx'))
 
 const viewFromHash = (): View => {
   const h = window.location.hash.slice(1)
@@ -54,6 +56,11 @@ export function App() {
         {view === 'contribute' && <ContributeView c={contributor} model={config?.models[0]?.name} />}
         {view === 'chat' && <ChatView chat={chat} />}
         {view === 'network' && <NetworkView net={net} />}
+        {view === 'wallet' && config && (
+          <Suspense fallback={<p className="note">Loading the wallet view…</p>}>
+            <WalletView config={config} />
+          </Suspense>
+        )}
       </main>
       <footer>
         {config ? (
