@@ -6,6 +6,7 @@ import { LOCAL_USAGE, runLocalNetwork } from './localNetwork.ts'
 import { ORACLE_USAGE, parseOracleArgs, runOracle } from './oracleCommand.ts'
 import { DEVNET_USAGE, parseDevnetArgs, runDevnet } from '../chain/devnetCommand.ts'
 import { APP_USAGE, parseAppArgs, runApp } from '../app/appCommand.ts'
+import { FARM_USAGE, runFarmCommand } from '../farm/farmCommand.ts'
 
 const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
 
@@ -17,6 +18,7 @@ commands:
   oracle     run the Oracle: assigns layer ranges, Plumise Oracle HTTP API, state in SQLite
   devnet     run a local chain (anvil) with the project's contracts: RPC URL, chain id, addresses
   app        serve the contributor web app against a network (its Oracle, relays and chain)
+  farm       run many headless contributor pages on this machine, supervised (Chromium via Playwright)
 
 ${GENERATE_USAGE}
 ${SERVE_USAGE}
@@ -24,7 +26,8 @@ ${START_USAGE}
 ${ORACLE_USAGE}
 ${LOCAL_USAGE}
 ${DEVNET_USAGE}
-${APP_USAGE}`
+${APP_USAGE}
+${FARM_USAGE}`
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -47,6 +50,8 @@ async function main(argv: string[]): Promise<number> {
     case 'app':
       await runApp(parseAppArgs(rest))
       return new Promise<number>(() => {})
+    case 'farm':
+      return runFarmCommand(rest)
     case 'devnet':
       await runDevnet(parseDevnetArgs(rest))
       return 0
