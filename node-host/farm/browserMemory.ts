@@ -1,9 +1,18 @@
 import { readdir, readFile } from 'node:fs/promises'
 
-/** Resident memory of one worker's Chromium: its renderers (the page) and the rest (browser, GPU, utility processes). */
+/**
+ * Memory of one worker's Chromium: its renderers (the page) and the rest (browser, GPU, utility
+ * processes). Proportional set size (PSS) where the kernel gives it: Chromium's processes share
+ * much of their memory, and summing their RSS would count it once per process.
+ */
 export type BrowserMemory = { browserPid: number; pageRssBytes: number; browserRssBytes: number; rendererPids: number[] }
 
 type Proc = { pid: number; ppid: number; cmdline: string; rssBytes: number }
+
+async function pssBytes(p: Proc): Promise<number> {
+  const m = /^Pss:\s+(\d+) kB/m.exec(await readFile(`/proc/${p.pid}/smaps_rollup`, 'utf8').catch(() => ''))
+  return m ? Number(m[1]) * 1024 : p.rssBytes
+}
 
 const PAGE = 4096
 
@@ -41,7 +50,8 @@ export async function readBrowserMemory(userDataDir: string): Promise<BrowserMem
     todo.push(...(children.get(p.pid) ?? []))
   }
   const renderers = tree.filter((p) => p.cmdline.includes('--type=renderer'))
-  const sum = (ps: Proc[]) => ps.reduce((s, p) => s + p.rssBytes, 0)
+  const pss = new Map(await Promise.all(tree.map(async (p) => [p.pid, await pssBytes(p)] as const)))
+  const sum = (ps: Proc[]) => ps.reduce((s, p) => s + (pss.get(p.pid) ?? 0), 0)
   return { browserPid: root.pid, pageRssBytes: sum(renderers), browserRssBytes: sum(tree) - sum(renderers), rendererPids: renderers.map((p) => p.pid) }
 }
 

@@ -42,8 +42,8 @@ export type FarmPage = {
   ended: Promise<string>
   /** The page's state, or undefined when it does not answer within `timeoutMs` (hung, or not loaded yet). */
   read(timeoutMs: number): Promise<PageState | undefined>
-  /** Tells the Oracle the page leaves (the contributor's stop: its socket closes with 1000), then closes the browser. */
-  stop(): Promise<void>
+  /** Tells the Oracle the page leaves (the contributor's stop: its socket closes with 1000), then closes the browser; false when the page did not answer. */
+  stop(): Promise<boolean>
   /** Closes the browser without a word to the Oracle (after a crash). */
   close(): Promise<void>
 }
@@ -92,9 +92,13 @@ export async function launchFarmPage(init: FarmPageInit): Promise<FarmPage> {
     }
     const stop = async () => {
       let timer: NodeJS.Timeout | undefined
-      await Promise.race([page.evaluate(() => window.shardmeshFarm?.stop()).catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 10_000)))])
+      const left = await Promise.race([
+        page.evaluate(async () => (window.shardmeshFarm ? (await window.shardmeshFarm.stop(), true) : false)).catch(() => false),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 10_000))),
+      ])
       clearTimeout(timer)
       await close()
+      return left
     }
     return { context, page, ended, read, stop, close }
   } catch (e) {

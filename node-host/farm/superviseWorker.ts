@@ -129,10 +129,10 @@ export function superviseWorker(init: SuperviseWorkerInit): SupervisedWorker {
       wake?.()
       await loop
       // A launch still in flight when the stop came has finished by now: tell the Oracle, close.
-      await current?.stop()
+      const leftOracle = (await current?.stop()) ?? false
       current = undefined
       change({ state: 'stopped' })
-      log.info('worker stopped')
+      log.info({ leftOracle }, leftOracle ? 'worker stopped: it told the Oracle it leaves' : 'worker stopped (its page did not answer: the Oracle drops it when its heartbeat stops)')
     },
   }
 }
