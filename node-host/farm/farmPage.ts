@@ -63,7 +63,17 @@ const CHOICE_KEY = 'shardmesh.contribute'
  * set to contributing before the app reads it, so the page resumes contributing by itself.
  */
 export async function launchFarmPage(init: FarmPageInit): Promise<FarmPage> {
-  const context = await chromium.launchPersistentContext(init.profileDir, { executablePath: init.chromiumPath, headless: !init.headful, args: [...BASE_ARGS, ...GPU_ARGS[init.gpu]] })
+  const context = await chromium.launchPersistentContext(init.profileDir, {
+    executablePath: init.chromiumPath,
+    headless: !init.headful,
+    args: [...BASE_ARGS, ...GPU_ARGS[init.gpu]],
+    // The farm handles the signals: each page first tells the Oracle it leaves, then its browser closes.
+    // (Playwright would kill the browsers at once; they run in their own process group, so a
+    // terminal's Ctrl-C reaches only the farm.)
+    handleSIGINT: false,
+    handleSIGTERM: false,
+    handleSIGHUP: false,
+  })
   try {
     const choice = JSON.stringify({ contributing: true, ...(init.memoryMb ? { memoryMb: init.memoryMb } : {}) })
     await context.addInitScript(([key, value]) => localStorage.setItem(key, value), [CHOICE_KEY, choice] as const)

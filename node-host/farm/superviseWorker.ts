@@ -90,7 +90,10 @@ export function superviseWorker(init: SuperviseWorkerInit): SupervisedWorker {
         lastAnswer = Date.now()
         observe(s)
         if (s.phase === 'serving') servingSince ??= Date.now()
-        if (s.phase === 'error') failure = `${classify(s.error ?? '')}: ${s.error ?? 'the page reported an error'}`
+        // The error phase (the Oracle connection ended, the start failed), or an engine fault (the engine
+        // worker died: a lost GPU device, out of memory), which leaves the phase as it was. A dropped
+        // Oracle connection is not one: the page reconnects by itself.
+        if (s.phase === 'error' || s.error?.startsWith('the engine worker failed')) failure = `${classify(s.error ?? '')}: ${s.error ?? 'the page reported an error'}`
       } else if (Date.now() - lastAnswer > hangMs) failure = `no heartbeat for ${Math.round(hangMs / 1000)} s (hung)`
       const mem = await readBrowserMemory(init.profileDir).catch(() => undefined)
       if (mem) change({ pageRssBytes: mem.pageRssBytes, browserRssBytes: mem.browserRssBytes })
