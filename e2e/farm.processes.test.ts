@@ -79,7 +79,7 @@ test('a farm of 3 pages serves docs-llama-7m with a host; a crashed page comes b
   assert.equal(new Set(pagePeers).size, 3, 'each worker has its own identity')
   assert.ok(!whole({ ...t, nodes: t.nodes.filter((n) => !pagePeers.includes(n.peerId ?? '')) }), 'without the pages some layer has no server')
   for (const w of serving.workers) assert.ok(w.pageRssBytes && w.pageRssBytes > 10 * 2 ** 20 && w.browserRssBytes && w.browserRssBytes > 10 * 2 ** 20, `memory measured: ${JSON.stringify(w)}`)
-  process.stdout.write(`# RSS per worker (page + browser): ${serving.workers.map((w) => `${Math.round((w.pageRssBytes! + w.browserRssBytes!) / 2 ** 20)} MB`).join(', ')}\n`)
+  process.stdout.write(`# memory per worker (page + its Chromium, PSS): ${serving.workers.map((w) => `${Math.round((w.pageRssBytes! + w.browserRssBytes!) / 2 ** 20)} MB`).join(', ')}\n`)
 
   const first = await complete()
   assert.equal(first.usage.completion_tokens, expected(p).length)

@@ -36,8 +36,9 @@ export type FarmOptions = {
 
 /**
  * What one worker is expected to take before it has run: its own Chromium (browser, GPU and utility
- * processes, ~250 MB) and a page with a shard of a small model (~450 MB). `npm run bench -- farm`
- * measures the real figure; a farm whose pages hold larger shards needs --memory-mb set accordingly.
+ * processes, ~150 MB PSS) and a page with a shard of docs-llama-7m on wasm (~400-550 MB PSS); measured
+ * 520-700 MB a worker (`npm run bench -- farm`: 567 MB). A farm whose pages hold larger shards needs
+ * --memory-mb set accordingly.
  */
 export const WORKER_ESTIMATE_MB = 700
 
