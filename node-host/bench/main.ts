@@ -6,6 +6,7 @@ import { formatChainTable, runChainBench } from './chainBench.ts'
 import { formatOracleTable, runOracleBench } from './oracleBench.ts'
 import { formatGrpcTable, runGrpcBench } from './grpcBench.ts'
 import { formatSoakTable, runSoak } from './soakBench.ts'
+import { formatFarmTable, runFarmBench } from './farmBench.ts'
 import { availableParallelism } from 'node:os'
 
 const USAGE = `usage:
@@ -14,6 +15,7 @@ const USAGE = `usage:
   npm run bench -- mesh [--models docs-llama-7m,tinyllama-1.1b] [--hosts 3] [--tokens N] [--prompt N] [--weights float32|int4] [--json]
   npm run bench -- grpc [--models docs-llama-7m] [--contexts 32,256] [--tokens N] [--dtype float32|float16|bfloat16] [--json]
   npm run bench -- scan [--threads N]
+  npm run bench -- farm [--workers 3] [--gpu off|swiftshader|auto] [--completions 3] [--tokens 32] [--json]
   npm run bench -- chain [--json]
   npm run bench -- oracle [--agents 1000] [--events N] [--seed N] [--replicas 2] [--json]
   npm run bench -- soak [--minutes 15] [--clients 4] [--kill-every 90] [--replace-after S] [--hosts 4] [--replicas 2] [--json]
@@ -188,7 +190,16 @@ async function soak(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify(report) + '\n')
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle, chain, grpc, soak }
+async function farm(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { workers: { type: 'string' }, gpu: { type: 'string' }, completions: { type: 'string' }, tokens: { type: 'string' }, json: { type: 'boolean', default: false } } })
+  const gpu = values.gpu ?? 'off'
+  if (gpu !== 'off' && gpu !== 'swiftshader' && gpu !== 'auto') throw new Error(`--gpu must be off, swiftshader or auto, got "${gpu}"`)
+  const report = await runFarmBench({ workers: positiveInt(values.workers, 'workers') ?? 3, model: 'docs-llama-7m', gpu, completions: positiveInt(values.completions, 'completions') ?? 3, tokens: positiveInt(values.tokens, 'tokens') ?? 32 })
+  if (!values.json) process.stdout.write(formatFarmTable(report) + '\n')
+  process.stdout.write(JSON.stringify({ bench: 'farm', ...report }) + '\n')
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle, chain, grpc, soak, farm }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv

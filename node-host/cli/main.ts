@@ -9,6 +9,7 @@ import { DEVNET_USAGE, parseDevnetArgs, runDevnet } from '../chain/devnetCommand
 import { APP_USAGE, parseAppArgs, runApp } from '../app/appCommand.ts'
 import { EARNINGS_USAGE, parseEarningsArgs, runEarnings } from './earningsCommand.ts'
 import { REWARDS_USAGE, parseClaimArgs, parseRewardsArgs, runClaim, runRewards } from '../chain/rewardsCommand.ts'
+import { FARM_USAGE, runFarmCommand } from '../farm/farmCommand.ts'
 
 const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
 
@@ -23,6 +24,7 @@ commands:
   earnings   what the Oracle booked for this host: per task, per day, totals
   rewards    print the RewardPool's epoch, an address's pending reward and its past epochs and claims
   claim      claim the configured wallet's pending reward
+  farm       run many headless contributor pages on this machine, supervised (Chromium via Playwright)
 
 ${GENERATE_USAGE}
 ${SERVE_USAGE}
@@ -33,6 +35,7 @@ ${DEVNET_USAGE}
 ${APP_USAGE}
 ${EARNINGS_USAGE}
 ${REWARDS_USAGE}
+${FARM_USAGE}
 
 every command: --log-level fatal|error|warn|info|debug|trace|silent (or LOG_LEVEL; default info). Logs go to
 stderr as pino JSON lines, pretty-printed when stdout is a terminal (LOG_FORMAT=json|pretty decides instead).`
@@ -68,6 +71,8 @@ async function main(args: string[]): Promise<number> {
     case 'claim':
       await runClaim(parseClaimArgs(rest))
       return 0
+    case 'farm':
+      return runFarmCommand(rest)
     case 'devnet':
       await runDevnet(parseDevnetArgs(rest))
       return 0

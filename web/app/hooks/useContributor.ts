@@ -3,6 +3,7 @@ import type { AppConfig } from '../../../shared/app/appConfig.ts'
 import type { Contributor, ContributorState } from '../../contributor/createContributor.ts'
 import { readCapabilities, type Capabilities } from '../../contributor/readCapabilities.ts'
 import { loadContributeChoice, saveContributeChoice } from '../contributeChoice.ts'
+import { exposeFarmStatus } from '../farmStatusHook.ts'
 
 const IDLE: ContributorState = { phase: 'idle', peers: 0, sessions: 0, tokensForwarded: 0, steps: 0, msPerStep: null, rate: [], earningsUsd: 0, earningsRecords: 0, phaseAtMs: {} }
 const noop = () => () => {}
@@ -54,6 +55,9 @@ export function useContributor(config: AppConfig | undefined): UseContributor {
     },
     [config, capabilities, getContributor],
   )
+
+  // A farm (`shardmesh farm`) polls this as the page's heartbeat and stops it cleanly on shutdown.
+  useEffect(() => exposeFarmStatus({ state: () => contributor?.state() ?? IDLE, stop: async () => contributor?.stop() }), [contributor])
 
   // A reload resumes contributing when the person left it on.
   const resumed = useRef(false)

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import { topologySchema, type Topology } from '../shared/oracle/plumiseSchemas.ts'
+import { loadFixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
+import { freePort } from '../node-host/net/freePort.ts'
+import { readBrowserMemory } from '../node-host/farm/browserMemory.ts'
+import type { FarmStatus } from '../node-host/farm/farmStatusServer.ts'
+import { spawnCli, waitFor, type CliProcess } from './cliProcess.ts'
+import { CHROMIUM_PATH } from './launchChromium.ts'
+import { startAppNetwork, type AppNetwork } from './startAppNetwork.ts'
+
+// One farm of 3 pages (`shardmesh farm`, its own process, serving the app itself) on an npm start
+// network with one host: the host (the origin, with the HTTP API) offers ~55% of docs-llama-7m, the
+// pages the rest. All checks run inside that one farm to keep the run short.
+
+const MODEL = 'docs-llama-7m'
+const expected = (p: FixturePrompt) => {
+  const eos = p.greedy_new_ids.indexOf(0)
+  return eos >= 0 ? p.greedy_new_ids.slice(0, eos + 1) : p.greedy_new_ids
+}
+
+/** Every process whose command line names `dir` (the farm's profiles): its Chromiums. */
+async function chromiumsUnder(dir: string): Promise<number[]> {
+  const pids: number[] = []
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')
+    if (cmd.includes(dir)) pids.push(Number(name))
+  }
+  return pids
+}
+
+let net: AppNetwork
+let farm: CliProcess
+let profiles: string
+let statusUrl: string
+const logs = () => `${net?.logs().slice(-3000) ?? ''}\n--- farm ---\n${farm?.log.join('').slice(-6000) ?? ''}`
+
+before(async () => {
+  net = await startAppNetwork({ hosts: 1 })
+  profiles = await mkdtemp(join(tmpdir(), 'shardmesh-farm-'))
+  const statusPort = await freePort()
+  statusUrl = `http://127.0.0.1:${statusPort}/status`
+  farm = spawnCli(['farm', '--workers', '3', '--oracle', net.oracleUrl, '--gpu', 'off', '--chromium', CHROMIUM_PATH, '--profiles', profiles, '--status-port', String(statusPort), '--memory-mb', '8000'])
+})
+
+after(async () => {
+  if (process.env.FARM_LOG) await writeFile(process.env.FARM_LOG, farm?.log.join('') ?? '')
+  farm?.child.kill('SIGKILL')
+  await net?.stop()
+  if (profiles) await rm(profiles, { recursive: true, force: true })
+})
+
+test('a farm of 3 pages serves docs-llama-7m with a host; a crashed page comes back with its peer id; SIGTERM leaves the Oracle and no Chromium', async () => {
+  const fixture = await loadFixture(MODEL)
+  const p = fixture.prompts[0]!
+  const status = async () => (await (await fetch(statusUrl)).json()) as FarmStatus
+  const topology = async (): Promise<Topology> => topologySchema.parse(await (await fetch(`${net.oracleUrl}/api/v1/pipeline/topology?model=${MODEL}`)).json())
+  const whole = (t: Topology) => Array.from({ length: t.totalLayers }, (_, l) => t.nodes.some((n) => n.ready && n.layerStart <= l && l < n.layerEnd)).every(Boolean)
+  const complete = async () =>
+    waitFor('a completion', async () => {
+      const r = await fetch(`${net.apiUrl}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: p.prompt, max_tokens: p.new_tokens, temperature: 0 }) })
+      return r.ok ? ((await r.json()) as { choices: Array<{ text: string }>; usage: { completion_tokens: number } }) : undefined
+    }, 120_000, logs)
+
+  const t0 = Date.now()
+  const serving = await waitFor('3 pages with peer ids, the page ranges and the host covering every layer', async () => {
+    const s = await status()
+    if (s.workers.length !== 3 || !s.workers.every((w) => w.state === 'running' && w.peerId && (w.phase === 'serving' || w.phase === 'waiting'))) return undefined
+    const t = await topology()
+    return whole(t) && s.workers.some((w) => w.phase === 'serving') ? s : undefined
+  }, 400_000, logs)
+  process.stdout.write(`# farm launch to serving: ${((Date.now() - t0) / 1000).toFixed(1)} s\n`)
+  const t = await topology()
+  const pagePeers = serving.workers.map((w) => w.peerId!)
+  assert.equal(new Set(pagePeers).size, 3, 'each worker has its own identity')
+  assert.ok(!whole({ ...t, nodes: t.nodes.filter((n) => !pagePeers.includes(n.peerId ?? '')) }), 'without the pages some layer has no server')
+  for (const w of serving.workers) assert.ok(w.pageRssBytes && w.pageRssBytes > 10 * 2 ** 20 && w.browserRssBytes && w.browserRssBytes > 10 * 2 ** 20, `memory measured: ${JSON.stringify(w)}`)
+  process.stdout.write(`# memory per worker (page + its Chromium, PSS): ${serving.workers.map((w) => `${Math.round((w.pageRssBytes! + w.browserRssBytes!) / 2 ** 20)} MB`).join(', ')}\n`)
+
+  const first = await complete()
+  assert.equal(first.usage.completion_tokens, expected(p).length)
+  assert.equal(first.choices[0]!.text, p.greedy_text)
+
+  // Crash the renderer of a page that serves a range (its Chromium found through its profile).
+  const victim = serving.workers.find((w) => w.phase === 'serving')!
+  const mem = await readBrowserMemory(join(profiles, `worker-${victim.worker}`))
+  assert.ok(mem && mem.rendererPids.length > 0, 'the victim\'s renderer is found')
+  for (const pid of mem.rendererPids) process.kill(pid, 'SIGKILL')
+  await waitFor('the Oracle to drop the crashed page', async () => ((await topology()).nodes.some((n) => n.peerId === victim.peerId && n.ready) ? undefined : true), 30_000, logs)
+  const back = await waitFor('the crashed worker restarted and serving again', async () => {
+    const w = (await status()).workers.find((x) => x.worker === victim.worker)!
+    return w.restarts >= 1 && w.state === 'running' && w.phase === 'serving' ? w : undefined
+  }, 240_000, logs)
+  assert.equal(back.peerId, victim.peerId, 'the same peer id after the restart (its profile\'s IndexedDB identity)')
+  assert.match(back.lastFailure ?? '', /renderer crashed|browser closed/)
+  assert.match(farm.log.join(''), new RegExp(`"worker":${victim.worker}.*"peerId":"${victim.peerId}".*worker failed: restarting`), 'the failure is logged with the worker and its peer id')
+  await waitFor('every layer served again', async () => (whole(await topology()) && (await topology()).nodes.some((n) => n.peerId === victim.peerId && n.ready) ? true : undefined), 60_000, logs)
+  const second = await complete()
+  assert.equal(second.choices[0]!.text, p.greedy_text)
+  assert.equal(second.usage.completion_tokens, expected(p).length)
+
+  // SIGTERM: every page tells the Oracle it leaves, the farm exits 0, no Chromium is left.
+  assert.ok((await chromiumsUnder(profiles)).length > 0)
+  const t1 = Date.now()
+  farm.child.kill('SIGTERM')
+  await waitFor('the farm to exit', async () => (farm.child.exitCode !== null ? true : undefined), 60_000, logs)
+  process.stdout.write(`# SIGTERM to exit: ${Date.now() - t1} ms\n`)
+  assert.equal(farm.child.exitCode, 0, logs())
+  assert.equal(farm.log.join('').match(/worker stopped: it told the Oracle it leaves/g)?.length, 3, `every page left the Oracle: ${logs()}`)
+  // As after "Stop" in the app: the Oracle drops a page that left within 5 s (no silence window).
+  const listed = async () => (await topology()).nodes.filter((n) => pagePeers.includes(n.peerId ?? '')).map((n) => n.peerId)
+  await waitFor('the Oracle to drop the pages', async () => ((await listed()).length === 0 ? true : undefined), 5000, logs).catch(async () => assert.fail(`the Oracle still lists ${JSON.stringify(await listed())}`))
+  assert.deepEqual(await chromiumsUnder(profiles), [], 'no Chromium left')
+})

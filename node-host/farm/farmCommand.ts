@@ -1,0 +1,194 @@
+import { mkdir } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { UsageError } from '../cli/usageError.ts'
+import { buildApp } from '../app/buildApp.ts'
+import { createAppServer, type AppServer } from '../app/createAppServer.ts'
+import { networkAppConfig } from '../app/networkAppConfig.ts'
+import { createLogger } from '../logger.ts'
+import { readAvailableMemory } from './browserMemory.ts'
+import type { FarmGpu, FarmWallet } from './farmPage.ts'
+import { startFarmStatusServer, summarize } from './farmStatusServer.ts'
+import { renderFarmTable } from './farmTable.ts'
+import { superviseWorker, type SupervisedWorker, type WorkerSnapshot } from './superviseWorker.ts'
+
+export const FARM_USAGE = `usage: shardmesh farm --workers N [--oracle http://127.0.0.1:3100] [--app <url>] [--chromium /usr/bin/chromium] [--gpu auto|swiftshader|off]
+                     [--profiles ~/.shardmesh/farm] [--memory-mb M] [--status-port P] [--headful]
+       N headless contributor pages, each its own Chromium and profile (its peer id survives restarts), kept
+       contributing: a page that crashes, hangs, loses its GPU or runs out of memory is restarted (1, 2, 4 … 60 s).
+       Without --app the farm serves the app itself. GET /status at --status-port; Ctrl-C leaves the Oracle cleanly.`
+
+export type FarmOptions = {
+  workers: number
+  oracle: string
+  app?: string
+  chromium: string
+  gpu: FarmGpu
+  profiles: string
+  /** Memory the workers may use; absent: what the machine has available now. */
+  memoryMb?: number
+  statusPort?: number
+  headful: boolean
+  /** MB each page offers the Oracle. */
+  pageMemoryMb?: number
+}
+
+/**
+ * What one worker is expected to take before it has run: its own Chromium (browser, GPU and utility
+ * processes, ~150 MB PSS) and a page with a shard of docs-llama-7m on wasm (~400-550 MB PSS); measured
+ * 520-700 MB a worker (`npm run bench -- farm`: 567 MB). A farm whose pages hold larger shards needs
+ * --memory-mb set accordingly.
+ */
+export const WORKER_ESTIMATE_MB = 700
+
+const int = (name: string, v: string | undefined, min: number) => {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got "${v}"`)
+  return n
+}
+
+export function parseFarmArgs(argv: string[]): FarmOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      workers: { type: 'string' },
+      oracle: { type: 'string' },
+      app: { type: 'string' },
+      chromium: { type: 'string' },
+      gpu: { type: 'string' },
+      profiles: { type: 'string' },
+      'memory-mb': { type: 'string' },
+      'status-port': { type: 'string' },
+      'page-memory-mb': { type: 'string' },
+      headful: { type: 'boolean' },
+    },
+    strict: true,
+  })
+  const workers = int('workers', values.workers, 1)
+  if (workers === undefined) throw new UsageError('--workers N is required')
+  const oracle = values.oracle ?? process.env.ORACLE_URL ?? 'http://127.0.0.1:3100'
+  if (!URL.canParse(oracle)) throw new UsageError(`--oracle must be a URL, got "${oracle}"`)
+  if (values.app !== undefined && !URL.canParse(values.app)) throw new UsageError(`--app must be a URL, got "${values.app}"`)
+  const gpu = values.gpu ?? 'auto'
+  if (gpu !== 'auto' && gpu !== 'swiftshader' && gpu !== 'off') throw new UsageError(`--gpu must be auto, swiftshader or off, got "${gpu}"`)
+  const statusPort = int('status-port', values['status-port'], 0)
+  if (statusPort !== undefined && statusPort > 65535) throw new UsageError(`--status-port must be a port number, got "${statusPort}"`)
+  return {
+    workers,
+    oracle,
+    app: values.app,
+    chromium: values.chromium ?? process.env.SHARDMESH_CHROMIUM ?? '/usr/bin/chromium',
+    gpu,
+    profiles: resolve(values.profiles ?? join(homedir(), '.shardmesh', 'farm')),
+    memoryMb: int('memory-mb', values['memory-mb'], 1),
+    statusPort,
+    headful: values.headful ?? false,
+    pageMemoryMb: int('page-memory-mb', values['page-memory-mb'], 1),
+  }
+}
+
+/** More workers asked for than the memory holds. */
+export class FarmMemoryError extends Error {
+  readonly workers: number
+  readonly fit: number
+  readonly memoryMb: number
+  constructor(workers: number, fit: number, memoryMb: number) {
+    super(`${workers} workers need about ${workers * WORKER_ESTIMATE_MB} MB (${WORKER_ESTIMATE_MB} MB each: its Chromium and page); ${memoryMb} MB is available: ${fit} fit. Start with --workers ${fit}, or raise --memory-mb.`)
+    this.workers = workers
+    this.fit = fit
+    this.memoryMb = memoryMb
+  }
+}
+
+/** How many workers `memoryMb` holds, or a FarmMemoryError naming how many fit. */
+export function checkFarmMemory(workers: number, memoryMb: number): void {
+  const fit = Math.floor(memoryMb / WORKER_ESTIMATE_MB)
+  if (workers > fit) throw new FarmMemoryError(workers, fit, memoryMb)
+}
+
+export type Farm = { appUrl: string; statusUrl?: string; snapshot(): WorkerSnapshot[]; stop(): Promise<void> }
+
+/**
+ * Runs the farm: checks the memory, serves the app (unless --app), starts one supervised worker a
+ * profile folder, the status server and the live table (a TTY) or JSON lines (otherwise). The
+ * wallet is issue 11's farm wallet: one key in this process for every page.
+ */
+export async function runFarm(opts: FarmOptions, components: { wallet?: FarmWallet } = {}): Promise<Farm> {
+  const memoryMb = opts.memoryMb ?? Math.floor((await readAvailableMemory()) / 2 ** 20)
+  checkFarmMemory(opts.workers, memoryMb)
+  const logger = createLogger('shardmesh:farm')
+  let appServer: AppServer | undefined
+  let appUrl = opts.app
+  if (!appUrl) {
+    appServer = await createAppServer({
+      dir: buildApp({ onBuild: () => process.stderr.write('shardmesh farm: building the app (cached until its sources change)…\n') }),
+      oracle: opts.oracle,
+      config: networkAppConfig({ oracle: opts.oracle }),
+      port: 0,
+    })
+    appUrl = appServer.url
+    // Pages must not load a "building" page: wait for the built app.
+    for (let i = 0; ; i++) {
+      const r = await fetch(appUrl).catch(() => undefined)
+      if (r?.status === 200) break
+      if (i > 600) throw new Error('the app did not build within 10 minutes')
+      await new Promise((res) => setTimeout(res, 1000))
+    }
+  }
+  const tty = process.stdout.isTTY === true
+  const workers: SupervisedWorker[] = []
+  const snapshot = () => workers.map((w) => w.snapshot())
+  const status = await (opts.statusPort === undefined ? undefined : startFarmStatusServer({ port: opts.statusPort, status: () => summarize(snapshot()) }))
+  logger.info({ workers: opts.workers, app: appUrl, oracle: opts.oracle, status: status?.url, profiles: opts.profiles, memoryMb }, 'farm starting')
+  for (let i = 1; i <= opts.workers; i++) {
+    const profileDir = join(opts.profiles, `worker-${i}`)
+    await mkdir(profileDir, { recursive: true })
+    let last = ''
+    workers.push(
+      superviseWorker({
+        worker: i,
+        appUrl,
+        profileDir,
+        chromiumPath: opts.chromium,
+        gpu: opts.gpu,
+        headful: opts.headful,
+        memoryMb: opts.pageMemoryMb,
+        wallet: components.wallet,
+        logger,
+        onChange: (s) => {
+          if (tty) return
+          // JSON lines on stdout when it is not a terminal: one a change of what a reader acts on.
+          const line = JSON.stringify({ worker: s.worker, state: s.state, phase: s.phase, peerId: s.peerId, range: s.range, restarts: s.restarts, crashLoop: s.crashLoop })
+          if (line !== last) process.stdout.write(`${JSON.stringify({ time: Date.now(), ...s })}\n`)
+          last = line
+        },
+      }),
+    )
+  }
+  const table = tty ? setInterval(() => process.stdout.write(`\x1b[H\x1b[2J${renderFarmTable(summarize(snapshot()))}\n${status ? `status: ${status.url}\n` : ''}`), 1000) : undefined
+  return {
+    appUrl,
+    statusUrl: status?.url,
+    snapshot,
+    async stop() {
+      clearInterval(table)
+      await Promise.all(workers.map((w) => w.stop()))
+      await status?.close()
+      await appServer?.close()
+      logger.info('farm stopped: every page left the Oracle')
+    },
+  }
+}
+
+/** `shardmesh farm`: runs until SIGINT or SIGTERM, then stops every page (each tells the Oracle) and exits 0. */
+export async function runFarmCommand(argv: string[]): Promise<number> {
+  const farm = await runFarm(parseFarmArgs(argv))
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve())
+    process.once('SIGTERM', () => resolve())
+  })
+  await farm.stop()
+  return 0
+}
