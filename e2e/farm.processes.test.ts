@@ -91,14 +91,16 @@ test('a farm of 3 pages serves docs-llama-7m with a host; a crashed page comes b
   assert.ok(mem && mem.rendererPids.length > 0, 'the victim\'s renderer is found')
   for (const pid of mem.rendererPids) process.kill(pid, 'SIGKILL')
   await waitFor('the Oracle to drop the crashed page', async () => ((await topology()).nodes.some((n) => n.peerId === victim.peerId && n.ready) ? undefined : true), 30_000, logs)
-  const back = await waitFor('the crashed worker restarted and serving again', async () => {
+  // Back in the network with its identity: serving again, or waiting as a spare when the Oracle has
+  // already given its range to another page (a crashed agent is no copy once its grace is over).
+  const back = await waitFor('the crashed worker restarted and back with the Oracle', async () => {
     const w = (await status()).workers.find((x) => x.worker === victim.worker)!
-    return w.restarts >= 1 && w.state === 'running' && w.phase === 'serving' ? w : undefined
+    return w.restarts >= 1 && w.state === 'running' && (w.phase === 'serving' || w.phase === 'waiting') ? w : undefined
   }, 240_000, logs)
   assert.equal(back.peerId, victim.peerId, 'the same peer id after the restart (its profile\'s IndexedDB identity)')
   assert.match(back.lastFailure ?? '', /renderer crashed|browser closed/)
   assert.match(farm.log.join(''), new RegExp(`"worker":${victim.worker}.*"peerId":"${victim.peerId}".*worker failed: restarting`), 'the failure is logged with the worker and its peer id')
-  await waitFor('every layer served again', async () => (whole(await topology()) && (await topology()).nodes.some((n) => n.peerId === victim.peerId && n.ready) ? true : undefined), 60_000, logs)
+  await waitFor('every layer served again (the Oracle reassigned the crashed page\'s range)', async () => (whole(await topology()) ? true : undefined), 60_000, logs)
   const second = await complete()
   assert.equal(second.choices[0]!.text, p.greedy_text)
   assert.equal(second.usage.completion_tokens, expected(p).length)

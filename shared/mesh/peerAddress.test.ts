@@ -26,3 +26,14 @@ test('p2pAddresses completes bare addresses with /p2p/<peer> and drops the rest'
     `/ip4/127.0.0.1/tcp/2/ws/p2p/${id}`,
   ])
 })
+
+test('p2pAddresses keeps WebRTC and direct addresses ahead of plain relay circuits when it must drop some', async () => {
+  const [id, ...relays] = await Promise.all(Array.from({ length: MAX_ADDRESSES_PER_PEER + 2 }, newPeerId))
+  // A page behind many relays: a plain circuit (a limited connection: no forward streams) listed first for each.
+  const circuits = relays.map((r, i) => `/ip4/127.0.0.1/tcp/${4000 + i}/ws/p2p/${r}/p2p-circuit/p2p/${id}`)
+  const webrtc = `/ip4/127.0.0.1/tcp/4000/ws/p2p/${relays[0]}/p2p-circuit/webrtc/p2p/${id}`
+  const kept = p2pAddresses(id, [...circuits, webrtc])
+  assert.equal(kept.length, MAX_ADDRESSES_PER_PEER)
+  assert.equal(kept[0], webrtc, 'the WebRTC address survives the bound, first')
+  assert.doesNotThrow(() => planDial({ peerId: id, multiaddrs: kept }))
+})

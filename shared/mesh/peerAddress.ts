@@ -4,8 +4,8 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 
 /** Longest multiaddr string taken from a peer (frames, info answers). */
 export const MAX_ADDRESS_LENGTH = 256
-/** Most addresses taken for one peer. */
-export const MAX_ADDRESSES_PER_PEER = 8
+/** Most addresses taken for one peer (a page behind several relays has a circuit and a WebRTC address per relay). */
+export const MAX_ADDRESSES_PER_PEER = 16
 
 /** A hop or peer address this peer will not dial: not a `/p2p/<peer>` address of the named peer, or a DNS name. */
 export class UnplannedAddressError extends Error {
@@ -57,14 +57,19 @@ export function planDial(peer: { peerId: string; multiaddrs: readonly string[] }
 }
 
 /**
+ * A plain relay circuit gives a limited connection, on which the forward protocol cannot open
+ * streams: such addresses go last, so a bound on the count never leaves only them.
+ */
+const limitedRank = (a: string) => (a.includes('/p2p-circuit') && !a.includes('/webrtc') ? 1 : 0)
+
+/**
  * A peer's addresses as this peer passes them on (route hops, the peer table): each made to end in
- * `/p2p/<peerId>`; addresses of other peers, DNS names, overlong and unparsable ones dropped; at
- * most MAX_ADDRESSES_PER_PEER.
+ * `/p2p/<peerId>`; addresses of other peers, DNS names, overlong and unparsable ones dropped; direct
+ * and WebRTC ones before plain relay circuits; at most MAX_ADDRESSES_PER_PEER.
  */
 export function p2pAddresses(peerId: string, addresses: readonly string[]): string[] {
   const out: string[] = []
-  for (const a of addresses) {
-    if (out.length >= MAX_ADDRESSES_PER_PEER) break
+  for (const a of addresses.slice(0, 4 * MAX_ADDRESSES_PER_PEER)) {
     try {
       const ma = multiaddr(a)
       const last = ma.getComponents().at(-1)
@@ -75,5 +80,5 @@ export function p2pAddresses(peerId: string, addresses: readonly string[]): stri
       // not a usable address for this peer: left out
     }
   }
-  return out
+  return out.sort((a, b) => limitedRank(a) - limitedRank(b)).slice(0, MAX_ADDRESSES_PER_PEER)
 }
