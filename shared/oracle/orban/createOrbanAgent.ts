@@ -525,7 +525,9 @@ export async function createOrbanAgent(init: CreateOrbanAgentInit): Promise<Orba
             log.warn({ code: message.code, message: message.message, recoverable: message.recoverable }, 'orban agent: platform error')
             if (message.code === 'AUTH_FAILED') stop = { reason: 'auth_failed', error: message }
             else if (!message.recoverable) stop = { reason: 'fatal_error', error: message }
-            close(1000, stop ? 'stopping' : 'reconnecting')
+            // 1000 tells the Oracle this agent leaves (its range moves at once); a reconnect is not a leave.
+            if (stop) close(1000, 'stopping')
+            else close(4003, 'reconnecting')
             return
           }
           default:
