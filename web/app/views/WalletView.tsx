@@ -192,7 +192,7 @@ function Register({ pc, reader, address }: { pc: PageChain; reader: PublicClient
   }
 
   return (
-    <section aria-labelledby="register-title">
+    <section aria-labelledby="register-title" className="card">
       <h3 id="register-title">This tab's agent</h3>
       <p>
         Peer id <span className="mono" data-testid="peer-id">{peerId.data ?? '…'}</span>
@@ -258,11 +258,11 @@ function Rewards({ pc, reader, connected }: { pc: PageChain; reader: PublicClien
   }
 
   return (
-    <section aria-labelledby="rewards-title">
+    <section aria-labelledby="rewards-title" className="card">
       <h3 id="rewards-title">Rewards</h3>
-      <label>
-        Look up an address{' '}
-        <input value={typed} onChange={(e) => setTyped(e.target.value.trim())} placeholder={connected ?? '0x…'} spellCheck={false} size={44} />
+      <label className="field">
+        <span>Look up an address</span>
+        <input value={typed} onChange={(e) => setTyped(e.target.value.trim())} placeholder={connected ?? '0x…'} spellCheck={false} />
       </label>
       {!lookup && <p className="note">Connect a wallet or type an address to see its rewards.</p>}
       {status.error && (
