@@ -84,7 +84,8 @@ export async function runClaim(_opts: Record<string, never>, io: CommandIo = {})
   const claim = await claimReward(client, { config: chain.config })
   print(`claim tx ${claim.hash} (block ${claim.receipt.blockNumber}, gas ${claim.receipt.gasUsed} at ${claim.receipt.effectiveGasPrice} wei)`)
   print(`claimed ${amount(claim.amount ?? 0n, chain)}`)
-  const after = await getBalance(client, { address: account.address, blockNumber: claim.receipt.blockNumber })
+  // At the claim's block; a devnet without historical state (npm start) answers only the latest.
+  const after = await getBalance(client, { address: account.address, blockNumber: claim.receipt.blockNumber }).catch(() => getBalance(client, { address: account.address }))
   print(`balance after ${amount(after, chain)}`)
   return { address: account.address, pending, before, after, claim }
 }

@@ -29,6 +29,8 @@ export type StartDevnetOptions = {
   blocksPerEpoch?: number
   /** @default 'agent-last' */
   verifyInferenceLayout?: VerifyInferenceLayout
+  /** No historical state in anvil (see StartAnvilOptions.pruneHistory): what long-running devnets want. @default false */
+  pruneHistory?: boolean
   logger?: Logger
   signal?: AbortSignal
 }
@@ -77,7 +79,7 @@ function devAccounts(count: number): DevAccount[] {
 export async function startDevnet(options: StartDevnetOptions = {}): Promise<Devnet> {
   const log = options.logger ?? silentLogger
   const blocksPerEpoch = options.blocksPerEpoch ?? 60
-  const anvil = await startAnvil({ port: options.port, chainId: options.chainId, blockTime: options.blockTime ?? 1, signal: options.signal })
+  const anvil = await startAnvil({ port: options.port, chainId: options.chainId, blockTime: options.blockTime ?? 1, pruneHistory: options.pruneHistory, signal: options.signal })
   try {
     const [deployer, oracle, ...others] = devAccounts(10) as [DevAccount, DevAccount, ...DevAccount[]]
     const layout = options.verifyInferenceLayout ?? 'agent-last'
