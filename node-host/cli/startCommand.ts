@@ -86,7 +86,7 @@ export function parseStartArgs(argv: string[]): StartOptions {
   })
   const opts = parseOptions(optionsSchema, { ...values, apiPort: values['api-port'], memoryMb: values['memory-mb'], heartbeatS: values['heartbeat-s'], grpcPort: values['grpc-port'], grpcNext: values['grpc-next'], grpcVia: values['grpc-via'], grpcViaDtype: values['grpc-via-dtype'] })
   if (opts.plumise) {
-    if (opts.layers || opts.grpcPort !== undefined) throw new UsageError('--plumise takes its range and ports from the Oracle or LAYER_START/LAYER_END, GRPC_PORT, API_PORT')
+    if (opts.layers || opts.grpcPort !== undefined || opts.grpcVia !== undefined) throw new UsageError('--plumise takes its range and ports from the Oracle or LAYER_START/LAYER_END, GRPC_PORT, API_PORT')
     return opts
   }
   if (!opts.layers && !opts.oracle) throw new UsageError('--layers or --oracle is required (e.g. --layers 0-4)')
