@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { encodeFunctionData, parseEther } from 'viem'
+import { createPublicClient, encodeFunctionData, parseEther } from 'viem'
 import { getBalance, getBlockNumber, sendTransaction } from 'viem/actions'
 import { agentRegistryAbi } from '../../shared/chain/abis.ts'
 import { ChainActionError } from '../../shared/chain/errors.ts'
 import { replayRevertReason } from '../../shared/chain/replayRevertReason.ts'
 import { transact } from '../../shared/chain/transact.ts'
+import { chainHttp } from '../../shared/chain/chainHttp.ts'
+import { startAnvil } from './startAnvil.ts'
 import { startDevnet, type Devnet } from './startDevnet.ts'
 
 // npm start's devnet runs anvil without historical state (its memory grew ~1 GB/h in the soak with it).
@@ -46,4 +48,22 @@ test('a mined revert still gives its reason on a pruned devnet: replayed at the 
     transact(stranger, 'heartbeat', { config: pruned.config, to: pruned.contracts.agentRegistry, data, gas: 100_000n }),
     (e: unknown) => e instanceof ChainActionError && e.hash !== undefined && e.reason === 'AgentRegistry: agent not registered',
   )
+})
+
+test('reads at "latest" while a pruned anvil mines a block a second all succeed through chainHttp', async () => {
+  // Without the retry about 1 read in 1,600 raced the next block and was refused (BlockOutOfRangeError).
+  const anvil = await startAnvil({ blockTime: 1, pruneHistory: true })
+  try {
+    const client = createPublicClient({ transport: chainHttp(anvil.rpcUrl, { retryCount: 0 }) })
+    const address = pruned.accounts.others[2]!.address
+    const end = Date.now() + 8000
+    let reads = 0
+    while (Date.now() < end) {
+      await Promise.all(Array.from({ length: 8 }, () => getBalance(client, { address })))
+      reads += 8
+    }
+    assert.ok(reads > 500, `${reads} reads`)
+  } finally {
+    await anvil.close()
+  }
 })

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
-import { createPublicClient, formatEther, getAddress, http, type Address } from 'viem'
+import { createPublicClient, formatEther, getAddress, type Address } from 'viem'
+import { chainHttp } from '../../shared/chain/chainHttp.ts'
 import { getBalance } from 'viem/actions'
 import { z } from 'zod'
 import { claimReward } from '../../shared/chain/claimReward.ts'
@@ -50,7 +51,7 @@ export async function runRewards(opts: RewardsOptions, io: CommandIo = {}) {
   const print = io.print ?? ((l: string) => process.stdout.write(`${l}\n`))
   const chain = await chainConfigFromEnv(env)
   const address: Address = opts.address ?? (await loadWallet({ env })).address
-  const client = createPublicClient({ chain: chain.chain, transport: http(chain.rpcUrl) }) as ChainClient
+  const client = createPublicClient({ chain: chain.chain, transport: chainHttp(chain.rpcUrl) }) as ChainClient
   const [info, pending, history] = await Promise.all([
     getEpochInfo(client, { config: chain.config }),
     getPendingReward(client, { config: chain.config, agent: address }),

@@ -1,5 +1,6 @@
-import { bytesToHex, createWalletClient, http, numberToHex, parseEther, type Account, type Address, type Chain, type Hex, type Transport, type WalletClient } from 'viem'
+import { bytesToHex, createWalletClient, numberToHex, parseEther, type Account, type Address, type Chain, type Hex, type Transport, type WalletClient } from 'viem'
 import { getBalance, getBlockNumber, readContract } from 'viem/actions'
+import { chainHttp } from '../../shared/chain/chainHttp.ts'
 import { pbkdf2 } from '@noble/hashes/pbkdf2.js'
 import { sha512 } from '@noble/hashes/sha2.js'
 import { HDKey, hdKeyToAccount, privateKeyToAccount } from 'viem/accounts'
@@ -85,7 +86,7 @@ export async function startDevnet(options: StartDevnetOptions = {}): Promise<Dev
     const layout = options.verifyInferenceLayout ?? 'agent-last'
     // the config only needs the chain id and kind until the addresses are known
     const chain = viemChainOf(devnetChainConfig({ chainId: anvil.chainId } as DevnetFile), anvil.rpcUrl)
-    const transport = http(anvil.rpcUrl, { retryCount: 0 })
+    const transport = chainHttp(anvil.rpcUrl, { retryCount: 0 })
     const walletClient = (a: DevAccount | Hex) => createWalletClient({ chain, transport, account: privateKeyToAccount(typeof a === 'string' ? a : a.privateKey), pollingInterval: 100 })
     const owner = walletClient(deployer)
     const deployed = await deployContracts({ client: owner, oracle: oracle.address, blocksPerEpoch, verifyInferenceLayout: layout })
