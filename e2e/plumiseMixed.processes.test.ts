@@ -1,19 +1,15 @@
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { after, before, describe, test } from 'node:test'
 import { loadTokenizer, type TextTokenizer } from '../shared/model/tokenizer.ts'
 import { fileModelSource } from '../node-host/model/fileModelSource.ts'
 import { freePort } from '../node-host/net/freePort.ts'
 import { createPlumiseClient } from '../node-host/plumise/plumiseClient.ts'
-import { loadFixture, REPO_ROOT, type FixturePrompt } from '../node-host/testing/fixtures.ts'
+import { loadFixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
 import { spawnCli, waitFor, type CliProcess } from './cliProcess.ts'
 
-const MAIN = join(REPO_ROOT, 'node-host', 'cli', 'main.ts')
-const run = promisify(execFile)
 const peerIdOf = (h: CliProcess) => /"peerId":"(12D3Koo\w+)"/.exec(h.log.join(''))?.[1]
 
 /**
@@ -31,7 +27,6 @@ describe('mixed route: libp2p hops and a gRPC hop to a Plumise node give the ref
   let plumiseNode: CliProcess
   let relay: CliProcess
   let last: CliProcess
-  let lastAddr: string
   const logs = () => hosts.map((h) => h.log.join('')).join('\n---\n')
   const serving = (h: CliProcess) => waitFor('a host serving', async () => (/"msg":"serving"/.test(h.log.join('')) ? true : undefined), 180_000, logs)
 
@@ -49,7 +44,6 @@ describe('mixed route: libp2p hops and a gRPC hop to a Plumise node give the ref
     }
     plumiseNode = start('plumise', ['--layers', '3-6', '--listen', '/ip4/127.0.0.1/tcp/0', '--grpc-port', String(grpcPort)])
     last = start('last', ['--layers', '6-8', '--listen', at(lastPort)])
-    lastAddr = at(lastPort)
     const grpc = createPlumiseClient(`http://127.0.0.1:${grpcPort}`)
     await waitFor('the Plumise node ready over gRPC', async () => ((await grpc.ping()).isReady ? true : undefined), 180_000, logs)
     grpc.close()
@@ -83,14 +77,6 @@ describe('mixed route: libp2p hops and a gRPC hop to a Plumise node give the ref
       const eos = p.greedy_new_ids.indexOf(0)
       assert.equal(r.generated_text, eos >= 0 ? tokenizer.decode(p.greedy_new_ids.slice(0, eos)) : p.greedy_text, p.prompt)
     }
-  })
-
-  test('shardmesh generate over the mixed route gives the reference token ids', async () => {
-    const p = prompts[0]!
-    const { stdout } = await run(process.execPath, [MAIN, 'generate', '--peer', lastAddr, '--prompt', p.prompt, '--max-new-tokens', String(p.new_tokens), '--json'])
-    const out = JSON.parse(stdout)
-    assert.deepEqual(out.output_ids, p.greedy_new_ids)
-    assert.deepEqual(out.stages, [[0, 3], [3, 6], [6, 8]])
   })
 
   test('the gRPC hop carries the work: with the Plumise node gone, no generation is answered', async () => {
