@@ -12,6 +12,7 @@ import type { EarningsStore } from './earningsStore.ts'
 import { createGpuTelemetry, type GpuTelemetry } from './gpuTelemetry.ts'
 import { readHardwareProfile } from './hardwareProfile.ts'
 import { orbanGpuStatus, orbanTaskMetrics } from './orbanTelemetry.ts'
+import { topologySchema } from '../../shared/oracle/plumiseSchemas.ts'
 
 export type OracleAgentInit = {
   /** The Oracle's base URL (`http://127.0.0.1:3100`). */
@@ -79,11 +80,13 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
   const topologyAddresses = (model: string) => async (): Promise<string[]> => {
     const res = await fetch(new URL(`/api/v1/pipeline/topology?model=${encodeURIComponent(model)}`, init.oracle), { signal: AbortSignal.timeout(5000) })
     if (!res.ok) return []
-    const body = (await res.json()) as { nodes?: Array<{ peerId?: string | null; multiaddrs?: string[] }> }
+    // The Oracle's answer is untrusted: a document that is not a topology names no peers.
+    const parsed = topologySchema.safeParse(await res.json().catch(() => undefined))
+    if (!parsed.success) return []
     const self = node.peerId.toString()
-    return (body.nodes ?? [])
-      .filter((n) => n.peerId && n.peerId !== self && n.multiaddrs?.length)
-      .map((n) => [...n.multiaddrs!].sort((a, b) => Number(a.includes('/ws')) - Number(b.includes('/ws')))[0]!)
+    return parsed.data.nodes
+      .filter((n) => n.peerId && n.peerId !== self && n.multiaddrs.length)
+      .map((n) => [...n.multiaddrs].sort((a, b) => Number(a.includes('/ws')) - Number(b.includes('/ws')))[0]!)
   }
 
   const hostFor = (task: OrbanTask, model: string): Promise<NodeHost> => {

@@ -6,7 +6,7 @@ import type { PeerId } from '@libp2p/interface'
 import { ErrorCode, FrameSchema, HopSchema, HopTimingSchema, SamplingSchema, type Forward, type Frame, type Hop, type Sampling } from '../../proto/gen/mesh_pb.js'
 import type { GenerateResult } from '../engine/generate.ts'
 import { createRng, sampleToken, type SamplingParams } from '../engine/sampling.ts'
-import { UnknownSessionError, type ShardSession } from '../engine/shardSession.ts'
+import { ShardInputError, UnknownSessionError, type ShardSession } from '../engine/shardSession.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import { BadTensorError, FORWARD_PROTOCOL, MalformedFrameError, decodeFrame, decodeHidden, encodeFrame, encodeHidden, type WireDtype } from './frames.ts'
 import { planRoute, type PeerShard } from './planRoute.ts'
@@ -438,7 +438,7 @@ export function createForwardService(init: ForwardServiceInit) {
       const code =
         e instanceof MeshError ? e.code
         : e instanceof MalformedFrameError ? ErrorCode.MALFORMED_FRAME
-        : e instanceof BadTensorError || err.name === 'ShardInputError' ? ErrorCode.BAD_TENSOR
+        : e instanceof BadTensorError || e instanceof ShardInputError ? ErrorCode.BAD_TENSOR
         : e instanceof UnknownSessionError ? ErrorCode.UNKNOWN_SESSION
         : ErrorCode.INTERNAL
       // The shard's message would name its internal session key.

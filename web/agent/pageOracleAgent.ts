@@ -7,6 +7,7 @@ import type { EngineClient } from '../engine/engineClient.ts'
 import type { DeviceOption } from '../../shared/engine/runtime.ts'
 import { asShardSession, workerShard } from '../mesh/workerShard.ts'
 import { readPageHardwareProfile } from './pageHardwareProfile.ts'
+import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 
 export type PageOracleAgentInit = {
   /** The Oracle's base URL. */
@@ -38,8 +39,8 @@ export type PageOracleAgentInit = {
 
 /** Decode tokens/s of the reference model whole in the engine worker: the page's score. */
 async function measurePageScore(engine: EngineClient, url: string, device: DeviceOption): Promise<{ tokensPerSecond: number; device: string }> {
-  const config = (await (await fetch(new URL('config.json', new URL(url, location.href)))).json()) as { num_hidden_layers: number }
-  const whole = await engine.load({ baseUrl: url, ranges: [{ start: 0, end: config.num_hidden_layers }], device })
+  const spec = parseModelConfig(await (await fetch(new URL('config.json', new URL(url, location.href)))).json())
+  const whole = await engine.load({ baseUrl: url, ranges: [{ start: 0, end: spec.numLayers }], device })
   const shard = whole.shards[0]!
   try {
     const session = 'benchmark'

@@ -13,6 +13,7 @@ import { asShardSession, workerShard } from '../mesh/workerShard.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreateBrowserIdentity } from '../mesh/indexedDbIdentity.ts'
 import { startPageOracleAgent } from '../agent/pageOracleAgent.ts'
+import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 
 export type MeshPeerStartParams = {
   /** Folder URL of the checkpoint, e.g. `/models/docs-llama-7m/`. */
@@ -70,7 +71,7 @@ window.meshPeer = {
     if (node) throw new Error('already started')
     engine = createEngineClient()
     // The config gives the model's shape even on an origin-only peer.
-    const config = (await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json()) as { num_hidden_layers: number; hidden_size: number }
+    const spec = parseModelConfig(await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json())
     let shard
     let device: string | undefined
     if (params.range) {
@@ -81,8 +82,8 @@ window.meshPeer = {
     node = await createBrowserLibp2p({ privateKey: await loadOrCreateBrowserIdentity() })
     const addrs = await connectRelay(node, params.relay)
     for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
-    const hiddenSize = config.hidden_size
-    const numLayers = config.num_hidden_layers
+    const hiddenSize = spec.hiddenSize
+    const numLayers = spec.numLayers
     service = createForwardService({ node, model: params.model, hiddenSize, shard: shard && asShardSession(shard), stepTimeoutMs: 20_000 })
     await service.start()
     await serveInfo(node, () => ({ model: params.model, numLayers, range: params.range, known: [] }))
@@ -99,15 +100,15 @@ window.meshPeer = {
   async joinOracle(params) {
     if (node) throw new Error('already started')
     engine = createEngineClient()
-    const config = (await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json()) as { hidden_size: number; num_hidden_layers: number }
+    const spec = parseModelConfig(await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json())
     const privateKey = await loadOrCreateBrowserIdentity()
     node = await createBrowserLibp2p({ privateKey })
     const relayed = await connectRelay(node, params.relay)
     for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
-    service = createForwardService({ node, model: params.model, hiddenSize: config.hidden_size, stepTimeoutMs: 20_000 })
+    service = createForwardService({ node, model: params.model, hiddenSize: spec.hiddenSize, stepTimeoutMs: 20_000 })
     await service.start()
     // Peers learn the page's range (and that it serves none yet) over the info protocol, like a Node host's.
-    await serveInfo(node, () => ({ model: params.model, numLayers: config.num_hidden_layers, range: oracleAgent?.range(), known: [] }))
+    await serveInfo(node, () => ({ model: params.model, numLayers: spec.numLayers, range: oracleAgent?.range(), known: [] }))
     const multiaddrs = () => (node!.getMultiaddrs().length ? node!.getMultiaddrs().map(String) : relayed)
     oracleAgent = await startPageOracleAgent({
       oracle: params.oracle,
