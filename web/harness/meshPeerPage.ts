@@ -4,8 +4,8 @@
  * Not the app; the React app comes later.
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { createForwardService, type ForwardService, type MeshGenerateResult } from '../../shared/mesh/forwardService.ts'
-import { serveInfo } from '../../shared/mesh/infoProtocol.ts'
+import { createMeshPeer, type MeshPeer } from '../../shared/mesh/createMeshPeer.ts'
+import type { MeshGenerateResult } from '../../shared/mesh/forwardService.ts'
 import type { PeerShard } from '../../shared/mesh/planRoute.ts'
 import { createEngineClient, type EngineClient } from '../engine/engineClient.ts'
 import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from '../mesh/createBrowserLibp2p.ts'
@@ -60,7 +60,7 @@ declare global {
 
 let engine: EngineClient | undefined
 let node: BrowserLibp2p | undefined
-let service: ForwardService | undefined
+let mesh: MeshPeer | undefined
 let oracleAgent: Awaited<ReturnType<typeof startPageOracleAgent>> | undefined
 
 window.meshPeer = {
@@ -84,15 +84,13 @@ window.meshPeer = {
     for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
     const hiddenSize = spec.hiddenSize
     const numLayers = spec.numLayers
-    service = createForwardService({ node, model: params.model, hiddenSize, shard: shard && asShardSession(shard), stepTimeoutMs: 20_000 })
-    await service.start()
-    await serveInfo(node, () => ({ model: params.model, numLayers, range: params.range, known: [] }))
+    mesh = await createMeshPeer({ node, model: params.model, numLayers, hiddenSize, shard: shard && asShardSession(shard), range: () => params.range, stepTimeoutMs: 20_000 })
     document.getElementById('status')!.textContent = `serving ${params.range ? `${params.range.start}-${params.range.end}` : 'nothing (origin)'} as ${node.peerId}`
     return { peerId: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String).length ? node.getMultiaddrs().map(String) : addrs, numLayers, hiddenSize, device }
   },
   async generate(params) {
-    if (!service) throw new Error('not started')
-    return service.generate({ ...params, peers: () => params.peers })
+    if (!mesh) throw new Error('not started')
+    return mesh.generate({ ...params, peers: () => params.peers })
   },
   connections() {
     return (node?.getConnections() ?? []).map((c) => ({ peerId: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString(), direct: c.direct, limited: c.limits != null }))
@@ -105,10 +103,8 @@ window.meshPeer = {
     node = await createBrowserLibp2p({ privateKey })
     const relayed = await connectRelay(node, params.relay)
     for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
-    service = createForwardService({ node, model: params.model, hiddenSize: spec.hiddenSize, stepTimeoutMs: 20_000 })
-    await service.start()
     // Peers learn the page's range (and that it serves none yet) over the info protocol, like a Node host's.
-    await serveInfo(node, () => ({ model: params.model, numLayers: spec.numLayers, range: oracleAgent?.range(), known: [] }))
+    mesh = await createMeshPeer({ node, model: params.model, numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, range: () => oracleAgent?.range(), stepTimeoutMs: 20_000 })
     const multiaddrs = () => (node!.getMultiaddrs().length ? node!.getMultiaddrs().map(String) : relayed)
     oracleAgent = await startPageOracleAgent({
       oracle: params.oracle,
@@ -116,7 +112,7 @@ window.meshPeer = {
       model: params.model,
       benchmarkUrl: params.modelUrl,
       engine,
-      service,
+      service: mesh.service,
       privateKey,
       peerId: node.peerId.toString(),
       multiaddrs,
@@ -133,7 +129,8 @@ window.meshPeer = {
   async stop() {
     await oracleAgent?.agent.stop()
     oracleAgent = undefined
-    await service?.stop()
+    await mesh?.stop()
+    mesh = undefined
     await node?.stop()
     engine?.terminate()
     node = undefined

@@ -1,8 +1,8 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { PrivateKey } from '@libp2p/interface'
-import { createForwardService, type ForwardService } from '../../shared/mesh/forwardService.ts'
-import { serveInfo } from '../../shared/mesh/infoProtocol.ts'
-import { createPeerTable, type PeerTable } from '../../shared/mesh/peerTable.ts'
+import { createMeshPeer } from '../../shared/mesh/createMeshPeer.ts'
+import type { ForwardService } from '../../shared/mesh/forwardService.ts'
+import type { PeerTable } from '../../shared/mesh/peerTable.ts'
 import type { LayerRange } from '../../shared/model/shardGraph.ts'
 import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from './createBrowserLibp2p.ts'
 import { loadOrCreateBrowserIdentity } from './indexedDbIdentity.ts'
@@ -81,20 +81,22 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
     )
   }
   await dialMore(init.relays)
-  const service = createForwardService({ node, model: init.model, hiddenSize: spec.hiddenSize, stepTimeoutMs: 20_000 })
-  await service.start()
   let range: LayerRange | undefined
   const peerId = node.peerId.toString()
   const multiaddrs = () => (node.getMultiaddrs().length ? node.getMultiaddrs().map(String) : relayed)
-  const table = createPeerTable({
+  const mesh = await createMeshPeer({
     node,
     model: init.model,
+    numLayers: spec.numLayers,
+    hiddenSize: spec.hiddenSize,
+    stepTimeoutMs: 20_000,
+    range: () => range,
+    multiaddrs,
     bootstrap: init.relays,
     discover: init.discover,
-    self: () => (range ? { peerId, multiaddrs: multiaddrs(), start: range.start, end: range.end, latencyMs: 0 } : undefined),
+    refreshMs: 15_000,
   })
-  await serveInfo(node, () => ({ model: init.model, numLayers: spec.numLayers, range, known: [] }))
-  table.start(15_000)
+  const { service, table } = mesh
   return {
     node,
     service,
@@ -110,8 +112,7 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
     range: () => range,
     dialMore,
     async stop() {
-      table.stop()
-      await service.stop()
+      await mesh.stop()
       await node.stop()
     },
   }
