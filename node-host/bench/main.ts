@@ -18,7 +18,7 @@ const USAGE = `usage:
   npm run bench -- farm [--workers 3] [--gpu off|swiftshader|auto] [--completions 3] [--tokens 32] [--json]
   npm run bench -- chain [--json]
   npm run bench -- oracle [--agents 1000] [--events N] [--seed N] [--replicas 2] [--json]
-  npm run bench -- soak [--minutes 15] [--clients 4] [--kill-every 90] [--replace-after S] [--hosts 4] [--replicas 2] [--json]
+  npm run bench -- soak [--minutes 15] [--clients 4] [--kill-every 90] [--replace-after S] [--hosts 4] [--replicas 2] [--keep-history] [--json]
   npm run bench -- synth --preset ${Object.keys(LLAMA_PRESETS).join('|')} --out DIR [--dtype float16|float32] [--seed N]
 
 engine: devices default to cpu, plus webgpu when a hardware adapter looks present (naming webgpu
@@ -171,7 +171,7 @@ async function grpc(args: string[]): Promise<void> {
 async function soak(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
-    options: { minutes: { type: 'string', default: '15' }, clients: { type: 'string', default: '4' }, 'kill-every': { type: 'string', default: '90' }, 'replace-after': { type: 'string' }, hosts: { type: 'string' }, replicas: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: { minutes: { type: 'string', default: '15' }, clients: { type: 'string', default: '4' }, 'kill-every': { type: 'string', default: '90' }, 'replace-after': { type: 'string' }, hosts: { type: 'string' }, replicas: { type: 'string' }, 'keep-history': { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
   })
   const minutes = Number(values.minutes)
   if (!(minutes > 0)) throw new Error(`--minutes must be a positive number, got "${values.minutes}"`)
@@ -184,6 +184,7 @@ async function soak(args: string[]): Promise<void> {
     replaceAfterSec: replaceAfter,
     hosts: positiveInt(values.hosts, 'hosts'),
     replicas: positiveInt(values.replicas, 'replicas'),
+    keepHistory: values['keep-history'],
     log: (line) => process.stderr.write(line + '\n'),
   })
   if (!values.json) process.stdout.write(formatSoakTable(report) + '\n\n')

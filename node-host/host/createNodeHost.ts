@@ -42,6 +42,8 @@ export type NodeHostInit = {
   gpus?: () => GpuReading[] | null
   /** Energy the GPUs drew since start, kWh, for /metrics (null: unknown). */
   energyKwh?: () => number | null
+  /** Makes the shard of a range instead of loading its weights here (`--grpc-via`: a Plumise node runs it). */
+  loadShard?: (range: LayerRange) => Promise<ShardSession>
 }
 
 /** One finished generation at this origin: the real prompt and generated text. */
@@ -142,7 +144,7 @@ export async function createNodeHost(init: NodeHostInit) {
     async serve(next: LayerRange, opts: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {}): Promise<ShardSession> {
       loading = next
       try {
-        const { shards } = await loadShards({
+        const { shards } = init.loadShard ? { shards: [await init.loadShard(next)] } : await loadShards({
           source,
           runtime: nodeRuntime({ spinning: process.env.SHARDMESH_CPU_SPIN === '1' }),
           ranges: [next],

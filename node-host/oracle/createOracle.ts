@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { DatabaseSync } from 'node:sqlite'
-import { createPublicClient, http } from 'viem'
+import { createPublicClient } from 'viem'
+import { chainHttp } from '../../shared/chain/chainHttp.ts'
 import type { Logger } from '../../shared/logger.ts'
 import { rangeBytes, type LayerRange } from '../../shared/oracle/assignLayers.ts'
 import { ORBAN_MESH_LIMITS } from '../../shared/oracle/orban/orbanMeshClaims.ts'
@@ -64,7 +65,7 @@ export async function createOracle(init: OracleInit) {
   // A wallet is credited with a node host's work only through a binding the host's key signed (checked on the registry's record).
   const bindings =
     init.chain &&
-    createWalletBindings({ config: init.chain.chain.config, client: createPublicClient({ chain: init.chain.chain.chain, transport: http(init.chain.chain.rpcUrl) }), logger })
+    createWalletBindings({ config: init.chain.chain.config, client: createPublicClient({ chain: init.chain.chain.chain, transport: chainHttp(init.chain.chain.rpcUrl) }), logger })
   const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, reconnectGraceMs: init.reconnectGraceMs, replicas: init.replicas, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf })
   const modelFolders = new Map(init.models.flatMap((m) => (m.folder ? [[m.name, m.folder] as const] : [])))
   // The channel is made after the server (it upgrades the server's sockets): read lazily.
