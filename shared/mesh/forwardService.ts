@@ -12,6 +12,8 @@ import { BadTensorError, FORWARD_PROTOCOL, MalformedFrameError, decodeFrame, dec
 import { planRoute, type PeerShard } from './planRoute.ts'
 import { UnplannedAddressError, p2pAddresses, planDial, type DialPlan } from './peerAddress.ts'
 import { createPeerLimit } from './peerLimits.ts'
+import type { StepLog } from '../verify/stepLog.ts'
+import type { SpotChecker } from '../verify/spotChecker.ts'
 
 /** An open connection to a peer; its remote peer id is the one Noise authenticated. */
 export type MeshConnection = {
@@ -52,6 +54,10 @@ export type ForwardServiceInit = {
   maxSessionsPerPeer?: number
   /** Inbound forward streams (sessions and token streams) one remote peer may have open at once. @default 256 */
   maxStreamsPerPeer?: number
+  /** Serving side of spot checks: commits to every served step and keeps it auditable (shared/verify). */
+  stepLog?: StepLog
+  /** Origin side of spot checks: samples committed steps and checks them beside the generation. */
+  spotChecker?: SpotChecker
 }
 
 export class MeshError extends Error {
@@ -91,7 +97,7 @@ export type MeshGenerateParameters = {
 }
 
 /** One hop's share of a step, as the token frame reports it. */
-export type HopTimingMs = { peerId: string; computeMs: number; totalMs: number }
+export type HopTimingMs = { peerId: string; computeMs: number; totalMs: number; commitment?: Uint8Array; signature?: Uint8Array }
 
 export type MeshGenerateResult = GenerateResult & {
   /** Routes used, in order (more than one after a failover). */
@@ -419,7 +425,8 @@ export function createForwardService(init: ForwardServiceInit) {
         served.processedTokens += positions
         served.steps++
         served.computeMs += computeMs
-        const timings = [...fw.timings, create(HopTimingSchema, { peerId: self, computeMs, totalMs: 0 })]
+        const commit = init.stepLog && (await init.stepLog.record({ origin: route.origin, sessionId, range: shard.range, step: fw.step, chunkIndex: fw.chunkIndex, input: fw.input, output: out, start }))
+        const timings = [...fw.timings, create(HopTimingSchema, { peerId: self, computeMs, totalMs: 0, ...commit })]
         const lastChunk = fw.chunkCount <= 1 || fw.chunkIndex === fw.chunkCount - 1
         if (!isLast) {
           timings.at(-1)!.totalMs = performance.now() - t0
@@ -445,6 +452,7 @@ export function createForwardService(init: ForwardServiceInit) {
       const message = e instanceof UnknownSessionError ? `session "${sessionId}" is not cached on this shard: start it over` : err.message
       await fail(code, message, e instanceof MeshError && e.peerId ? e.peerId : self)
     } finally {
+      init.stepLog?.closed(route.origin, sessionId)
       active.delete(key)
       activeShard.delete(key)
       releaseSession()
@@ -589,7 +597,7 @@ export function createForwardService(init: ForwardServiceInit) {
           const f = inbox.shift()!
           if (f.kind.case === 'error') throw new MeshError(f.kind.value.code, f.kind.value.message, f.kind.value.peerId)
           if (f.kind.case !== 'token') throw new MeshError(ErrorCode.MALFORMED_FRAME, `unexpected ${f.kind.case} frame for a session`)
-          return { id: f.kind.value.id, isEos: f.kind.value.isEos, timings: f.kind.value.timings.map((t) => ({ peerId: t.peerId, computeMs: t.computeMs, totalMs: t.totalMs })) }
+          return { id: f.kind.value.id, isEos: f.kind.value.isEos, timings: f.kind.value.timings.map((t) => ({ peerId: t.peerId, computeMs: t.computeMs, totalMs: t.totalMs, ...(t.commitment.length ? { commitment: t.commitment, signature: t.signature } : {}) })) }
         }
         // Prefill (or replay: the prompt and the tokens generated so far), then one token per step.
         const history = [...params.inputIds, ...out]
@@ -603,6 +611,7 @@ export function createForwardService(init: ForwardServiceInit) {
             decodeStart = performance.now()
           }
           out.push(token.id)
+          init.spotChecker?.observe(token.timings, params.peers())
           const stop = params.onToken?.(token.id, out.length - 1, token.timings) === 'stop'
           if (stop) finishReason = 'stop'
           else if (token.isEos) finishReason = 'eos'

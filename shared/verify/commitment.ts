@@ -1,0 +1,92 @@
+import { toBinary } from '@bufbuild/protobuf'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { z } from 'zod'
+import { StepInputSchema, type StepInput } from '../../proto/gen/mesh_pb.js'
+
+/**
+ * A hop's commitment to one step: "on this input I produced this output". Digests are exact
+ * (SHA-256): the input one of its wire bytes, the output one of the float32 row the hop retains for
+ * audits. The comparison that tolerates honest backend noise happens on the values an audit
+ * fetches (distance, see tolerance.ts), not on the digests: a quantized digest flips whenever one
+ * of thousands of values sits near a rounding edge, so honest peers on different backends would
+ * fail it now and then, and a distance needs the values anyway to be judged by a third party.
+ */
+export const commitmentSchema = z.object({
+  v: z.literal(1),
+  /** The committing hop. */
+  peer: z.string().min(1).max(128),
+  /** The origin's session id (unique per origin and route). */
+  session: z.string().min(1).max(128),
+  /** Whose session it is: only this origin may audit it. */
+  origin: z.string().min(1).max(128),
+  model: z.string().max(256),
+  step: z.number().int().min(0),
+  chunk: z.number().int().min(0),
+  start: z.number().int().min(0),
+  end: z.number().int().min(1),
+  /** Positions the hop's session held after the step (the recomputation must end at the same one). */
+  length: z.number().int().min(1),
+  /** sha256 hex of the StepInput's protobuf bytes. */
+  input: z.string().regex(/^[0-9a-f]{64}$/),
+  /** sha256 hex of the output row's float32 bytes. */
+  output: z.string().regex(/^[0-9a-f]{64}$/),
+})
+export type Commitment = z.infer<typeof commitmentSchema>
+
+/** Domain prefix: a commitment signature is never valid for anything else the peer key signs. */
+const DOMAIN = 'shardmesh/verify/commitment/v1\n'
+
+export class CommitmentError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'CommitmentError'
+  }
+}
+
+/** sha256 hex of a step input as the hop received it. */
+export const inputDigest = (input: StepInput): string => bytesToHex(sha256(toBinary(StepInputSchema, input)))
+
+/** sha256 hex of an output row. */
+export const outputDigest = (row: Float32Array): string => bytesToHex(sha256(new Uint8Array(row.buffer, row.byteOffset, row.byteLength)))
+
+/** The bytes a hop signs (and sends in HopTiming.commitment). */
+export function encodeCommitment(c: Commitment): Uint8Array {
+  return new TextEncoder().encode(DOMAIN + JSON.stringify(c))
+}
+
+/** Parses commitment bytes (untrusted: from any peer). */
+export function decodeCommitment(bytes: Uint8Array): Commitment {
+  const text = new TextDecoder().decode(bytes)
+  if (!text.startsWith(DOMAIN)) throw new CommitmentError('not a shardmesh commitment')
+  let json: unknown
+  try {
+    json = JSON.parse(text.slice(DOMAIN.length))
+  } catch {
+    throw new CommitmentError('commitment is not JSON')
+  }
+  const parsed = commitmentSchema.safeParse(json)
+  if (!parsed.success) throw new CommitmentError(`malformed commitment: ${parsed.error.issues[0]?.message}`)
+  return parsed.data
+}
+
+/**
+ * The commitment, once its signature verifies under the key of the peer it names (a peer id of
+ * an Ed25519 key carries the key itself): nobody but that peer can have made it.
+ */
+export async function verifyCommitment(bytes: Uint8Array, signature: Uint8Array): Promise<Commitment> {
+  const c = decodeCommitment(bytes)
+  let ok = false
+  try {
+    const key = peerIdFromString(c.peer).publicKey
+    ok = key !== undefined && (await key.verify(bytes, signature))
+  } catch {
+    ok = false
+  }
+  if (!ok) throw new CommitmentError(`the commitment's signature is not ${c.peer}'s`)
+  return c
+}
+
+/** What signs commitments: the hop's libp2p private key. */
+export type CommitmentSigner = { peerId: string; sign(data: Uint8Array): Uint8Array | Promise<Uint8Array> }

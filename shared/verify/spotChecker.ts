@@ -1,0 +1,152 @@
+import { silentLogger, type Logger } from '../logger.ts'
+import type { HopTimingMs, MeshNode } from '../mesh/forwardService.ts'
+import type { PeerShard } from '../mesh/planRoute.ts'
+import { CommitmentError, outputDigest, verifyCommitment, type Commitment } from './commitment.ts'
+import type { Evidence } from './evidence.ts'
+import type { Sampler } from './sampler.ts'
+import { DEFAULT_TOLERANCE, relativeDistance } from './tolerance.ts'
+import { inputDigest } from './commitment.ts'
+import { requestAudit, requestRecompute, rowFromBytes } from './verifyProtocol.ts'
+
+export type CheckVerdict =
+  /** Within tolerance of an independent recomputation. */
+  | 'pass'
+  /** Outside it: `evidence` holds what the Oracle needs to check the accusation itself. */
+  | 'fail'
+  /** The hop's audit answer does not match its own commitment (or it gave none): its step is not verified, nobody else's fault. */
+  | 'unverified'
+  /** No other peer could recompute it (none serves the range, or it did not answer): not verified, no blame. */
+  | 'no-checker'
+
+export type CheckResult = {
+  peerId: string
+  sessionId: string
+  step: number
+  range: { start: number; end: number }
+  verdict: CheckVerdict
+  checker?: string
+  distance?: number
+  reason?: string
+  evidence?: Evidence
+  /** Ms from the step's token reaching the origin to the verdict. */
+  ms: number
+}
+
+export type SpotCheckerInit = {
+  node: MeshNode
+  model: string
+  sampler: Sampler
+  /** Relative L2 distance an honest recomputation stays within. @default DEFAULT_TOLERANCE */
+  tolerance?: number
+  /** Every verdict (a node host sends failures to its Oracle). */
+  onResult?: (r: CheckResult) => void
+  /** Checks in flight at once; a step sampled while this many run is not checked (counted as skipped). @default 4 */
+  maxInFlight?: number
+  timeoutMs?: number
+  logger?: Logger
+}
+
+export type SpotCheckerStats = { observed: number; sampled: number; skipped: number; uncommitted: number } & Record<CheckVerdict, number>
+
+/**
+ * The origin's spot checks. Every token frame carries each hop's signed commitment to its step;
+ * the sampler picks some, and each picked one is checked beside the generation (never awaited by
+ * it): the hop is audited for the session's inputs up to that step and the step's output row
+ * (both bound by its commitment), another peer serving the same layers recomputes the output from
+ * those inputs, and the two rows are compared by distance.
+ */
+export function createSpotChecker(init: SpotCheckerInit) {
+  const logger = init.logger ?? silentLogger
+  const tolerance = init.tolerance ?? DEFAULT_TOLERANCE
+  const maxInFlight = init.maxInFlight ?? 4
+  const self = init.node.peerId.toString()
+  const inFlight = new Set<Promise<void>>()
+  const stats: SpotCheckerStats = { observed: 0, sampled: 0, skipped: 0, uncommitted: 0, pass: 0, fail: 0, unverified: 0, 'no-checker': 0 }
+  let checkerTurn = 0
+
+  async function check(t: HopTimingMs & { commitment: Uint8Array; signature: Uint8Array }, peers: PeerShard[]): Promise<CheckResult> {
+    const t0 = performance.now()
+    let c: Commitment
+    try {
+      c = await verifyCommitment(t.commitment, t.signature)
+    } catch (e) {
+      return { peerId: t.peerId, sessionId: '', step: -1, range: { start: 0, end: 0 }, verdict: 'unverified', reason: (e as CommitmentError).message, ms: performance.now() - t0 }
+    }
+    const base = { peerId: t.peerId, sessionId: c.session, step: c.step, range: { start: c.start, end: c.end } }
+    const done = (r: Partial<CheckResult> & { verdict: CheckVerdict }): CheckResult => ({ ...base, ...r, ms: performance.now() - t0 })
+    if (c.peer !== t.peerId || c.origin !== self || c.model !== init.model) return done({ verdict: 'unverified', reason: 'the commitment names another peer, origin or model' })
+    const accused = peers.find((p) => p.peerId === c.peer)
+    const others = peers.filter((p) => p.peerId !== c.peer && p.start === c.start && p.end === c.end)
+    if (!accused) return done({ verdict: 'unverified', reason: 'the hop is no longer known' })
+    if (others.length === 0) return done({ verdict: 'no-checker', reason: `no other peer serves [${c.start}, ${c.end})` })
+    let audit
+    try {
+      audit = await requestAudit(init.node, accused, c.session, BigInt(c.step), c.chunk, init.timeoutMs)
+    } catch (e) {
+      return done({ verdict: 'unverified', reason: `audit failed: ${(e as Error).message}` })
+    }
+    if (audit.error || audit.inputs.length === 0) return done({ verdict: 'unverified', reason: `audit refused: ${audit.error}` })
+    const last = audit.inputs.at(-1)!
+    const output = rowFromBytes(audit.output)
+    if (Number(last.step) !== c.step || last.chunkIndex !== c.chunk || inputDigest(last) !== c.input || outputDigest(output) !== c.output) {
+      return done({ verdict: 'unverified', reason: 'the audit answer does not match the commitment' })
+    }
+    // Checkers in turn, so one slow or absent replica does not take every check.
+    for (let i = 0; i < others.length; i++) {
+      const checker = others[(checkerTurn++ + i) % others.length]!
+      try {
+        const r = await requestRecompute(init.node, checker, init.model, { start: c.start, end: c.end }, audit.inputs, init.timeoutMs)
+        if (r.error) throw new Error(r.error)
+        const reference = rowFromBytes(r.output)
+        const distance = relativeDistance(output, reference)
+        if (distance <= tolerance) return done({ verdict: 'pass', checker: checker.peerId, distance })
+        return done({ verdict: 'fail', checker: checker.peerId, distance, evidence: { commitment: t.commitment, signature: t.signature, inputs: audit.inputs, output, checker: checker.peerId, checkerOutput: reference } })
+      } catch (e) {
+        logger.debug({ checker: checker.peerId, err: (e as Error).message }, 'spot check: checker did not recompute')
+      }
+    }
+    return done({ verdict: 'no-checker', reason: 'no checker recomputed the step' })
+  }
+
+  return {
+    /** One step's hop timings as the token frame brought them; `peers` are the peers the route was planned over. */
+    observe(timings: HopTimingMs[], peers: PeerShard[]): void {
+      for (const t of timings) {
+        if (t.peerId === self) continue
+        stats.observed++
+        if (!t.commitment?.length || !t.signature?.length) {
+          stats.uncommitted++
+          continue
+        }
+        if (!init.sampler.pick(t.peerId)) continue
+        stats.sampled++
+        if (inFlight.size >= maxInFlight) {
+          stats.skipped++
+          continue
+        }
+        const committed = { ...t, commitment: t.commitment, signature: t.signature }
+        const p = check(committed, peers).then(
+          (r) => {
+            stats[r.verdict]++
+            if (r.verdict === 'pass') init.sampler.passed(r.peerId)
+            if (r.verdict === 'fail') {
+              init.sampler.failed(r.peerId)
+              logger.warn({ peerId: r.peerId, checker: r.checker, distance: r.distance, step: r.step }, 'spot check failed')
+            }
+            init.onResult?.(r)
+          },
+          (e: Error) => logger.warn({ err: e.message }, 'spot check crashed'),
+        )
+        const tracked = p.finally(() => inFlight.delete(tracked))
+        inFlight.add(tracked)
+      }
+    },
+    /** Resolves when the checks started so far have their verdicts. */
+    async settled(): Promise<void> {
+      while (inFlight.size) await Promise.all([...inFlight])
+    },
+    stats: (): SpotCheckerStats => ({ ...stats }),
+  }
+}
+
+export type SpotChecker = ReturnType<typeof createSpotChecker>
