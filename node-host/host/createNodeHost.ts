@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http'
+import { createHostVerification, type HostVerificationOptions } from './hostVerification.ts'
 import type { Libp2p } from 'libp2p'
 import { loadShards } from '../../shared/engine/loadShards.ts'
 import type { DeviceOption } from '../../shared/engine/runtime.ts'
@@ -54,6 +55,8 @@ export type NodeHostInit = {
   gpus?: () => GpuReading[] | null
   /** Energy the GPUs drew since start, kWh, for /metrics (null: unknown). */
   energyKwh?: () => number | null
+  /** Spot checks (hostVerification.ts): commit to served steps, check the routes this host originates. */
+  verification?: HostVerificationOptions
 }
 
 /** One finished generation at this origin: the real prompt and generated text. */
@@ -74,8 +77,10 @@ export async function createNodeHost(init: NodeHostInit) {
   let loading: LayerRange | undefined
   const self = () => (range && service.shard() ? { peerId, multiaddrs: node.getMultiaddrs().map(String), start: range.start, end: range.end, latencyMs: 0 } : undefined)
   const table = createPeerTable({ node, model: source.name, bootstrap: init.bootstrap, discover: init.discover, self, logger: log })
-  const service = createForwardService({ node, model: source.name, hiddenSize: spec.hiddenSize, logger: log })
+  const verification = init.verification && createHostVerification({ ...init.verification, node, model: source.name, hiddenSize: spec.hiddenSize, shard: () => service.shard(), logger: log })
+  const service = createForwardService({ node, model: source.name, hiddenSize: spec.hiddenSize, logger: log, stepLog: verification?.stepLog, spotChecker: verification?.spotChecker })
   await service.start()
+  await verification?.start()
   await serveInfo(node, () => ({ model: source.name, numLayers: spec.numLayers, range: service.shard() ? range : undefined, known: table.peers().filter((p) => p.peerId !== peerId) }), log)
   table.start(10_000)
 
@@ -149,11 +154,14 @@ export async function createNodeHost(init: NodeHostInit) {
     table.stop()
     server?.close()
     await service.stop()
+    await verification?.stop().catch(() => undefined)
     await node.unhandle(INFO_PROTOCOL).catch(() => undefined)
     throw e
   }
 
   return {
+    /** Spot-check counters (undefined without verification). */
+    verification: () => verification?.stats(),
     spec,
     table,
     service,

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { fileModelSource } from '../model/fileModelSource.ts'
 import { createShardReferee } from './shardReferee.ts'
 import { createVerifyLedger } from './verifyLedger.ts'
+import { verifyConsequences } from './verifyConsequences.ts'
 import type { DatabaseSync } from 'node:sqlite'
 import { createPublicClient, http } from 'viem'
 import type { Logger } from '../../shared/logger.ts'
@@ -66,22 +67,9 @@ export async function createOracle(init: OracleInit) {
   // Spot-check evidence: checked by the Oracle's own recomputation on the model files it serves.
   let coreRef: OracleCore | undefined
   let epochOf: () => number = () => 0
-  const verify = await createVerifyLedger({
-    store,
-    referee: modelSources.size ? createShardReferee(modelSources) : undefined,
-    epoch: () => epochOf(),
-    logger,
-    onBan: async (peerId) => {
-      for (const n of coreRef?.nodes() ?? []) if (n.peerId === peerId) await coreRef!.leave(n.id, 'failed spot checks')
-    },
-  })
-  /** An agent's peers: its node's (a Plumise node's id is its wallet) and the one its wallet binding names. */
-  const withheld = async (agent: string, epoch: number) => {
-    const peers = (coreRef?.nodes() ?? []).filter((n) => n.id.toLowerCase() === agent.toLowerCase() && n.peerId).map((n) => n.peerId!)
-    const bound = await bindings?.peerOf(agent).catch(() => undefined)
-    return [...peers, ...(bound ? [bound] : [])].some((p) => verify.withheld(p, epoch))
-  }
-  const rewards: RewardReporter | undefined = init.chain && createRewardReporter({ ...init.chain, store, logger, withheld })
+  const consequences = verifyConsequences({ ledger: () => verify, core: () => coreRef, walletPeer: (w) => bindings?.peerOf(w) ?? Promise.resolve(undefined) })
+  const verify = await createVerifyLedger({ store, referee: modelSources.size ? createShardReferee(modelSources) : undefined, epoch: () => epochOf(), logger, onBan: consequences.ban })
+  const rewards: RewardReporter | undefined = init.chain && createRewardReporter({ ...init.chain, store, logger, withheld: consequences.withheld })
   if (rewards) epochOf = rewards.epoch
   await rewards?.start()
   // A wallet is credited with a node host's work only through a binding the host's key signed (checked on the registry's record).
