@@ -42,9 +42,9 @@ describe('verify ledger: the Oracle checks accusations itself (docs-llama-7m, SQ
     const peerId = peerIdFromPrivateKey(key).toString()
     const log = createStepLog({ signer: { peerId, sign: (d) => key.sign(d) }, model: 'docs-llama-7m', hiddenSize: 256 })
     const out = await shard.forward(session, { tokens }, { reset: true })
-    const { commitment, signature } = await log.record({ origin: 'origin-peer', sessionId: session, range, step: 0n, chunkIndex: 0, input: { case: 'tokens', value: { $typeName: 'shardmesh.mesh.v1.TokenIds', ids: tokens } }, output: out, start: true })
-    const audit = log.audit('origin-peer', session, 0n, 0)
-    return { commitment, signature, inputs: audit.inputs, output: rowFromBytes(audit.output), checker: 'checker-peer', checkerOutput: await recomputeLastRow(honest, audit.inputs) }
+    const { commitment: digest } = log.record({ origin: 'origin-peer', sessionId: session, range, step: 0n, chunkIndex: 0, input: { case: 'tokens', value: { $typeName: 'shardmesh.mesh.v1.TokenIds', ids: tokens } }, output: out, start: true })
+    const audit = await log.audit('origin-peer', session, digest)
+    return { commitment: audit.commitment, signature: audit.signature, inputs: audit.inputs, output: rowFromBytes(audit.output), checker: 'checker-peer', checkerOutput: await recomputeLastRow(honest, audit.inputs) }
   }
 
   test('a confirmed cheat withholds the epoch and bans after two; an honest row is not confirmed; forgeries are refused; all of it survives a restart', async () => {

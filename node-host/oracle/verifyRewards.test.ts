@@ -96,9 +96,9 @@ async function evidenceOf(who: DevAccount, shard: ShardSession, session: string)
   const tokens = fixture.prompts[0]!.input_ids
   const out = await shard.forward(session, { tokens }, { reset: true })
   shard.drop(session)
-  const c = await log.record({ origin: 'origin', sessionId: session, range: { start: 0, end: 8 }, step: 0n, chunkIndex: 0, input: { case: 'tokens', value: { $typeName: 'shardmesh.mesh.v1.TokenIds', ids: tokens } }, output: out, start: true })
-  const audit = log.audit('origin', session, 0n, 0)
-  return { ...c, inputs: audit.inputs, output: rowFromBytes(audit.output), checker: 'checker', checkerOutput: await recomputeLastRow(honestShard, audit.inputs) }
+  const { commitment: digest } = log.record({ origin: 'origin', sessionId: session, range: { start: 0, end: 8 }, step: 0n, chunkIndex: 0, input: { case: 'tokens', value: { $typeName: 'shardmesh.mesh.v1.TokenIds', ids: tokens } }, output: out, start: true })
+  const audit = await log.audit('origin', session, digest)
+  return { commitment: audit.commitment, signature: audit.signature, inputs: audit.inputs, output: rowFromBytes(audit.output), checker: 'checker', checkerOutput: await recomputeLastRow(honestShard, audit.inputs) }
 }
 
 test("the cheater's work is not reported or paid, the honest host's is; a second failure takes it out of assignment", async () => {

@@ -285,18 +285,14 @@ export declare type HopTiming = Message<"shardmesh.mesh.v1.HopTiming"> & {
   totalMs: number;
 
   /**
-   * Spot checks (shared/verify): the hop's signed commitment to this step (its input and output
-   * digests, see commitment.ts) and its Ed25519 signature by the hop's peer key. Empty from peers
-   * that do not commit (older builds): their steps are not verifiable, so not counted as verified.
+   * Spot checks (shared/verify): sha256 of the hop's commitment to this step (its input and output
+   * digests, see commitment.ts). The hop signs the commitment itself when audited; this digest,
+   * sent before it knows which steps get checked, binds it. Empty from peers that do not commit
+   * (older builds): their steps are not verifiable, so never counted as verified.
    *
    * @generated from field: bytes commitment = 4;
    */
   commitment: Uint8Array;
-
-  /**
-   * @generated from field: bytes signature = 5;
-   */
-  signature: Uint8Array;
 };
 
 /**
@@ -560,8 +556,8 @@ export declare type StepInput = Message<"shardmesh.mesh.v1.StepInput"> & {
 export declare const StepInputSchema: GenMessage<StepInput>;
 
 /**
- * Origin → audited hop: the inputs of a session up to a step, and that step's committed output.
- * Only the session's origin may ask.
+ * Origin → audited hop: the inputs of a session up to a committed step, that step's output row,
+ * and the signed commitment. Only the session's origin may ask.
  *
  * @generated from message shardmesh.mesh.v1.AuditRequest
  */
@@ -572,14 +568,11 @@ export declare type AuditRequest = Message<"shardmesh.mesh.v1.AuditRequest"> & {
   sessionId: string;
 
   /**
-   * @generated from field: uint64 step = 2;
+   * The commitment digest the hop sent for the step (HopTiming.commitment).
+   *
+   * @generated from field: bytes commitment = 2;
    */
-  step: bigint;
-
-  /**
-   * @generated from field: uint32 chunk_index = 3;
-   */
-  chunkIndex: number;
+  commitment: Uint8Array;
 };
 
 /**
@@ -613,6 +606,18 @@ export declare type AuditAnswer = Message<"shardmesh.mesh.v1.AuditAnswer"> & {
    * @generated from field: string error = 3;
    */
   error: string;
+
+  /**
+   * The commitment (its sha256 is the digest asked for) and the hop's Ed25519 signature of it.
+   *
+   * @generated from field: bytes commitment = 4;
+   */
+  commitment: Uint8Array;
+
+  /**
+   * @generated from field: bytes signature = 5;
+   */
+  signature: Uint8Array;
 };
 
 /**

@@ -97,7 +97,7 @@ export type MeshGenerateParameters = {
 }
 
 /** One hop's share of a step, as the token frame reports it. */
-export type HopTimingMs = { peerId: string; computeMs: number; totalMs: number; commitment?: Uint8Array; signature?: Uint8Array }
+export type HopTimingMs = { peerId: string; computeMs: number; totalMs: number; commitment?: Uint8Array }
 
 export type MeshGenerateResult = GenerateResult & {
   /** Routes used, in order (more than one after a failover). */
@@ -425,7 +425,7 @@ export function createForwardService(init: ForwardServiceInit) {
         served.processedTokens += positions
         served.steps++
         served.computeMs += computeMs
-        const commit = init.stepLog && (await init.stepLog.record({ origin: route.origin, sessionId, range: shard.range, step: fw.step, chunkIndex: fw.chunkIndex, input: fw.input, output: out, start }))
+        const commit = init.stepLog?.record({ origin: route.origin, sessionId, range: shard.range, step: fw.step, chunkIndex: fw.chunkIndex, input: fw.input, output: out, start })
         const timings = [...fw.timings, create(HopTimingSchema, { peerId: self, computeMs, totalMs: 0, ...commit })]
         const lastChunk = fw.chunkCount <= 1 || fw.chunkIndex === fw.chunkCount - 1
         if (!isLast) {
@@ -597,7 +597,7 @@ export function createForwardService(init: ForwardServiceInit) {
           const f = inbox.shift()!
           if (f.kind.case === 'error') throw new MeshError(f.kind.value.code, f.kind.value.message, f.kind.value.peerId)
           if (f.kind.case !== 'token') throw new MeshError(ErrorCode.MALFORMED_FRAME, `unexpected ${f.kind.case} frame for a session`)
-          return { id: f.kind.value.id, isEos: f.kind.value.isEos, timings: f.kind.value.timings.map((t) => ({ peerId: t.peerId, computeMs: t.computeMs, totalMs: t.totalMs, ...(t.commitment.length ? { commitment: t.commitment, signature: t.signature } : {}) })) }
+          return { id: f.kind.value.id, isEos: f.kind.value.isEos, timings: f.kind.value.timings.map((t) => ({ peerId: t.peerId, computeMs: t.computeMs, totalMs: t.totalMs, ...(t.commitment.length ? { commitment: t.commitment } : {}) })) }
         }
         // Prefill (or replay: the prompt and the tokens generated so far), then one token per step.
         const history = [...params.inputIds, ...out]
@@ -611,7 +611,7 @@ export function createForwardService(init: ForwardServiceInit) {
             decodeStart = performance.now()
           }
           out.push(token.id)
-          init.spotChecker?.observe(token.timings, params.peers())
+          init.spotChecker?.observe(sessionId, step, token.timings, params.peers())
           const stop = params.onToken?.(token.id, out.length - 1, token.timings) === 'stop'
           if (stop) finishReason = 'stop'
           else if (token.isEos) finishReason = 'eos'

@@ -51,7 +51,10 @@ export const inputDigest = (input: StepInput): string => bytesToHex(sha256(toBin
 /** sha256 hex of an output row. */
 export const outputDigest = (row: Float32Array): string => bytesToHex(sha256(new Uint8Array(row.buffer, row.byteOffset, row.byteLength)))
 
-/** The bytes a hop signs (and sends in HopTiming.commitment). */
+/** sha256 of commitment bytes: what a hop sends in HopTiming.commitment for every step. */
+export const commitmentDigest = (bytes: Uint8Array): Uint8Array => sha256(bytes)
+
+/** The bytes a hop signs when audited (their digest went to the origin with the step). */
 export function encodeCommitment(c: Commitment): Uint8Array {
   return new TextEncoder().encode(DOMAIN + JSON.stringify(c))
 }

@@ -1,12 +1,13 @@
 import { silentLogger, type Logger } from '../logger.ts'
 import type { HopTimingMs, MeshNode } from '../mesh/forwardService.ts'
 import type { PeerShard } from '../mesh/planRoute.ts'
-import { CommitmentError, outputDigest, verifyCommitment, type Commitment } from './commitment.ts'
+import { CommitmentError, commitmentDigest, inputDigest, outputDigest, verifyCommitment, type Commitment } from './commitment.ts'
 import type { Evidence } from './evidence.ts'
 import type { Sampler } from './sampler.ts'
 import { DEFAULT_TOLERANCE, relativeDistance } from './tolerance.ts'
-import { inputDigest } from './commitment.ts'
 import { requestAudit, requestRecompute, rowFromBytes } from './verifyProtocol.ts'
+
+const equalBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i])
 
 export type CheckVerdict =
   /** Within tolerance of an independent recomputation. */
@@ -22,6 +23,8 @@ export type CheckResult = {
   peerId: string
   sessionId: string
   step: number
+  /** The hop's how-manieth step this origin saw (1-based): when, in its work, the check came. */
+  seq: number
   range: { start: number; end: number }
   verdict: CheckVerdict
   checker?: string
@@ -49,11 +52,13 @@ export type SpotCheckerInit = {
 export type SpotCheckerStats = { observed: number; sampled: number; skipped: number; uncommitted: number } & Record<CheckVerdict, number>
 
 /**
- * The origin's spot checks. Every token frame carries each hop's signed commitment to its step;
+ * The origin's spot checks. Every token frame carries each hop's commitment digest for its step;
  * the sampler picks some, and each picked one is checked beside the generation (never awaited by
- * it): the hop is audited for the session's inputs up to that step and the step's output row
- * (both bound by its commitment), another peer serving the same layers recomputes the output from
- * those inputs, and the two rows are compared by distance.
+ * it): the hop is audited for its signed commitment (whose digest must be the one it sent), the
+ * session's inputs up to that step and the step's output row (both bound by the commitment);
+ * another peer serving the same layers recomputes the output from those inputs, and the two rows
+ * are compared by distance. A hop whose audit does not match what it sent is unverified (not
+ * paid), not accused: a later hop relaying the digest could have altered it.
  */
 export function createSpotChecker(init: SpotCheckerInit) {
   const logger = init.logger ?? silentLogger
@@ -63,34 +68,39 @@ export function createSpotChecker(init: SpotCheckerInit) {
   const inFlight = new Set<Promise<void>>()
   const stats: SpotCheckerStats = { observed: 0, sampled: 0, skipped: 0, uncommitted: 0, pass: 0, fail: 0, unverified: 0, 'no-checker': 0 }
   let checkerTurn = 0
+  /** Steps observed per hop: a result's `seq`. */
+  const observedOf = new Map<string, number>()
 
-  async function check(t: HopTimingMs & { commitment: Uint8Array; signature: Uint8Array }, peers: PeerShard[]): Promise<CheckResult> {
+  async function check(sessionId: string, step: number, seq: number, t: HopTimingMs & { commitment: Uint8Array }, peers: PeerShard[]): Promise<CheckResult> {
     const t0 = performance.now()
-    let c: Commitment
-    try {
-      c = await verifyCommitment(t.commitment, t.signature)
-    } catch (e) {
-      return { peerId: t.peerId, sessionId: '', step: -1, range: { start: 0, end: 0 }, verdict: 'unverified', reason: (e as CommitmentError).message, ms: performance.now() - t0 }
-    }
-    const base = { peerId: t.peerId, sessionId: c.session, step: c.step, range: { start: c.start, end: c.end } }
+    const base = { peerId: t.peerId, sessionId, step, seq, range: { start: 0, end: 0 } }
     const done = (r: Partial<CheckResult> & { verdict: CheckVerdict }): CheckResult => ({ ...base, ...r, ms: performance.now() - t0 })
-    if (c.peer !== t.peerId || c.origin !== self || c.model !== init.model) return done({ verdict: 'unverified', reason: 'the commitment names another peer, origin or model' })
-    const accused = peers.find((p) => p.peerId === c.peer)
-    const others = peers.filter((p) => p.peerId !== c.peer && p.start === c.start && p.end === c.end)
+    const accused = peers.find((p) => p.peerId === t.peerId)
     if (!accused) return done({ verdict: 'unverified', reason: 'the hop is no longer known' })
-    if (others.length === 0) return done({ verdict: 'no-checker', reason: `no other peer serves [${c.start}, ${c.end})` })
     let audit
     try {
-      audit = await requestAudit(init.node, accused, c.session, BigInt(c.step), c.chunk, init.timeoutMs)
+      audit = await requestAudit(init.node, accused, sessionId, t.commitment, init.timeoutMs)
     } catch (e) {
       return done({ verdict: 'unverified', reason: `audit failed: ${(e as Error).message}` })
     }
     if (audit.error || audit.inputs.length === 0) return done({ verdict: 'unverified', reason: `audit refused: ${audit.error}` })
+    // The signed commitment must be the one whose digest came with the step, and about this step.
+    if (!equalBytes(commitmentDigest(audit.commitment), t.commitment)) return done({ verdict: 'unverified', reason: 'the audited commitment is not the one sent with the step' })
+    let c: Commitment
+    try {
+      c = await verifyCommitment(audit.commitment, audit.signature)
+    } catch (e) {
+      return done({ verdict: 'unverified', reason: (e as CommitmentError).message })
+    }
+    base.range = { start: c.start, end: c.end }
+    if (c.peer !== t.peerId || c.origin !== self || c.session !== sessionId || c.model !== init.model) return done({ verdict: 'unverified', reason: 'the commitment names another peer, origin, session or model' })
     const last = audit.inputs.at(-1)!
     const output = rowFromBytes(audit.output)
     if (Number(last.step) !== c.step || last.chunkIndex !== c.chunk || inputDigest(last) !== c.input || outputDigest(output) !== c.output) {
       return done({ verdict: 'unverified', reason: 'the audit answer does not match the commitment' })
     }
+    const others = peers.filter((p) => p.peerId !== c.peer && p.start === c.start && p.end === c.end)
+    if (others.length === 0) return done({ verdict: 'no-checker', reason: `no other peer serves [${c.start}, ${c.end})` })
     // Checkers in turn, so one slow or absent replica does not take every check.
     for (let i = 0; i < others.length; i++) {
       const checker = others[(checkerTurn++ + i) % others.length]!
@@ -100,7 +110,7 @@ export function createSpotChecker(init: SpotCheckerInit) {
         const reference = rowFromBytes(r.output)
         const distance = relativeDistance(output, reference)
         if (distance <= tolerance) return done({ verdict: 'pass', checker: checker.peerId, distance })
-        return done({ verdict: 'fail', checker: checker.peerId, distance, evidence: { commitment: t.commitment, signature: t.signature, inputs: audit.inputs, output, checker: checker.peerId, checkerOutput: reference } })
+        return done({ verdict: 'fail', checker: checker.peerId, distance, evidence: { commitment: audit.commitment, signature: audit.signature, inputs: audit.inputs, output, checker: checker.peerId, checkerOutput: reference } })
       } catch (e) {
         logger.debug({ checker: checker.peerId, err: (e as Error).message }, 'spot check: checker did not recompute')
       }
@@ -109,12 +119,17 @@ export function createSpotChecker(init: SpotCheckerInit) {
   }
 
   return {
-    /** One step's hop timings as the token frame brought them; `peers` are the peers the route was planned over. */
-    observe(timings: HopTimingMs[], peers: PeerShard[]): void {
+    /**
+     * One step of a session this origin runs: each hop's timing as the token frame brought it;
+     * `peers` are the peers the route was planned over (checkers are taken from them).
+     */
+    observe(sessionId: string, step: number, timings: HopTimingMs[], peers: PeerShard[]): void {
       for (const t of timings) {
         if (t.peerId === self) continue
         stats.observed++
-        if (!t.commitment?.length || !t.signature?.length) {
+        const seq = (observedOf.get(t.peerId) ?? 0) + 1
+        observedOf.set(t.peerId, seq)
+        if (!t.commitment?.length) {
           stats.uncommitted++
           continue
         }
@@ -124,8 +139,7 @@ export function createSpotChecker(init: SpotCheckerInit) {
           stats.skipped++
           continue
         }
-        const committed = { ...t, commitment: t.commitment, signature: t.signature }
-        const p = check(committed, peers).then(
+        const p = check(sessionId, step, seq, { ...t, commitment: t.commitment }, peers).then(
           (r) => {
             stats[r.verdict]++
             if (r.verdict === 'pass') init.sampler.passed(r.peerId)

@@ -2,7 +2,7 @@ import { create } from '@bufbuild/protobuf'
 import { AuditAnswerSchema, StepInputSchema, type AuditAnswer, type Forward, type StepInput } from '../../proto/gen/mesh_pb.js'
 import type { ShardOutput } from '../engine/shardSession.ts'
 import type { LayerRange } from '../model/shardGraph.ts'
-import { encodeCommitment, inputDigest, outputDigest, type CommitmentSigner } from './commitment.ts'
+import { commitmentDigest, encodeCommitment, inputDigest, outputDigest, type CommitmentSigner } from './commitment.ts'
 
 export type StepLogInit = {
   signer: CommitmentSigner
@@ -28,7 +28,7 @@ export type ServedStep = {
   start: boolean
 }
 
-type Entry = { step: bigint; chunk: number; input: StepInput; output: Float32Array }
+type Entry = { digest: string; commitment: Uint8Array; input: StepInput; output: Float32Array }
 type Session = { entries: Entry[]; bytes: number; closedAt: number | null; touched: number }
 
 /** The last position's row of a step's output: the hidden state, or the logits on the last shard. */
@@ -39,10 +39,14 @@ export function lastRow(out: ShardOutput, hiddenSize: number): Float32Array {
   return all.slice(all.length - width)
 }
 
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('')
+
 /**
- * The serving side of spot checks: signs a commitment to every step it serves and keeps the
- * session's inputs and output rows for a while, so the session's origin can audit any step after
- * the fact (the hop cannot know which steps will be checked when it computes them).
+ * The serving side of spot checks: commits to every step it serves (the commitment's digest goes
+ * to the origin with the step) and keeps the session's inputs and output rows for a while, so
+ * the session's origin can audit any step after the fact: the hop cannot know which steps will be
+ * checked when it computes them. It signs a commitment only when audited (a signature per step
+ * cost more than the rest of the bookkeeping together); the digest the origin already holds binds it.
  */
 export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
   const maxBytes = init.maxBytes ?? 64 << 20
@@ -71,20 +75,14 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
   }
 
   return {
-    /** Records a step and returns the signed commitment that goes into the step's HopTiming. */
-    async record(s: ServedStep): Promise<{ commitment: Uint8Array; signature: Uint8Array }> {
+    /** Records a step; returns the commitment digest that goes into the step's HopTiming. */
+    record(s: ServedStep): { commitment: Uint8Array } {
       const k = key(s.origin, s.sessionId)
       if (s.start) forget(k)
       let session = sessions.get(k)
       if (!session) sessions.set(k, (session = { entries: [], bytes: 0, closedAt: null, touched: now() }))
       const input = create(StepInputSchema, { step: s.step, chunkIndex: s.chunkIndex, input: s.input.case === 'tokens' ? { case: 'tokens', value: s.input.value } : s.input.case === 'hidden' ? { case: 'hidden', value: s.input.value } : { case: undefined } })
       const output = lastRow(s.output, init.hiddenSize)
-      const bytes = (input.input.case === 'hidden' ? input.input.value.data.byteLength : (input.input.value?.ids.length ?? 0) * 4) + output.byteLength + 64
-      session.entries.push({ step: s.step, chunk: s.chunkIndex, input, output })
-      session.bytes += bytes
-      session.touched = now()
-      total += bytes
-      trim()
       const commitment = encodeCommitment({
         v: 1,
         peer: init.signer.peerId,
@@ -99,22 +97,35 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
         input: inputDigest(input),
         output: outputDigest(output),
       })
-      return { commitment, signature: await init.signer.sign(commitment) }
+      const digest = commitmentDigest(commitment)
+      const bytes = (input.input.case === 'hidden' ? input.input.value.data.byteLength : (input.input.value?.ids.length ?? 0) * 4) + output.byteLength + commitment.byteLength + 64
+      session.entries.push({ digest: hex(digest), commitment, input, output })
+      session.bytes += bytes
+      session.touched = now()
+      total += bytes
+      trim()
+      return { commitment: digest }
     },
     /** The session ended here: its steps stay auditable for `retainMs`. */
     closed(origin: string, sessionId: string): void {
       const s = sessions.get(key(origin, sessionId))
       if (s) s.closedAt = now()
     },
-    /** The inputs up to a step and its output row, for the session's origin only. */
-    audit(requester: string, sessionId: string, step: bigint, chunk: number): AuditAnswer {
+    /** The inputs up to a committed step, its output row and the signed commitment: for the session's origin only. */
+    async audit(requester: string, sessionId: string, digest: Uint8Array): Promise<AuditAnswer> {
       trim()
       const s = sessions.get(key(requester, sessionId))
-      const at = s?.entries.findIndex((e) => e.step === step && e.chunk === chunk) ?? -1
-      if (!s || at < 0) return create(AuditAnswerSchema, { error: `step ${step} of session "${sessionId}" is not retained here` })
+      const want = hex(digest)
+      const at = s?.entries.findIndex((e) => e.digest === want) ?? -1
+      if (!s || at < 0) return create(AuditAnswerSchema, { error: `that step of session "${sessionId}" is not retained here` })
       s.touched = now()
       const e = s.entries[at]!
-      return create(AuditAnswerSchema, { inputs: s.entries.slice(0, at + 1).map((x) => x.input), output: new Uint8Array(e.output.buffer.slice(e.output.byteOffset, e.output.byteOffset + e.output.byteLength)) })
+      return create(AuditAnswerSchema, {
+        inputs: s.entries.slice(0, at + 1).map((x) => x.input),
+        output: new Uint8Array(e.output.buffer.slice(e.output.byteOffset, e.output.byteOffset + e.output.byteLength)),
+        commitment: e.commitment,
+        signature: await init.signer.sign(e.commitment),
+      })
     },
     /** Bytes retained now. */
     bytes: () => total,

@@ -55,7 +55,7 @@ export function createVerifyService(init: VerifyServiceInit) {
   async function answer(request: VerifyMessage, remote: string): Promise<VerifyMessage> {
     const k = request.kind
     if (k.case === 'audit') {
-      return create(VerifyMessageSchema, { kind: { case: 'auditAnswer', value: init.log.audit(remote, k.value.sessionId, k.value.step, k.value.chunkIndex) } })
+      return create(VerifyMessageSchema, { kind: { case: 'auditAnswer', value: await init.log.audit(remote, k.value.sessionId, k.value.commitment) } })
     }
     if (k.case === 'recompute') {
       const refuse = (error: string) => create(VerifyMessageSchema, { kind: { case: 'recomputeAnswer', value: create(RecomputeAnswerSchema, { error }) } })
@@ -121,9 +121,9 @@ async function ask(node: MeshNode, peer: { peerId: string; multiaddrs: string[] 
   }
 }
 
-/** Asks a hop for a session's inputs up to a step and that step's output row. */
-export async function requestAudit(node: MeshNode, peer: { peerId: string; multiaddrs: string[] }, sessionId: string, step: bigint, chunkIndex: number, timeoutMs = 10_000): Promise<AuditAnswer> {
-  const a = await ask(node, peer, create(VerifyMessageSchema, { kind: { case: 'audit', value: { sessionId, step, chunkIndex } } }), timeoutMs, 64 << 20)
+/** Asks a hop for a session's inputs up to a committed step, that step's output row and the signed commitment. */
+export async function requestAudit(node: MeshNode, peer: { peerId: string; multiaddrs: string[] }, sessionId: string, commitment: Uint8Array, timeoutMs = 10_000): Promise<AuditAnswer> {
+  const a = await ask(node, peer, create(VerifyMessageSchema, { kind: { case: 'audit', value: { sessionId, commitment } } }), timeoutMs, 64 << 20)
   if (a.kind.case !== 'auditAnswer') throw new VerifyProtocolError(`expected an audit answer, got ${a.kind.case}`)
   return a.kind.value
 }
