@@ -6,12 +6,13 @@ import { z } from 'zod'
 import { StepInputSchema, type StepInput } from '../../proto/gen/mesh_pb.js'
 
 /**
- * A hop's commitment to one step: "on this input I produced this output". Digests are exact
- * (SHA-256): the input one of its wire bytes, the output one of the float32 row the hop retains for
- * audits. The comparison that tolerates honest backend noise happens on the values an audit
- * fetches (distance, see tolerance.ts), not on the digests: a quantized digest flips whenever one
- * of thousands of values sits near a rounding edge, so honest peers on different backends would
- * fail it now and then, and a distance needs the values anyway to be judged by a third party.
+ * A hop's commitment to one step: "on this input I produced this output". It binds the step's
+ * input (as the hop received it) and the float32 output row the hop retains for audits with one
+ * exact SHA-256 over both and the step's identity (`digest`). The comparison that tolerates honest
+ * backend noise happens on the values an audit fetches (distance, see tolerance.ts), not on the
+ * digest: a quantized digest flips whenever one of thousands of values sits near a rounding edge,
+ * so honest peers on different backends would fail it now and then; a distance needs the values
+ * anyway for a third party (the Oracle) to judge.
  */
 export const commitmentSchema = z.object({
   v: z.literal(1),
@@ -26,14 +27,13 @@ export const commitmentSchema = z.object({
   chunk: z.number().int().min(0),
   start: z.number().int().min(0),
   end: z.number().int().min(1),
-  /** Positions the hop's session held after the step (the recomputation must end at the same one). */
+  /** Positions the hop's session held after the step. */
   length: z.number().int().min(1),
-  /** sha256 hex of the StepInput's protobuf bytes. */
-  input: z.string().regex(/^[0-9a-f]{64}$/),
-  /** sha256 hex of the output row's float32 bytes. */
-  output: z.string().regex(/^[0-9a-f]{64}$/),
+  /** stepDigest hex: what the hop sent the origin with the step. */
+  digest: z.string().regex(/^[0-9a-f]{64}$/),
 })
 export type Commitment = z.infer<typeof commitmentSchema>
+export type StepMeta = Omit<Commitment, 'v' | 'digest'>
 
 /** Domain prefix: a commitment signature is never valid for anything else the peer key signs. */
 const DOMAIN = 'shardmesh/verify/commitment/v1\n'
@@ -45,14 +45,19 @@ export class CommitmentError extends Error {
   }
 }
 
-/** sha256 hex of a step input as the hop received it. */
-export const inputDigest = (input: StepInput): string => bytesToHex(sha256(toBinary(StepInputSchema, input)))
+/** The step's identity in a fixed field order (the digest must not depend on how an object was built). */
+const metaBytes = (m: StepMeta) => new TextEncoder().encode(JSON.stringify([m.peer, m.session, m.origin, m.model, m.step, m.chunk, m.start, m.end, m.length]))
 
-/** sha256 hex of an output row. */
-export const outputDigest = (row: Float32Array): string => bytesToHex(sha256(new Uint8Array(row.buffer, row.byteOffset, row.byteLength)))
+/**
+ * sha256(identity ‖ 0 ‖ input protobuf ‖ output float32 bytes): one pass over everything a step
+ * binds (the hop computes it on every step it serves, so it is kept to one hash).
+ */
+export function stepDigest(meta: StepMeta, input: StepInput, output: Float32Array): Uint8Array {
+  return sha256.create().update(metaBytes(meta)).update(new Uint8Array([0])).update(toBinary(StepInputSchema, input)).update(new Uint8Array(output.buffer, output.byteOffset, output.byteLength)).digest()
+}
 
-/** sha256 of commitment bytes: what a hop sends in HopTiming.commitment for every step. */
-export const commitmentDigest = (bytes: Uint8Array): Uint8Array => sha256(bytes)
+/** Whether an input and output row are the ones a commitment names. */
+export const matchesCommitment = (c: Commitment, input: StepInput, output: Float32Array): boolean => bytesToHex(stepDigest(c, input, output)) === c.digest
 
 /** The bytes a hop signs when audited (their digest went to the origin with the step). */
 export function encodeCommitment(c: Commitment): Uint8Array {

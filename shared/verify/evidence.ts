@@ -2,7 +2,7 @@ import { fromBinary, toBinary } from '@bufbuild/protobuf'
 import { z } from 'zod'
 import { StepInputSchema, type StepInput } from '../../proto/gen/mesh_pb.js'
 import { base64ToBytes, bytesToBase64 } from '../oracle/orban/base64.ts'
-import { inputDigest, outputDigest, verifyCommitment, type Commitment } from './commitment.ts'
+import { matchesCommitment, verifyCommitment, type Commitment } from './commitment.ts'
 
 /**
  * A failed check, as the origin sends it to the Oracle: the accused hop's signed commitment, the
@@ -83,7 +83,6 @@ export async function bindEvidence(e: Evidence): Promise<Commitment> {
   })
   const last = e.inputs.at(-1)!
   if (Number(last.step) !== c.step || last.chunkIndex !== c.chunk) throw new EvidenceError('the last input is not the committed step')
-  if (inputDigest(last) !== c.input) throw new EvidenceError('the input is not the one the accused committed to')
-  if (outputDigest(e.output) !== c.output) throw new EvidenceError('the output is not the one the accused committed to')
+  if (!matchesCommitment(c, last, e.output)) throw new EvidenceError('the input or output is not the one the accused committed to')
   return c
 }

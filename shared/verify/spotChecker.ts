@@ -1,13 +1,12 @@
 import { silentLogger, type Logger } from '../logger.ts'
 import type { HopTimingMs, MeshNode } from '../mesh/forwardService.ts'
 import type { PeerShard } from '../mesh/planRoute.ts'
-import { CommitmentError, commitmentDigest, inputDigest, outputDigest, verifyCommitment, type Commitment } from './commitment.ts'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { CommitmentError, matchesCommitment, verifyCommitment, type Commitment } from './commitment.ts'
 import type { Evidence } from './evidence.ts'
 import type { Sampler } from './sampler.ts'
 import { DEFAULT_TOLERANCE, relativeDistance } from './tolerance.ts'
 import { requestAudit, requestRecompute, rowFromBytes } from './verifyProtocol.ts'
-
-const equalBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i])
 
 export type CheckVerdict =
   /** Within tolerance of an independent recomputation. */
@@ -84,8 +83,6 @@ export function createSpotChecker(init: SpotCheckerInit) {
       return done({ verdict: 'unverified', reason: `audit failed: ${(e as Error).message}` })
     }
     if (audit.error || audit.inputs.length === 0) return done({ verdict: 'unverified', reason: `audit refused: ${audit.error}` })
-    // The signed commitment must be the one whose digest came with the step, and about this step.
-    if (!equalBytes(commitmentDigest(audit.commitment), t.commitment)) return done({ verdict: 'unverified', reason: 'the audited commitment is not the one sent with the step' })
     let c: Commitment
     try {
       c = await verifyCommitment(audit.commitment, audit.signature)
@@ -93,10 +90,12 @@ export function createSpotChecker(init: SpotCheckerInit) {
       return done({ verdict: 'unverified', reason: (e as CommitmentError).message })
     }
     base.range = { start: c.start, end: c.end }
+    // The signed commitment must name the digest that came with the step.
+    if (c.digest !== bytesToHex(t.commitment)) return done({ verdict: 'unverified', reason: 'the audited commitment is not the one sent with the step' })
     if (c.peer !== t.peerId || c.origin !== self || c.session !== sessionId || c.model !== init.model) return done({ verdict: 'unverified', reason: 'the commitment names another peer, origin, session or model' })
     const last = audit.inputs.at(-1)!
     const output = rowFromBytes(audit.output)
-    if (Number(last.step) !== c.step || last.chunkIndex !== c.chunk || inputDigest(last) !== c.input || outputDigest(output) !== c.output) {
+    if (Number(last.step) !== c.step || last.chunkIndex !== c.chunk || !matchesCommitment(c, last, output)) {
       return done({ verdict: 'unverified', reason: 'the audit answer does not match the commitment' })
     }
     const others = peers.filter((p) => p.peerId !== c.peer && p.start === c.start && p.end === c.end)

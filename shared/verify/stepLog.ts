@@ -1,8 +1,9 @@
 import { create } from '@bufbuild/protobuf'
+import { bytesToHex } from '@noble/hashes/utils.js'
 import { AuditAnswerSchema, StepInputSchema, type AuditAnswer, type Forward, type StepInput } from '../../proto/gen/mesh_pb.js'
 import type { ShardOutput } from '../engine/shardSession.ts'
 import type { LayerRange } from '../model/shardGraph.ts'
-import { commitmentDigest, encodeCommitment, inputDigest, outputDigest, type CommitmentSigner } from './commitment.ts'
+import { encodeCommitment, stepDigest, type CommitmentSigner, type StepMeta } from './commitment.ts'
 
 export type StepLogInit = {
   signer: CommitmentSigner
@@ -28,7 +29,7 @@ export type ServedStep = {
   start: boolean
 }
 
-type Entry = { digest: string; commitment: Uint8Array; input: StepInput; output: Float32Array }
+type Entry = { digest: string; commitment: () => Uint8Array; input: StepInput; output: Float32Array }
 type Session = { entries: Entry[]; bytes: number; closedAt: number | null; touched: number }
 
 /** The last position's row of a step's output: the hidden state, or the logits on the last shard. */
@@ -39,7 +40,6 @@ export function lastRow(out: ShardOutput, hiddenSize: number): Float32Array {
   return all.slice(all.length - width)
 }
 
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('')
 
 /**
  * The serving side of spot checks: commits to every step it serves (the commitment's digest goes
@@ -83,8 +83,7 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
       if (!session) sessions.set(k, (session = { entries: [], bytes: 0, closedAt: null, touched: now() }))
       const input = create(StepInputSchema, { step: s.step, chunkIndex: s.chunkIndex, input: s.input.case === 'tokens' ? { case: 'tokens', value: s.input.value } : s.input.case === 'hidden' ? { case: 'hidden', value: s.input.value } : { case: undefined } })
       const output = lastRow(s.output, init.hiddenSize)
-      const commitment = encodeCommitment({
-        v: 1,
+      const meta: StepMeta = {
         peer: init.signer.peerId,
         session: s.sessionId,
         origin: s.origin,
@@ -94,12 +93,12 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
         start: s.range.start,
         end: s.range.end,
         length: s.output.length,
-        input: inputDigest(input),
-        output: outputDigest(output),
-      })
-      const digest = commitmentDigest(commitment)
-      const bytes = (input.input.case === 'hidden' ? input.input.value.data.byteLength : (input.input.value?.ids.length ?? 0) * 4) + output.byteLength + commitment.byteLength + 64
-      session.entries.push({ digest: hex(digest), commitment, input, output })
+      }
+      const digest = stepDigest(meta, input, output)
+      // The signed form is made only when audited.
+      const commitment = () => encodeCommitment({ v: 1, ...meta, digest: bytesToHex(digest) })
+      const bytes = (input.input.case === 'hidden' ? input.input.value.data.byteLength : (input.input.value?.ids.length ?? 0) * 4) + output.byteLength + 256
+      session.entries.push({ digest: bytesToHex(digest), commitment, input, output })
       session.bytes += bytes
       session.touched = now()
       total += bytes
@@ -115,16 +114,17 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
     async audit(requester: string, sessionId: string, digest: Uint8Array): Promise<AuditAnswer> {
       trim()
       const s = sessions.get(key(requester, sessionId))
-      const want = hex(digest)
+      const want = bytesToHex(digest)
       const at = s?.entries.findIndex((e) => e.digest === want) ?? -1
       if (!s || at < 0) return create(AuditAnswerSchema, { error: `that step of session "${sessionId}" is not retained here` })
       s.touched = now()
       const e = s.entries[at]!
+      const commitment = e.commitment()
       return create(AuditAnswerSchema, {
         inputs: s.entries.slice(0, at + 1).map((x) => x.input),
         output: new Uint8Array(e.output.buffer.slice(e.output.byteOffset, e.output.byteOffset + e.output.byteLength)),
-        commitment: e.commitment,
-        signature: await init.signer.sign(e.commitment),
+        commitment,
+        signature: await init.signer.sign(commitment),
       })
     },
     /** Bytes retained now. */
