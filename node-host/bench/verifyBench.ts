@@ -17,7 +17,7 @@ import { loadFixture } from '../testing/fixtures.ts'
 
 export type VerifyBenchConfig = {
   /** What the origin and the hops do. */
-  mode: 'plain' | 'committed' | 'checked'
+  mode: 'plain' | 'committed' | 'checked' | 'checked-after'
   generations: number
   msPerToken: number
   /** Shard compute on the route, ms (sum over hops), and recomputation by checkers for this origin, ms. */
@@ -36,8 +36,9 @@ export type VerifyBenchReport = {
   tokens: number
   rounds: number
   configs: VerifyBenchConfig[]
-  /** checked vs plain, side by side in one run. */
+  /** checked vs plain, side by side in one run: checks beside the generation, and held until it is done. */
   addedLatency: number
+  addedLatencyAfter: number
   /** Recomputation ms per ms of route compute, at the rate. */
   extraComputeShare: number
   /** committed vs plain: signing and retaining every step. */
@@ -112,22 +113,28 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
       plain: await origin(),
       committed: await origin(),
       checked: await origin((node) => createSpotChecker({ node, model: MODEL, sampler: sampler() })),
+      'checked-after': await origin((node) => createSpotChecker({ node, model: MODEL, sampler: sampler(43), holdUntilFlush: true })),
     }
-    const peersOf = { plain, committed, checked: committed }
+    const peersOf = { plain, committed, checked: committed, 'checked-after': committed }
     const configs = new Map<VerifyBenchConfig['mode'], VerifyBenchConfig & { ms: number; tokens: number }>()
-    for (const mode of ['plain', 'committed', 'checked'] as const) configs.set(mode, { mode, generations: 0, msPerToken: 0, routeComputeMs: 0, recomputeMs: 0, checks: 0, ms: 0, tokens: 0 })
+    const MODES = ['plain', 'committed', 'checked', 'checked-after'] as const
+    for (const mode of MODES) configs.set(mode, { mode, generations: 0, msPerToken: 0, routeComputeMs: 0, recomputeMs: 0, checks: 0, ms: 0, tokens: 0 })
     // A warm-up generation each, not counted.
-    for (const mode of ['plain', 'committed', 'checked'] as const) await origins[mode].service.generate({ peers: () => peersOf[mode], numLayers: 8, inputIds: fixture.prompts[0]!.input_ids, maxNewTokens: 4 })
+    for (const mode of MODES) await origins[mode].service.generate({ peers: () => peersOf[mode], numLayers: 8, inputIds: fixture.prompts[0]!.input_ids, maxNewTokens: 4 })
+    origins['checked-after'].checker!.flush()
     await origins.checked.checker!.settled()
+    await origins['checked-after'].checker!.settled()
     for (let r = 0; r < rounds; r++) {
       // Order rotates each round, so no mode always runs first.
-      const order = (['plain', 'committed', 'checked'] as const).map((_, i, a) => a[(i + r) % 3]!)
+      const order = MODES.map((_, i, a) => a[(i + r) % a.length]!)
       for (const mode of order) {
         const c = configs.get(mode)!
         const p = fixture.prompts[r % fixture.prompts.length]!
         const [rc0, rr0] = [routeCompute(), recompute()]
         const g = await origins[mode].service.generate({ peers: () => peersOf[mode], numLayers: 8, inputIds: p.input_ids, maxNewTokens: tokens })
-        // The checks run beside the generation; their cost is counted once they are done (before the next one starts).
+        // 'checked' runs its checks beside the generation, 'checked-after' once it is done (as a node host does);
+        // either way their cost is counted once they are done, before the next generation starts.
+        origins[mode].checker?.flush()
         await origins[mode].checker?.settled()
         c.generations++
         c.ms += g.decodeMsPerToken * Math.max(0, g.outputIds.length - 1)
@@ -137,8 +144,10 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
       }
       log(`round ${r + 1}/${rounds}`)
     }
-    const s = origins.checked.checker!.stats()
-    configs.get('checked')!.checks = s.pass + s.fail + s.unverified + s['no-checker']
+    for (const mode of ['checked', 'checked-after'] as const) {
+      const s = origins[mode].checker!.stats()
+      configs.get(mode)!.checks = s.pass + s.fail + s.unverified + s['no-checker']
+    }
     const out: VerifyBenchConfig[] = [...configs.values()].map(({ ms, tokens: n, ...c }) => ({ ...c, msPerToken: n ? ms / n : 0 }))
     const by = (m: VerifyBenchConfig['mode']) => out.find((c) => c.mode === m)!
     const checked = by('checked')
@@ -152,7 +161,7 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
     for (const [name, make] of kinds) {
       const bad = await peer(await make(), true, 0)
       const results: CheckResult[] = []
-      const o = await origin((node) => createSpotChecker({ node, model: MODEL, sampler: sampler(100 + cheaters.length), maxInFlight: 64, onResult: (x) => void results.push(x) }))
+      const o = await origin((node) => createSpotChecker({ node, model: MODEL, sampler: sampler(100 + cheaters.length), maxInFlight: 8, onResult: (x) => void results.push(x) }))
       let steps = 0
       for (let r = 0; r < rounds; r++) {
         const p = fixture.prompts[r % fixture.prompts.length]!
@@ -182,10 +191,11 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
       rounds,
       configs: out,
       addedLatency: by('plain').msPerToken ? checked.msPerToken / by('plain').msPerToken - 1 : 0,
+      addedLatencyAfter: by('plain').msPerToken ? by('checked-after').msPerToken / by('plain').msPerToken - 1 : 0,
       extraComputeShare: checked.routeComputeMs ? checked.recomputeMs / checked.routeComputeMs : 0,
       commitLatency: by('plain').msPerToken ? by('committed').msPerToken / by('plain').msPerToken - 1 : 0,
       cheaters,
-      note: 'ORT cpu, one process, libp2p TCP on loopback; the machine is shared (2 cores): compare the rows of one run only',
+      note: 'ORT cpu, one process, libp2p TCP on loopback: checkers share the cores with the route (across machines they would not); the machine is shared (2 cores): compare the rows of one run only',
     }
   } finally {
     for (const n of nodes) await n.stop()
@@ -201,7 +211,7 @@ export function formatVerifyTable(r: VerifyBenchReport): string {
     '| --- | ---: | ---: | ---: | ---: |',
     ...r.configs.map((c) => `| ${c.mode} | ${c.msPerToken.toFixed(2)} | ${c.routeComputeMs.toFixed(0)} | ${c.recomputeMs.toFixed(0)} | ${c.checks} |`),
     '',
-    `added latency (checked vs plain): ${pct(r.addedLatency)}; of it, commitments alone (committed vs plain): ${pct(r.commitLatency)}; extra compute (recompute / route compute): ${pct(r.extraComputeShare)}`,
+    `added latency vs plain: checks beside the generation ${pct(r.addedLatency)}, checks after it (node hosts) ${pct(r.addedLatencyAfter)}; commitments alone (committed vs plain): ${pct(r.commitLatency)}; extra compute (recompute / route compute): ${pct(r.extraComputeShare)}`,
     '',
     '| cheater | its steps | checked | failed | detection rate | first failure at its step | honest hops accused |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',

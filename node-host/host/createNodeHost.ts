@@ -145,7 +145,7 @@ export async function createNodeHost(init: NodeHostInit) {
             numLayers: spec.numLayers,
             beforeReplan: () => refreshOnce(),
             waitForRoute: (routable) => waitForRoute(routable, deadline, params.signal),
-          })
+          }).finally(() => verification?.spotChecker.flush())
         },
       })
       log.info({ url: `http://${init.apiHost ?? '127.0.0.1'}:${(server.address() as { port: number }).port}` }, 'HTTP API ready')

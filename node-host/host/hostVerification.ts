@@ -36,6 +36,8 @@ export function createHostVerification(init: HostVerificationOptions & { node: L
     model: init.model,
     sampler: createSampler(init.sampling),
     tolerance: init.tolerance,
+    // The host flushes when a generation has delivered its tokens: checks never slow the one they check.
+    holdUntilFlush: true,
     logger: init.logger,
     onResult: (r) => void report(r).catch((e: Error) => init.logger.warn({ err: e.message }, 'spot check: the Oracle did not take the evidence')),
   })

@@ -4,7 +4,7 @@ import { z } from 'zod'
 import type { StepInput } from '../../proto/gen/mesh_pb.js'
 import type { Logger } from '../../shared/logger.ts'
 import { bindEvidence, evidenceFromJson, evidenceJsonSchema, EvidenceError } from '../../shared/verify/evidence.ts'
-import { DEFAULT_TOLERANCE, relativeDistance } from '../../shared/verify/tolerance.ts'
+import { DEFAULT_TOLERANCE, rowDistance } from '../../shared/verify/tolerance.ts'
 import type { OracleStore } from './oracleStore.ts'
 
 /** Recomputes a range on inputs as a fresh session: the Oracle's own check of an accusation. */
@@ -105,7 +105,7 @@ export async function createVerifyLedger(init: VerifyLedgerInit) {
     let verdict: Verdict = 'unconfirmed'
     if (init.referee) {
       const row = await init.referee(c.model, { start: c.start, end: c.end }, evidence.inputs)
-      refereeDistance = relativeDistance(evidence.output, row)
+      refereeDistance = rowDistance(c.row, evidence.output, row)
       verdict = refereeDistance > tolerance ? 'confirmed' : 'rejected'
     }
     const failure: FailureRecord = {
@@ -118,7 +118,7 @@ export async function createVerifyLedger(init: VerifyLedgerInit) {
       start: c.start,
       end: c.end,
       checker: evidence.checker,
-      reportedDistance: relativeDistance(evidence.output, evidence.checkerOutput),
+      reportedDistance: rowDistance(c.row, evidence.output, evidence.checkerOutput),
       refereeDistance,
     }
     const wasBanned = banned(c.peer)

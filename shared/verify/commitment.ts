@@ -29,6 +29,8 @@ export const commitmentSchema = z.object({
   end: z.number().int().min(1),
   /** Positions the hop's session held after the step. */
   length: z.number().int().min(1),
+  /** What the output row is: the last position's hidden state, or the top logits of the last shard (see committedRow). */
+  row: z.enum(['hidden', 'top-logits']),
   /** stepDigest hex: what the hop sent the origin with the step. */
   digest: z.string().regex(/^[0-9a-f]{64}$/),
 })
@@ -46,7 +48,7 @@ export class CommitmentError extends Error {
 }
 
 /** The step's identity in a fixed field order (the digest must not depend on how an object was built). */
-const metaBytes = (m: StepMeta) => new TextEncoder().encode(JSON.stringify([m.peer, m.session, m.origin, m.model, m.step, m.chunk, m.start, m.end, m.length]))
+const metaBytes = (m: StepMeta) => new TextEncoder().encode(JSON.stringify([m.peer, m.session, m.origin, m.model, m.step, m.chunk, m.start, m.end, m.length, m.row]))
 
 /**
  * sha256(identity ‖ 0 ‖ input protobuf ‖ output float32 bytes): one pass over everything a step

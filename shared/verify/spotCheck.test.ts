@@ -40,10 +40,10 @@ describe('spot checks over libp2p on loopback: docs-llama-7m', () => {
     return { peerId: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String), ...shard.range, latencyMs }
   }
 
-  async function originWith(rate: number, seed: number, onResult: (r: CheckResult) => void): Promise<{ service: ForwardService; checker: SpotChecker }> {
+  async function originWith(rate: number, seed: number, onResult: (r: CheckResult) => void, holdUntilFlush = false): Promise<{ service: ForwardService; checker: SpotChecker }> {
     const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519'), relay: false })
     nodes.push(node)
-    const checker = createSpotChecker({ node, model: 'docs-llama-7m', sampler: createSampler({ rate, newPeerRate: rate, random: createRng(seed) }), onResult, maxInFlight: 64 })
+    const checker = createSpotChecker({ node, model: 'docs-llama-7m', sampler: createSampler({ rate, newPeerRate: rate, random: createRng(seed) }), onResult, maxInFlight: 8, holdUntilFlush })
     const service = createForwardService({ node, model: 'docs-llama-7m', hiddenSize: 256, spotChecker: checker, stepTimeoutMs: 10_000 })
     await service.start()
     return { service, checker }
@@ -82,6 +82,21 @@ describe('spot checks over libp2p on loopback: docs-llama-7m', () => {
     // Checks on every hop, by the other replica of its range.
     for (const r of results) assert.notEqual(r.checker, r.peerId)
     assert.deepEqual(new Set(results.map((r) => r.range.start)), new Set([0, 3, 6]))
+  })
+
+  test('held checks (as node hosts run them) start only once the generation is done, and then all run', async () => {
+    const results: CheckResult[] = []
+    const { service, checker } = await originWith(0.5, 3, (r) => results.push(r), true)
+    const p = fixture.prompts[1]!
+    await service.generate({ peers: () => honest, numLayers: 8, inputIds: p.input_ids, maxNewTokens: 16 })
+    await new Promise((r) => setTimeout(r, 200))
+    const sampled = checker.stats().sampled
+    assert.ok(sampled > 5)
+    assert.equal(results.length, 0, 'no check ran during or after the generation before flush')
+    checker.flush()
+    await checker.settled()
+    assert.equal(results.length, sampled)
+    assert.deepEqual(results.filter((r) => r.verdict !== 'pass').map((r) => `${r.verdict}: ${r.reason}`), [])
   })
 
   const cheaters: Array<[string, () => Promise<ShardSession>]> = [

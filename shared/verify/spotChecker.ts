@@ -5,7 +5,7 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { CommitmentError, matchesCommitment, verifyCommitment, type Commitment } from './commitment.ts'
 import type { Evidence } from './evidence.ts'
 import type { Sampler } from './sampler.ts'
-import { DEFAULT_TOLERANCE, relativeDistance } from './tolerance.ts'
+import { DEFAULT_TOLERANCE, rowDistance } from './tolerance.ts'
 import { requestAudit, requestRecompute, rowFromBytes } from './verifyProtocol.ts'
 
 export type CheckVerdict =
@@ -42,11 +42,20 @@ export type SpotCheckerInit = {
   tolerance?: number
   /** Every verdict (a node host sends failures to its Oracle). */
   onResult?: (r: CheckResult) => void
-  /** Checks in flight at once; a step sampled while this many run is not checked (counted as skipped). @default 4 */
+  /** Checks run at once (more wait their turn; past MAX_QUEUED waiting, a sampled step is skipped). @default 4 */
   maxInFlight?: number
   timeoutMs?: number
+  /**
+   * Hold sampled checks until `flush()` (a host calls it when a generation has delivered its
+   * tokens), so their audits and recomputations never share the machine with the generation they
+   * check. The hops keep a session's steps for minutes after it ends. @default false
+   */
+  holdUntilFlush?: boolean
   logger?: Logger
 }
+
+/** Sampled checks waiting at most; more are skipped (counted), so a flood of steps cannot grow memory. */
+const MAX_QUEUED = 1024
 
 export type SpotCheckerStats = { observed: number; sampled: number; skipped: number; uncommitted: number } & Record<CheckVerdict, number>
 
@@ -67,6 +76,19 @@ export function createSpotChecker(init: SpotCheckerInit) {
   const inFlight = new Set<Promise<void>>()
   const stats: SpotCheckerStats = { observed: 0, sampled: 0, skipped: 0, uncommitted: 0, pass: 0, fail: 0, unverified: 0, 'no-checker': 0 }
   let checkerTurn = 0
+  /** Sampled checks not started yet; the first `released` may start (all of them without holdUntilFlush). */
+  const queue: Array<() => Promise<void>> = []
+  let released = 0
+  const pump = () => {
+    while (inFlight.size < maxInFlight && released > 0 && queue.length) {
+      released--
+      const tracked: Promise<void> = queue.shift()!().finally(() => {
+        inFlight.delete(tracked)
+        pump()
+      })
+      inFlight.add(tracked)
+    }
+  }
   /** Steps observed per hop: a result's `seq`. */
   const observedOf = new Map<string, number>()
 
@@ -101,20 +123,22 @@ export function createSpotChecker(init: SpotCheckerInit) {
     const others = peers.filter((p) => p.peerId !== c.peer && p.start === c.start && p.end === c.end)
     if (others.length === 0) return done({ verdict: 'no-checker', reason: `no other peer serves [${c.start}, ${c.end})` })
     // Checkers in turn, so one slow or absent replica does not take every check.
+    let lastError = ''
     for (let i = 0; i < others.length; i++) {
       const checker = others[(checkerTurn++ + i) % others.length]!
       try {
         const r = await requestRecompute(init.node, checker, init.model, { start: c.start, end: c.end }, audit.inputs, init.timeoutMs)
         if (r.error) throw new Error(r.error)
         const reference = rowFromBytes(r.output)
-        const distance = relativeDistance(output, reference)
+        const distance = rowDistance(c.row, output, reference)
         if (distance <= tolerance) return done({ verdict: 'pass', checker: checker.peerId, distance })
         return done({ verdict: 'fail', checker: checker.peerId, distance, evidence: { commitment: audit.commitment, signature: audit.signature, inputs: audit.inputs, output, checker: checker.peerId, checkerOutput: reference } })
       } catch (e) {
         logger.debug({ checker: checker.peerId, err: (e as Error).message }, 'spot check: checker did not recompute')
+        lastError = (e as Error).message
       }
     }
-    return done({ verdict: 'no-checker', reason: 'no checker recomputed the step' })
+    return done({ verdict: 'no-checker', reason: `no checker recomputed the step (${lastError})` })
   }
 
   return {
@@ -134,29 +158,36 @@ export function createSpotChecker(init: SpotCheckerInit) {
         }
         if (!init.sampler.pick(t.peerId)) continue
         stats.sampled++
-        if (inFlight.size >= maxInFlight) {
+        if (queue.length >= MAX_QUEUED) {
           stats.skipped++
           continue
         }
-        const p = check(sessionId, step, seq, { ...t, commitment: t.commitment }, peers).then(
-          (r) => {
-            stats[r.verdict]++
-            if (r.verdict === 'pass') init.sampler.passed(r.peerId)
-            if (r.verdict === 'fail') {
-              init.sampler.failed(r.peerId)
-              logger.warn({ peerId: r.peerId, checker: r.checker, distance: r.distance, step: r.step }, 'spot check failed')
-            }
-            init.onResult?.(r)
-          },
-          (e: Error) => logger.warn({ err: e.message }, 'spot check crashed'),
+        queue.push(() =>
+          check(sessionId, step, seq, { ...t, commitment: t.commitment! }, peers).then(
+            (r) => {
+              stats[r.verdict]++
+              if (r.verdict === 'pass') init.sampler.passed(r.peerId)
+              if (r.verdict === 'fail') {
+                init.sampler.failed(r.peerId)
+                logger.warn({ peerId: r.peerId, checker: r.checker, distance: r.distance, step: r.step }, 'spot check failed')
+              }
+              init.onResult?.(r)
+            },
+            (e: Error) => logger.warn({ err: e.message }, 'spot check crashed'),
+          ),
         )
-        const tracked = p.finally(() => inFlight.delete(tracked))
-        inFlight.add(tracked)
+        if (!init.holdUntilFlush) released++
+        pump()
       }
+    },
+    /** Releases the held checks (holdUntilFlush): they run, `maxInFlight` at a time. */
+    flush(): void {
+      released = queue.length
+      pump()
     },
     /** Resolves when the checks started so far have their verdicts. */
     async settled(): Promise<void> {
-      while (inFlight.size) await Promise.all([...inFlight])
+      while (inFlight.size) await Promise.race([...inFlight])
     },
     stats: (): SpotCheckerStats => ({ ...stats }),
   }

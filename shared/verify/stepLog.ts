@@ -32,6 +32,36 @@ export type ServedStep = {
 type Entry = { digest: string; commitment: () => Uint8Array; input: StepInput; output: Float32Array }
 type Session = { entries: Entry[]; bytes: number; closedAt: number | null; touched: number }
 
+/** Logits a last shard commits to: the top ones (ids and values), not the whole vocabulary row. */
+export const TOP_LOGITS = 32
+
+/**
+ * What a hop commits to and retains for a step: the last position's hidden state, or on the last
+ * shard its TOP_LOGITS largest logits as [ids…, values…] (a whole vocabulary row was ~10× the
+ * bytes to hash and keep per step, and the top ones are what sampling uses).
+ */
+export function committedRow(out: ShardOutput, hiddenSize: number): { row: Float32Array; kind: 'hidden' | 'top-logits' } {
+  const last = lastRow(out, hiddenSize)
+  if (out.hidden) return { row: last, kind: 'hidden' }
+  const k = Math.min(TOP_LOGITS, last.length)
+  const ids: number[] = []
+  // k passes of a linear scan would be k·V; one pass keeping a sorted top-k is V·log k at worst.
+  for (let i = 0; i < last.length; i++) {
+    const v = last[i]!
+    if (ids.length === k && v <= last[ids[k - 1]!]!) continue
+    let at = ids.length === k ? k - 1 : ids.length
+    while (at > 0 && last[ids[at - 1]!]! < v) at--
+    ids.splice(at, 0, i)
+    if (ids.length > k) ids.pop()
+  }
+  const row = new Float32Array(2 * k)
+  ids.forEach((id, j) => {
+    row[j] = id
+    row[k + j] = last[id]!
+  })
+  return { row, kind: 'top-logits' }
+}
+
 /** The last position's row of a step's output: the hidden state, or the logits on the last shard. */
 export function lastRow(out: ShardOutput, hiddenSize: number): Float32Array {
   const all = out.hidden ?? out.logits
@@ -82,7 +112,7 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
       let session = sessions.get(k)
       if (!session) sessions.set(k, (session = { entries: [], bytes: 0, closedAt: null, touched: now() }))
       const input = create(StepInputSchema, { step: s.step, chunkIndex: s.chunkIndex, input: s.input.case === 'tokens' ? { case: 'tokens', value: s.input.value } : s.input.case === 'hidden' ? { case: 'hidden', value: s.input.value } : { case: undefined } })
-      const output = lastRow(s.output, init.hiddenSize)
+      const { row: output, kind } = committedRow(s.output, init.hiddenSize)
       const meta: StepMeta = {
         peer: init.signer.peerId,
         session: s.sessionId,
@@ -93,6 +123,7 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
         start: s.range.start,
         end: s.range.end,
         length: s.output.length,
+        row: kind,
       }
       const digest = stepDigest(meta, input, output)
       // The signed form is made only when audited.

@@ -10,8 +10,8 @@ import type { ShardSession } from '../engine/shardSession.ts'
 import { decodeHidden, encodeHidden } from '../mesh/frames.ts'
 import type { WeightFormat } from '../model/shardGraph.ts'
 import { recomputeLastRow } from './recompute.ts'
-import { lastRow } from './stepLog.ts'
-import { DEFAULT_TOLERANCE, relativeDistance } from './tolerance.ts'
+import { committedRow } from './stepLog.ts'
+import { DEFAULT_TOLERANCE, rowDistance } from './tolerance.ts'
 
 type Backend = { label: string; threads?: number; weights?: WeightFormat }
 
@@ -48,8 +48,9 @@ describe('tolerance: honest backends vs a checker, docs-llama-7m', () => {
         } else input = create(StepInputSchema, { step: BigInt(si), input: { case: 'tokens', value: { ids: tokens } } })
         inputs.push(input)
         const feed = input.input.case === 'hidden' ? { hidden: decodeHidden(input.input.value, H) } : { tokens }
-        const row = lastRow(await a.forward(sid, feed, { reset: si === 0 }), H)
-        out.push(relativeDistance(row, await recomputeLastRow(b, inputs)))
+        // What the hop commits to (top logits on the last shard) against the checker's full row.
+        const { row, kind } = committedRow(await a.forward(sid, feed, { reset: si === 0 }), H)
+        out.push(rowDistance(kind, row, await recomputeLastRow(b, inputs)))
       }
     }
     for (const s of [first, a, b]) await s?.dispose()
@@ -74,9 +75,11 @@ describe('tolerance: honest backends vs a checker, docs-llama-7m', () => {
         const max = Math.max(...d)
         const min = Math.min(...d)
         spread.set(`[${range.start},${range.end}) ${hop.label} vs ${checker.label}`, d)
-        console.log(`# [${range.start}, ${range.end}) ${hop.label} vs ${checker.label}: ${d.length} steps, distance min ${min.toExponential(2)} max ${max.toExponential(2)}`)
+        const over = d.filter((x) => x > DEFAULT_TOLERANCE).length / d.length
+        console.log(`# [${range.start}, ${range.end}) ${hop.label} vs ${checker.label}: ${d.length} steps, distance min ${min.toExponential(2)} max ${max.toExponential(2)}, ${(over * 100).toFixed(0)} % over the tolerance`)
         if (kind === 'honest') assert.ok(max < DEFAULT_TOLERANCE / 3, `honest spread ${max} leaves less than 3x room under the tolerance ${DEFAULT_TOLERANCE}`)
-        else assert.ok(min > DEFAULT_TOLERANCE, `int4 weights claimed as float32 should fail: min distance ${min}`)
+        // int4 weights passed off as float32 fail most checks (all on hidden states; the top logits are closer).
+        else assert.ok(over >= 0.75, `int4 weights claimed as float32 fail only ${over} of the checks`)
       })
     }
   }

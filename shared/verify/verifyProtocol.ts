@@ -48,7 +48,17 @@ export function rowFromBytes(bytes: Uint8Array): Float32Array {
 export function createVerifyService(init: VerifyServiceInit) {
   const logger = init.logger ?? silentLogger
   const maxBytes = init.maxMessageBytes ?? 16 << 20
-  const perPeer = createPeerLimit(1)
+  /** Recomputations waiting or running per requesting peer: they run one at a time, at most 16 wait. */
+  const perPeer = createPeerLimit(16)
+  const turns = new Map<string, Promise<unknown>>()
+  /** Runs `f` after the peer's earlier recomputations (one at a time per peer: it is real work beside the served sessions). */
+  const inTurn = <T,>(peer: string, f: () => Promise<T>): Promise<T> => {
+    const run = (turns.get(peer) ?? Promise.resolve()).then(f, f)
+    const tail = run.catch(() => undefined)
+    turns.set(peer, tail)
+    void tail.then(() => turns.get(peer) === tail && turns.delete(peer))
+    return run
+  }
   let recomputations = 0
   let recomputeMs = 0
 
@@ -63,12 +73,15 @@ export function createVerifyService(init: VerifyServiceInit) {
       if (k.value.model !== init.model) return refuse(`this peer serves "${init.model}"`)
       if (!shard || shard.range.start !== k.value.range?.start || shard.range.end !== k.value.range?.end) return refuse('this peer does not serve that range')
       const release = perPeer.acquire(remote)
-      if (!release) return refuse('a recomputation for this peer is running')
+      if (!release) return refuse(`too many recomputations for this peer (at most ${perPeer.max} at once)`)
       try {
-        const t0 = performance.now()
-        const row = await recomputeLastRow(shard, k.value.inputs, remote)
-        recomputations++
-        recomputeMs += performance.now() - t0
+        const row = await inTurn(remote, async () => {
+          const t0 = performance.now()
+          const r = await recomputeLastRow(shard, k.value.inputs, remote)
+          recomputations++
+          recomputeMs += performance.now() - t0
+          return r
+        })
         return create(VerifyMessageSchema, { kind: { case: 'recomputeAnswer', value: create(RecomputeAnswerSchema, { output: asBytes(row) }) } })
       } catch (e) {
         return refuse((e as Error).message)
@@ -93,7 +106,7 @@ export function createVerifyService(init: VerifyServiceInit) {
 
   return {
     async start(): Promise<void> {
-      await init.node.handle(VERIFY_PROTOCOL, (stream, connection) => handle(stream, connection.remotePeer.toString()), { maxInboundStreams: 32 })
+      await init.node.handle(VERIFY_PROTOCOL, (stream, connection) => handle(stream, connection.remotePeer.toString()), { maxInboundStreams: 64 })
     },
     async stop(): Promise<void> {
       await init.node.unhandle(VERIFY_PROTOCOL)
