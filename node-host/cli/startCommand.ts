@@ -122,7 +122,7 @@ export async function runStart(opts: StartOptions): Promise<void> {
   // GPU readings for /metrics (the Oracle-run host sends them in heartbeats too).
   const telemetry = createGpuTelemetry()
   telemetry.start()
-  host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)), gpus: () => telemetry.latest(), energyKwh: () => telemetry.totalEnergyKwh(), loadShard: grpcViaShard(opts, source) })
+  host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)), gpus: () => telemetry.latest(), energyKwh: () => telemetry.totalEnergyKwh(), loadShard: grpcViaShard(opts, source), verification: { signer: { peerId: node.peerId.toString(), sign: (d) => privateKey.sign(d) } } })
   void chain?.start()
   const grpc = await startGrpcIfAsked(opts, source, host, chain?.address ?? node.peerId.toString(), log)
   stopOnSignals(log, async () => {
