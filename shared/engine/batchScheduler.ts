@@ -58,32 +58,34 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
   }
 
   const pump = async () => {
+    // The loop's last check and clearing `active` happen in one turn (one function, no await
+    // between them): a job submitted after that check starts a new pump.
     try {
-      await pumpRounds()
+      while (queue.length) {
+        // Sessions whose step just ended (or whose frame just arrived) submit their next one first,
+        // so it shares this round rather than waiting for the next.
+        await nextMacrotask()
+        const { decodes, prefill } = pick()
+        if (decodes.length) {
+          for (const j of decodes) remove(j)
+          try {
+            await init.runDecode(decodes)
+          } catch (e) {
+            for (const j of decodes) j.fail(e)
+          }
+        }
+        if (prefill) {
+          let finished = true
+          try {
+            finished = await init.runPrefillSlice(prefill)
+          } catch (e) {
+            prefill.fail(e)
+          }
+          if (finished) remove(prefill)
+        }
+      }
     } finally {
       active = false
-    }
-  }
-  const pumpRounds = async () => {
-    while (queue.length) {
-      const { decodes, prefill } = pick()
-      if (decodes.length) {
-        for (const j of decodes) remove(j)
-        try {
-          await init.runDecode(decodes)
-        } catch (e) {
-          for (const j of decodes) j.fail(e)
-        }
-      }
-      if (prefill) {
-        let finished = true
-        try {
-          finished = await init.runPrefillSlice(prefill)
-        } catch (e) {
-          prefill.fail(e)
-        }
-        if (finished) remove(prefill)
-      }
     }
   }
 
@@ -99,4 +101,26 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
       while (active) await running
     },
   }
+}
+
+const setImmediateFn = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate
+
+/**
+ * Resolves after every pending microtask and the I/O callbacks already due: setImmediate in Node
+ * (microseconds, where setTimeout takes 1 ms or more), else a MessageChannel round trip, on a
+ * fresh channel closed on arrival so nothing keeps a port open.
+ */
+function nextMacrotask(): Promise<void> {
+  return new Promise((resolve) => {
+    if (setImmediateFn) {
+      setImmediateFn(resolve)
+      return
+    }
+    const { port1, port2 } = new MessageChannel()
+    port2.onmessage = () => {
+      port2.close()
+      resolve()
+    }
+    port1.postMessage(null)
+  })
 }
