@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import ort from 'onnxruntime-node'
 import type { ShardGraph } from '../../shared/model/buildShardGraph.ts'
 import { EXTERNAL_DATA_FILE } from '../../shared/model/onnxGraph.ts'
+import { engineThreads } from './engineThreads.ts'
 import { DeviceUnavailableError, type Device, type DeviceOption, type ShardRuntime } from '../../shared/engine/runtime.ts'
 
 /** Writes the shard model and its external weights to a temporary folder (ORT Node loads models from paths). */
@@ -25,7 +26,8 @@ function sessionOptions(device: Device, graph: ShardGraph, init: NodeRuntimeInit
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
   }
-  if (device === 'cpu' && init.threads !== undefined) options.intraOpNumThreads = init.threads
+  // Also on webgpu: the nodes ORT places on the CPU there (shapes, small ops) use this pool.
+  options.intraOpNumThreads = init.threads ?? engineThreads()
   if (device === 'cpu' && init.spinning === false) {
     // Idle ORT threads sleep instead of spinning: several processes sharing cores stop starving each other.
     options.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } }
@@ -40,7 +42,7 @@ function sessionOptions(device: Device, graph: ShardGraph, init: NodeRuntimeInit
 }
 
 export type NodeRuntimeInit = {
-  /** ORT intra-op threads of `cpu` sessions. @default ORT's choice (one per physical core) */
+  /** ORT intra-op threads. @default engineThreads(): SHARDMESH_THREADS (`--threads`), else every core */
   threads?: number
   /** Let idle ORT threads spin-wait (lowest latency when a process has the cores to itself). @default true */
   spinning?: boolean
