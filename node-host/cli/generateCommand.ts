@@ -13,6 +13,7 @@ import { loadShards, parseStages } from '../../shared/engine/loadShards.ts'
 import { encodeSafetensors } from '../../shared/model/safetensorsWriter.ts'
 import { loadTokenizer } from '../../shared/model/tokenizer.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
+import { shardCacheFromEnv } from '../engine/fileShardCache.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { progressBar } from './progressBar.ts'
 
@@ -89,7 +90,7 @@ type Pipeline = {
 async function localPipeline(opts: GenerateOptions, source: ModelSource): Promise<Pipeline> {
   const ranges = opts.stages ? parseStages(opts.stages) : undefined
   const bar = progressBar(`loading ${source.name}`)
-  const { shards } = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights, onProgress: bar.update })
+  const { shards } = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights, cache: shardCacheFromEnv(), onProgress: bar.update })
   bar.done()
   return {
     device: shards[0]!.device,

@@ -5,12 +5,14 @@ import ort from 'onnxruntime-node'
 import type { ShardGraph } from '../../shared/model/buildShardGraph.ts'
 import { EXTERNAL_DATA_FILE } from '../../shared/model/onnxGraph.ts'
 import { engineThreads } from './engineThreads.ts'
+import { isStoredShard, type ShardModel } from '../../shared/engine/shardGraphCache.ts'
+import { MODEL_FILE } from './fileShardCache.ts'
 import { DeviceUnavailableError, type Device, type DeviceOption, type ShardRuntime } from '../../shared/engine/runtime.ts'
 
 /** Writes the shard model and its external weights to a temporary folder (ORT Node loads models from paths). */
 async function writeArtifact(graph: ShardGraph): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'shardmesh-shard-'))
-  await writeFile(join(dir, 'model.onnx'), graph.model)
+  await writeFile(join(dir, MODEL_FILE), graph.model)
   const file = await open(join(dir, EXTERNAL_DATA_FILE), 'w')
   try {
     for (const chunk of graph.weights) await file.write(chunk)
@@ -20,7 +22,7 @@ async function writeArtifact(graph: ShardGraph): Promise<string> {
   return dir
 }
 
-function sessionOptions(device: Device, graph: ShardGraph, init: NodeRuntimeInit): ort.InferenceSession.SessionOptions {
+function sessionOptions(device: Device, graph: ShardModel, init: NodeRuntimeInit): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
     graphOptimizationLevel: 'all',
@@ -52,10 +54,12 @@ export type NodeRuntimeInit = {
 export function nodeRuntime(init: NodeRuntimeInit = {}): ShardRuntime {
   return {
     ort,
-    async createSession(graph: ShardGraph, device: DeviceOption) {
-      const dir = await writeArtifact(graph)
+    async createSession(graph: ShardModel, device: DeviceOption) {
+      // A stored shard is opened where it lies; a graph in memory goes through a temporary folder.
+      const stored = isStoredShard(graph)
+      const dir = stored ? graph.location : await writeArtifact(graph)
       try {
-        const path = join(dir, 'model.onnx')
+        const path = join(dir, MODEL_FILE)
         const tryDevice = async (d: Device) => ({ session: await ort.InferenceSession.create(path, sessionOptions(d, graph, init)), device: d })
         if (device === 'cpu' || device === 'wasm') return await tryDevice('cpu')
         try {
@@ -65,7 +69,7 @@ export function nodeRuntime(init: NodeRuntimeInit = {}): ShardRuntime {
           return await tryDevice('cpu')
         }
       } finally {
-        await rm(dir, { recursive: true, force: true })
+        if (!stored) await rm(dir, { recursive: true, force: true })
       }
     },
   }

@@ -16,6 +16,7 @@ import type { Logger } from '../logger.ts'
 import { createHttpApi } from '../api/httpApi.ts'
 import { answerClientErrors } from '../net/guardListener.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
+import { shardCacheFromEnv } from '../engine/fileShardCache.ts'
 import type { GpuReading } from '../agent/gpuTelemetry.ts'
 import { createHostMetrics } from '../metrics/hostMetrics.ts'
 
@@ -185,6 +186,7 @@ export async function createNodeHost(init: NodeHostInit) {
           ranges: [next],
           device: init.device,
           weights: init.weights,
+          cache: shardCacheFromEnv(),
           onProgress: opts.onProgress,
           signal: opts.signal,
         })

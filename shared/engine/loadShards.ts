@@ -4,6 +4,7 @@ import { parseModelConfig, type ModelSpec } from '../model/modelSpec.ts'
 import { openSafetensors } from '../model/safetensors.ts'
 import type { Int4AccuracyLevel, LayerRange, WeightFormat } from '../model/shardGraph.ts'
 import type { DeviceOption, ShardRuntime } from './runtime.ts'
+import type { ShardGraphCache, ShardModel } from './shardGraphCache.ts'
 import { createShardSession, type ShardSession } from './shardSession.ts'
 
 export class StagesError extends Error {
@@ -46,6 +47,8 @@ export type LoadShardsParameters = {
   /** MatMulNBits accuracy level for int4 weights. @default 4 */
   int4AccuracyLevel?: Int4AccuracyLevel
   kvBudgetBytes?: number
+  /** Built shards kept between loads (keyed by checkpoint, range and weight format). @default none: build every time */
+  cache?: ShardGraphCache
   /** Progress of reading and building, across all shards. */
   onProgress?: (done: number, total: number) => void
   signal?: AbortSignal
@@ -66,7 +69,20 @@ export async function loadShards(params: LoadShardsParameters): Promise<{ spec: 
   try {
     for (const [k, range] of ranges.entries()) {
       const offset = before
-      const graph = await buildShardGraph({ spec, index, range, signal, weights: params.weights, int4AccuracyLevel: params.int4AccuracyLevel, onProgress: (done) => params.onProgress?.(offset + done, total) })
+      const key = { source, range, weights: params.weights ?? 'float32', int4AccuracyLevel: params.int4AccuracyLevel ?? 4 } as const
+      let graph: ShardModel | null = (await params.cache?.get(key)) ?? null
+      if (graph) params.onProgress?.(offset + pieces[k]!, total)
+      else {
+        const writer = await params.cache?.create(key)
+        try {
+          // With a cache the weights go to its files as they are built: no copy of all of them in memory.
+          const built = await buildShardGraph({ spec, index, range, signal, weights: key.weights, int4AccuracyLevel: key.int4AccuracyLevel, onWeights: writer ? (c) => writer.writeWeights(c) : undefined, onProgress: (done) => params.onProgress?.(offset + done, total) })
+          graph = writer ? await writer.finish(built) : built
+        } catch (e) {
+          await writer?.abort()
+          throw e
+        }
+      }
       before += pieces[k]!
       shards.push(await createShardSession({ spec, graph, runtime, device: params.device, kvBudgetBytes: params.kvBudgetBytes }))
     }

@@ -1,7 +1,7 @@
 import type * as ort from 'onnxruntime-common'
-import type { ShardGraph } from '../model/buildShardGraph.ts'
+import type { ShardModel } from './shardGraphCache.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
-import { POSITION_OFFSET, type LayerRange, type ShardIO } from '../model/shardGraph.ts'
+import { LOGITS_FROM, POSITION_OFFSET, type LayerRange, type ShardIO } from '../model/shardGraph.ts'
 import type { Device, DeviceOption, ShardRuntime } from './runtime.ts'
 
 /** Input of one shard call: token ids on the first shard, else a hidden state `[T, hidden]`. */
@@ -10,7 +10,7 @@ export type ShardInput = { tokens: number[] } | { hidden: Float32Array }
 export type ShardOutput = {
   /** `[T, hidden]` on every shard but the last. */
   hidden?: Float32Array
-  /** `[T, vocab]` on the last shard. */
+  /** On the last shard: `[1, vocab]`, the last position's row; `[T, vocab]` with `allLogits`. */
   logits?: Float32Array
   seqLen: number
   /** Cached positions of this session after the call. */
@@ -19,7 +19,8 @@ export type ShardOutput = {
 
 export type ShardSessionInit = {
   spec: ModelSpec
-  graph: ShardGraph
+  /** A built graph, or a stored one (shardGraphCache). */
+  graph: ShardModel
   runtime: ShardRuntime
   /** @default 'auto' */
   device?: DeviceOption
@@ -70,6 +71,8 @@ export type ShardForwardOptions = {
   reset?: boolean
   /** Who the session belongs to (a peer id), for the per-owner share of the KV budget. @default '' */
   owner?: string
+  /** On the last shard, the logits of every position of the call, not only the last one's. @default false */
+  allLogits?: boolean
 }
 
 /** A loaded shard: its layers on one device, with a KV cache per session id. */
@@ -126,7 +129,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     }
   }
 
-  const run = async (sessionId: string, input: ShardInput, reset: boolean, owner: string): Promise<ShardOutput> => {
+  const run = async (sessionId: string, input: ShardInput, reset: boolean, owner: string, allLogits: boolean): Promise<ShardOutput> => {
     if (reset) drop(sessionId)
     else if (!cache.has(sessionId)) throw new UnknownSessionError(sessionId)
     const feeds: Record<string, ort.Tensor> = {}
@@ -163,6 +166,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       cache.set(sessionId, entry)
     }
     feeds[POSITION_OFFSET] = new Tensor('int64', BigInt64Array.of(BigInt(entry.length)), [1])
+    if (io.output === 'logits') feeds[LOGITS_FROM] = new Tensor('int64', BigInt64Array.of(allLogits ? 0n : -1n), [1])
     for (const name of kvNames) {
       feeds[`past_${name}`] = entry.tensors.get(name) ?? new Tensor('float32', new Float32Array(0), [1, io.kvHeads, 0, io.headDim])
     }
@@ -198,7 +202,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     spec,
     forward(sessionId, input, opts) {
       // One run at a time per shard: ORT sessions are not re-entrant on every backend.
-      const next = queue.then(() => run(sessionId, input, opts?.reset ?? false, opts?.owner ?? ''))
+      const next = queue.then(() => run(sessionId, input, opts?.reset ?? false, opts?.owner ?? '', opts?.allLogits ?? false))
       queue = next.catch(() => undefined)
       return next
     },
