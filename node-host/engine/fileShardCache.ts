@@ -92,7 +92,9 @@ export function fileShardCache(init: FileShardCacheInit = {}): ShardGraphCache &
     const identity = await checkpointIdentity(key.source.location)
     if (identity === null) return null
     const { start, end } = key.range
-    const slot = `${resolve(key.source.location)}|${start}-${end}|${key.weights}|${key.weights === 'int4' ? key.int4AccuracyLevel : ''}`
+    // The builder's folder is part of the slot: two checkouts of the project (different builder code)
+    // keep a build each instead of replacing each other's while the other may be opening it.
+    const slot = `${BUILDER_DIR}|${resolve(key.source.location)}|${start}-${end}|${key.weights}|${key.weights === 'int4' ? key.int4AccuracyLevel : ''}`
     const hash = createHash('sha256').update(await hashBuilder()).update('\n').update(identity).update('\n').update(slot).digest('hex').slice(0, 32)
     return { slot, hash, name: `${key.source.name.replace(/[^\w.-]+/g, '_')}-${start}-${end}-${key.weights}-${hash}` }
   }
