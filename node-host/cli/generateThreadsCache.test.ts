@@ -16,7 +16,7 @@ test('shardmesh generate runs on every core by default or --threads N, and its s
   const p = (await loadFixture('docs-llama-7m')).prompts[0]!
   const cache = await mkdtemp(join(tmpdir(), 'generate-cache-'))
   try {
-    const env = { ...process.env, SHARDMESH_CACHE_DIR: cache }
+    const env: NodeJS.ProcessEnv = { ...process.env, SHARDMESH_CACHE_DIR: cache }
     delete env.SHARDMESH_THREADS
     // Each stored shard's weights file and when it was written: a rebuild would write it anew.
     const stored = async () => {
