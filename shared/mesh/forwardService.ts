@@ -1,4 +1,6 @@
 import { silentLogger } from '../logger.ts'
+import type { StepLog } from '../verify/stepLog.ts'
+import type { SpotChecker } from '../verify/spotChecker.ts'
 import { FORWARD_PROTOCOL } from './frames.ts'
 import { createForwardOrigin } from './forwardOrigin.ts'
 import { createForwardServer, type ForwardServiceStats } from './forwardServer.ts'
@@ -32,6 +34,10 @@ export type ForwardServiceInit = {
   maxSessionsPerPeer?: number
   /** Inbound forward streams (sessions and token streams) one remote peer may have open at once. @default 256 */
   maxStreamsPerPeer?: number
+  /** Serving side of spot checks: commits to every served step and keeps it auditable (shared/verify). */
+  stepLog?: StepLog
+  /** Origin side of spot checks: samples committed steps and checks them beside the generation. */
+  spotChecker?: SpotChecker
 }
 
 /**
@@ -46,7 +52,7 @@ export function createForwardService(init: ForwardServiceInit) {
   const timeoutMs = init.stepTimeoutMs ?? 30_000
   let handlerInstalled = false
   const io = createForwardStreams({ node, logger, maxFrameBytes: maxFrame, timeoutMs, serveLocal: (stream) => void server.handleStream(stream, io.self) })
-  const origin = createForwardOrigin({ node, model: init.model, logger, timeoutMs }, io)
+  const origin = createForwardOrigin({ node, model: init.model, logger, timeoutMs, spotChecker: init.spotChecker }, io)
   const server = createForwardServer(
     {
       model: init.model,
@@ -60,6 +66,7 @@ export function createForwardService(init: ForwardServiceInit) {
       maxSessionsPerPeer: init.maxSessionsPerPeer ?? 128,
       maxStreamsPerPeer: init.maxStreamsPerPeer ?? 256,
       receiveTokens: origin.receiveTokens,
+      stepLog: init.stepLog,
     },
     io,
   )
