@@ -12,6 +12,8 @@ export type ShardOutput = {
   hidden?: Float32Array
   /** On the last shard: `[1, vocab]`, the last position's row; `[T, vocab]` with `allLogits`. */
   logits?: Float32Array
+  /** Rows of `logits`: 1, or T with `allLogits`. */
+  logitRows?: number
   seqLen: number
   /** Cached positions of this session after the call. */
   length: number
@@ -186,7 +188,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     evict(sessionId)
     const out = results[io.output]!
     const data = (await out.getData(true)) as Float32Array
-    return io.output === 'logits' ? { logits: data, seqLen, length: entry.length } : { hidden: data, seqLen, length: entry.length }
+    return io.output === 'logits' ? { logits: data, logitRows: allLogits ? seqLen : 1, seqLen, length: entry.length } : { hidden: data, seqLen, length: entry.length }
   }
 
   const drop = (sessionId: string) => {
