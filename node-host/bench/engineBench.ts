@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
-import { availableParallelism, cpus, totalmem } from 'node:os'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -9,10 +9,12 @@ import ort from 'onnxruntime-node'
 import { fileModelSource } from '../model/fileModelSource.ts'
 import { LLAMA_PRESETS, synthesizeLlama, type LlamaPreset } from '../model/synthesizeModel.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
-import { buildShardGraph } from '../../shared/model/buildShardGraph.ts'
-import { parseModelConfig, type ModelSpec } from '../../shared/model/modelSpec.ts'
+import { fileShardCache } from '../engine/fileShardCache.ts'
+import type { ModelSpec } from '../../shared/model/modelSpec.ts'
 import { openSafetensors } from '../../shared/model/safetensors.ts'
-import { createShardSession, type ShardSession } from '../../shared/engine/shardSession.ts'
+import type { WeightFormat } from '../../shared/model/shardGraph.ts'
+import { loadShards } from '../../shared/engine/loadShards.ts'
+import type { ShardSession } from '../../shared/engine/shardSession.ts'
 import { generate } from '../../shared/engine/generate.ts'
 import { memchrMemoryScan, ortMemoryScan, type MemoryScanResult } from './memoryScan.ts'
 
@@ -31,6 +33,8 @@ export type EngineBenchOptions = {
   runs?: number
   /** ORT intra-op threads of cpu sessions and of the memory scan. @default availableParallelism() */
   threads?: number
+  /** Weight formats of the engine graph, a row each. @default ['float32', 'int4'] */
+  weights?: WeightFormat[]
   /** Element type of synthesized checkpoints. @default 'float16' */
   synthDtype?: 'float16' | 'float32'
   /** Synthesized checkpoints live here, reused when present. @default <repo>/.cache/bench */
@@ -43,12 +47,24 @@ export type EngineBenchRow = {
   model: string
   device: BenchDevice
   parameters: number
-  /** Element type in the checkpoint, and in the ONNX graph the engine built from it. */
+  /** Element type in the checkpoint, and the weight format of the ONNX graph the engine built from it. */
   checkpointDtype: string
-  engineDtype: 'float32'
-  threads: number | null
-  buildMs: number
-  sessionMs: number
+  engineDtype: WeightFormat
+  /** ORT intra-op threads (also used by the CPU-placed nodes of a webgpu session). */
+  threads: number
+  /** Load with an empty shard cache: read the checkpoint, build the graph, write it to the cache, open the session. */
+  coldLoadMs: number
+  /** Load of the same shard from the cache (a fresh process). */
+  cachedLoadMs: number
+  /** Bytes of the built shard's weights in the chosen format (its cached weights file). */
+  shardWeightBytes: number
+  /** Checkpoint bytes read per second by the cold load, and shard weight bytes per second by the cached one. */
+  coldLoadGbPerS: number
+  cachedLoadGbPerS: number
+  /** Peak RSS of the cold-loading and the cache-loading process (getrusage), and peak / shardWeightBytes of the latter. */
+  peakRssColdBytes: number
+  peakRssCachedBytes: number
+  peakRssRatio: number
   prefill: { tokens: number; ms: number; tokensPerS: number }
   decode: { tokens: number; msPerToken: number; tokensPerS: number }
   /** Weights a decode step reads: every matrix and norm, one embedding row. */
@@ -57,8 +73,7 @@ export type EngineBenchRow = {
   decodeGbPerS: number
   /** decodeGbPerS / the memory scan's. */
   scanRatio: number
-  /** Process peak (getrusage) after this model loaded, and resident size once loaded. */
-  peakRssBytes: number
+  /** Resident size once loaded from the cache. */
   rssAfterLoadBytes: number
 }
 
@@ -118,21 +133,64 @@ function promptIds(count: number, vocab: number): number[] {
   return Array.from({ length: count }, (_, i) => 1 + ((i * 7919 + 104729) % (vocab - 1)))
 }
 
-type Loaded = { spec: ModelSpec; session: ShardSession; checkpointDtype: string; buildMs: number; sessionMs: number }
+type Phase = 'cold' | 'cached'
 
-async function loadModel(dir: string, device: BenchDevice, threads: number): Promise<Loaded> {
-  const source = fileModelSource(dir)
-  const spec = parseModelConfig(await source.readText('config.json'))
+/** What one load of a row measures, in its own process (so peak RSS is that load's own). */
+export type EngineRowPhase = {
+  phase: Phase
+  loadMs: number
+  peakRssBytes: number
+  rssAfterLoadBytes: number
+  shardWeightBytes: number
+  checkpointBytes: number
+  checkpointDtype: string
+  spec: ModelSpec
+  device: BenchDevice
+  timing?: Timing
+}
+
+export type EngineRowParams = {
+  dir: string
+  device: BenchDevice
+  weights: WeightFormat
+  threads: number
+  /** Shard cache folder: empty for the cold phase, filled by it for the cached one. */
+  cacheDir: string
+  phase: Phase
+  promptTokens: number
+  tokens: number
+  runs: number
+}
+
+/** One phase of a row, in this process: load (cold or cached), and on the cached phase time generation. */
+export async function engineRowPhase(p: EngineRowParams): Promise<EngineRowPhase> {
+  const source = fileModelSource(p.dir)
   const index = await openSafetensors(source)
   const checkpointDtype = [...new Set([...index.tensors.values()].map((t) => t.dtype))].join('+')
+  const checkpointBytes = [...index.tensors.values()].reduce((a, t) => a + t.end - t.start, 0)
+  const cache = fileShardCache({ dir: p.cacheDir })
   const t0 = performance.now()
-  let graph: Awaited<ReturnType<typeof buildShardGraph>> | undefined = await buildShardGraph({ spec, index, range: { start: 0, end: spec.numLayers } })
-  const t1 = performance.now()
-  const session = await createShardSession({ spec, graph, runtime: nodeRuntime({ threads }), device })
-  graph = undefined // the session holds the weights now; let the graph's copies go
-  const sessionMs = performance.now() - t1
-  if (session.device !== device) throw new Error(`asked for ${device}, got ${session.device}`)
-  return { spec, session, checkpointDtype, buildMs: t1 - t0, sessionMs }
+  const { spec, shards } = await loadShards({ source, runtime: nodeRuntime({ threads: p.threads }), device: p.device, weights: p.weights, cache })
+  const loadMs = performance.now() - t0
+  const session = shards[0]!
+  const peakRssBytes = process.resourceUsage().maxRSS * 1024
+  const rssAfterLoadBytes = process.memoryUsage().rss
+  try {
+    if (session.device !== p.device) throw new Error(`asked for ${p.device}, got ${session.device}`)
+    const stored = await cache.get({ source, range: { start: 0, end: spec.numLayers }, weights: p.weights, int4AccuracyLevel: 4 })
+    if (!stored) throw new Error('the shard is not in the cache after loading it')
+    const timing = p.phase === 'cached' ? await timeGeneration(session, spec, p.promptTokens, p.tokens, p.runs) : undefined
+    return { phase: p.phase, loadMs, peakRssBytes, rssAfterLoadBytes, shardWeightBytes: stored.weightBytes, checkpointBytes, checkpointDtype, spec, device: session.device as BenchDevice, timing }
+  } finally {
+    await session.dispose()
+  }
+}
+
+/** A phase in a child process (`main.ts engine-row`). */
+async function engineRowPhaseInChild(p: EngineRowParams): Promise<EngineRowPhase> {
+  const main = join(dirname(fileURLToPath(import.meta.url)), 'main.ts')
+  const { stdout } = await execFileAsync(process.execPath, [main, 'engine-row', JSON.stringify(p)], { maxBuffer: 1 << 24, env: process.env })
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as EngineRowPhase
 }
 
 type Timing = { prefillMs: number; decodeMsPerToken: number }
@@ -151,36 +209,43 @@ async function timeGeneration(session: ShardSession, spec: ModelSpec, promptToke
   }
 }
 
-async function benchOne(model: string, dir: string, device: BenchDevice, opts: EngineBenchOptions & { threads: number }): Promise<Omit<EngineBenchRow, 'scanRatio'>> {
-  const loaded = await loadModel(dir, device, opts.threads)
-  const { spec, session } = loaded
-  const peakRssBytes = process.resourceUsage().maxRSS * 1024
-  const rssAfterLoadBytes = process.memoryUsage().rss
+async function benchOne(model: string, dir: string, device: BenchDevice, weights: WeightFormat, opts: EngineBenchOptions & { threads: number }): Promise<Omit<EngineBenchRow, 'scanRatio'>> {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'shardmesh-bench-shards-'))
   try {
-    const parameters = parameterCount(spec)
-    const promptTokens = opts.promptTokens ?? 32
+    const base = { dir, device, weights, threads: opts.threads, cacheDir, promptTokens: opts.promptTokens ?? 32, runs: opts.runs ?? 3 }
+    // Token count depends on the model's size, known once a phase has read its config.
+    const cold = await engineRowPhaseInChild({ ...base, phase: 'cold', tokens: opts.tokens ?? 32 })
+    const parameters = parameterCount(cold.spec)
     const tokens = opts.tokens ?? (parameters > 5e8 ? 16 : 32)
-    opts.log?.(`  ${model} on ${device}: loaded in ${((loaded.buildMs + loaded.sessionMs) / 1000).toFixed(1)} s; timing ${promptTokens}-token prefill, ${tokens} decode steps`)
-    const t = await timeGeneration(session, spec, promptTokens, tokens, opts.runs ?? 3)
-    const weightBytesPerToken = decodeWeightBytes(spec, 4)
+    opts.log?.(`  ${model} ${weights} on ${device}: cold load ${(cold.loadMs / 1000).toFixed(1)} s; loading from the cache, timing a ${base.promptTokens}-token prefill and ${tokens} decode steps`)
+    const cached = await engineRowPhaseInChild({ ...base, phase: 'cached', tokens })
+    const t = cached.timing!
+    const { spec } = cached
+    // A decode step reads every stored weight but the embedding table (kept float32 in every format), of which one row.
+    const weightBytesPerToken = cached.shardWeightBytes - spec.vocabSize * spec.hiddenSize * 4 + spec.hiddenSize * 4
     return {
       model,
       device,
       parameters,
-      checkpointDtype: loaded.checkpointDtype,
-      engineDtype: 'float32',
-      threads: device === 'cpu' ? opts.threads : null,
-      buildMs: loaded.buildMs,
-      sessionMs: loaded.sessionMs,
-      prefill: { tokens: promptTokens, ms: t.prefillMs, tokensPerS: (promptTokens * 1000) / t.prefillMs },
+      checkpointDtype: cached.checkpointDtype,
+      engineDtype: weights,
+      threads: opts.threads,
+      coldLoadMs: cold.loadMs,
+      cachedLoadMs: cached.loadMs,
+      shardWeightBytes: cached.shardWeightBytes,
+      coldLoadGbPerS: cold.checkpointBytes / cold.loadMs / 1e6,
+      cachedLoadGbPerS: cached.shardWeightBytes / cached.loadMs / 1e6,
+      peakRssColdBytes: cold.peakRssBytes,
+      peakRssCachedBytes: cached.peakRssBytes,
+      peakRssRatio: cached.peakRssBytes / cached.shardWeightBytes,
+      prefill: { tokens: base.promptTokens, ms: t.prefillMs, tokensPerS: (base.promptTokens * 1000) / t.prefillMs },
       decode: { tokens, msPerToken: t.decodeMsPerToken, tokensPerS: 1000 / t.decodeMsPerToken },
       weightBytesPerToken,
       decodeGbPerS: weightBytesPerToken / t.decodeMsPerToken / 1e6,
-      peakRssBytes,
-      rssAfterLoadBytes,
+      rssAfterLoadBytes: cached.rssAfterLoadBytes,
     }
   } finally {
-    await session.dispose()
+    await rm(cacheDir, { recursive: true, force: true })
   }
 }
 
@@ -214,7 +279,8 @@ export async function runEngineBench(options: EngineBenchOptions): Promise<Engin
   options.log?.(`memory scan (${threads} threads)`)
   const before = await scanPairInChild(threads)
   const rows: Array<Omit<EngineBenchRow, 'scanRatio'>> = []
-  for (const m of options.models) for (const d of devices) rows.push(await benchOne(m, dirs.get(m)!, d, opts))
+  const formats = options.weights ?? ['float32', 'int4']
+  for (const m of options.models) for (const d of devices) for (const w of formats) rows.push(await benchOne(m, dirs.get(m)!, d, w, opts))
   options.log?.('memory scan again')
   const after = await scanPairInChild(threads)
   const best = (...scans: MemoryScanResult[]) => scans.reduce((a, b) => (b.gbPerS > a.gbPerS ? b : a))
@@ -247,16 +313,20 @@ const gb = (bytes: number) => (bytes / 1e9).toFixed(2)
 
 /** The report as a plain-text table. */
 export function formatEngineTable(report: EngineBenchReport): string {
-  const head = ['model', 'device', 'params', 'ckpt→engine', 'thr', 'build s', 'session s', 'prefill tok/s', 'decode tok/s', 'ms/tok', 'GB/tok', 'decode GB/s', 'scan GB/s', 'ratio', 'peak RSS GB']
+  const head = ['model', 'device', 'params', 'ckpt→engine', 'thr', 'load cold s', 'load cached s', 'cached GB/s', 'weights GB', 'peak RSS GB', 'RSS/weights', 'prefill tok/s', 'decode tok/s', 'ms/tok', 'GB/tok', 'decode GB/s', 'scan GB/s', 'ratio']
   const scan = report.memoryScan.reference.gbPerS
   const body = report.rows.map((r) => [
     r.model,
     r.device,
     `${fmt(r.parameters / 1e6, 0)} M`,
-    `${r.checkpointDtype}→F32`,
-    String(r.threads ?? '-'),
-    fmt(r.buildMs / 1000, 2),
-    fmt(r.sessionMs / 1000, 2),
+    `${r.checkpointDtype}→${r.engineDtype}`,
+    String(r.threads),
+    fmt(r.coldLoadMs / 1000, 2),
+    fmt(r.cachedLoadMs / 1000, 2),
+    fmt(r.cachedLoadGbPerS, 2),
+    gb(r.shardWeightBytes),
+    `${gb(r.peakRssCachedBytes)} (cold ${gb(r.peakRssColdBytes)})`,
+    fmt(r.peakRssRatio, 2),
     `${fmt(r.prefill.tokensPerS)} (${r.prefill.tokens})`,
     `${fmt(r.decode.tokensPerS, 2)} (${r.decode.tokens})`,
     fmt(r.decode.msPerToken, 1),
@@ -264,7 +334,6 @@ export function formatEngineTable(report: EngineBenchReport): string {
     fmt(r.decodeGbPerS, 2),
     fmt(scan, 2),
     `${fmt(r.scanRatio * 100, 0)}%`,
-    gb(r.peakRssBytes),
   ])
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)))
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { LLAMA_PRESETS, synthesizeLlama, type LlamaPreset } from '../model/synthesizeModel.ts'
-import { formatEngineTable, runEngineBench, scanPair, type BenchDevice } from './engineBench.ts'
+import { engineRowPhase, formatEngineTable, runEngineBench, scanPair, type BenchDevice, type EngineRowParams } from './engineBench.ts'
 import { formatMeshTable, runMeshBench } from './meshBench.ts'
 import { formatChainTable, runChainBench } from './chainBench.ts'
 import { formatOracleTable, runOracleBench } from './oracleBench.ts'
@@ -12,7 +12,7 @@ import { formatLoadTable, runLoadBench, type LoadMode } from './loadBench.ts'
 import { availableParallelism } from 'node:os'
 
 const USAGE = `usage:
-  npm run bench -- engine [--models docs-llama-7m,tinyllama-1.1b] [--devices cpu[,webgpu]] [--tokens N]
+  npm run bench -- engine [--models docs-llama-7m,tinyllama-1.1b] [--devices cpu[,webgpu]] [--weights float32,int4] [--tokens N]
                           [--prompt N] [--runs N] [--threads N] [--synth-dtype float16|float32] [--json]
   npm run bench -- mesh [--models docs-llama-7m,tinyllama-1.1b] [--hosts 3] [--tokens N] [--prompt N] [--weights float32|int4] [--json]
   npm run bench -- load [--models docs-llama-7m,tinyllama-1.1b] [--clients 1,4,16] [--pipelines 1,2] [--modes unbatched,batched]
@@ -27,8 +27,10 @@ const USAGE = `usage:
   npm run bench -- synth --preset ${Object.keys(LLAMA_PRESETS).join('|')} --out DIR [--dtype float16|float32] [--seed N]
 
 engine: devices default to cpu, plus webgpu when a hardware adapter looks present (naming webgpu
-        runs it anyway, SwiftShader included). Prints a table, then one JSON object; --json prints
-        the JSON only. Progress goes to stderr.
+        runs it anyway, SwiftShader included). Each model × device × weight format is loaded twice,
+        each time in a process of its own: with an empty shard cache (cold), then from that cache
+        (cached), which also times prefill and decode. Prints a table, then one JSON object; --json
+        prints the JSON only. Progress goes to stderr.
 load:   concurrent clients through three host processes per pipeline on loopback (one pipeline, then two:
         six hosts), with continuous batching off (SHARDMESH_MAX_BATCH=1) and on (16) side by side:
         aggregate tokens/s, p50/p95 time to first token and per-token latency.
@@ -61,10 +63,13 @@ async function engine(args: string[]): Promise<void> {
       prompt: { type: 'string' },
       runs: { type: 'string' },
       threads: { type: 'string' },
+      weights: { type: 'string', default: 'float32,int4' },
       'synth-dtype': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
+  const weights = list(values.weights)
+  for (const w of weights) if (w !== 'float32' && w !== 'int4') throw new Error(`--weights: unknown format "${w}" (float32, int4)`)
   const devices = values.devices === undefined ? 'auto' : list(values.devices)
   if (devices !== 'auto') for (const d of devices) if (d !== 'cpu' && d !== 'webgpu') throw new Error(`--devices: unknown device "${d}" (cpu, webgpu)`)
   if (devices !== 'auto' && devices.includes('webgpu')) process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'
@@ -75,6 +80,7 @@ async function engine(args: string[]): Promise<void> {
     promptTokens: positiveInt(values.prompt, 'prompt'),
     runs: positiveInt(values.runs, 'runs'),
     threads: positiveInt(values.threads, 'threads'),
+    weights: weights as Array<'float32' | 'int4'>,
     synthDtype: dtypeOf(values['synth-dtype'], 'synth-dtype'),
     log: (line) => process.stderr.write(line + '\n'),
   })
@@ -218,6 +224,13 @@ async function farm(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify({ bench: 'farm', ...report }) + '\n')
 }
 
+/** One load of an engine bench row as one JSON line (the engine bench runs this in a child process). */
+async function engineRow(args: string[]): Promise<void> {
+  const params = JSON.parse(args[0] ?? '') as EngineRowParams
+  if (params.device === 'webgpu') process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'
+  process.stdout.write(JSON.stringify(await engineRowPhase(params)) + '\n')
+}
+
 /** Aggregate tokens/s and latency under concurrent clients, batched vs unbatched (issue 14). */
 async function load(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -250,7 +263,7 @@ async function load(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify({ bench: 'load', rows }) + '\n')
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, load, synth, scan, oracle, chain, grpc, soak, farm, verify }
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, 'engine-row': engineRow, mesh, load, synth, scan, oracle, chain, grpc, soak, farm, verify }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv

@@ -12,12 +12,14 @@ import { loadShards, parseStages } from '../../shared/engine/loadShards.ts'
 import { encodeSafetensors } from '../../shared/model/safetensorsWriter.ts'
 import { loadTokenizer } from '../../shared/model/tokenizer.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
+import { shardCacheFromEnv } from '../engine/fileShardCache.ts'
+import { engineThreads } from '../engine/engineThreads.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { progressBar } from './progressBar.ts'
 
 export const GENERATE_USAGE = `usage: shardmesh generate [--model <folder|url|owner/name>] --prompt <text> [--max-new-tokens <n>]
        [--stages 0-3,3-8] [--device auto|webgpu|cpu|wasm] [--weights float32|int4] [--temperature 0] [--top-k 0] [--top-p 1]
-       [--repetition-penalty 1] [--seed <n>] [--json] [--logits-out <file.safetensors>] [--peer <multiaddr>…]
+       [--repetition-penalty 1] [--seed <n>] [--threads <n>] [--json] [--logits-out <file.safetensors>] [--peer <multiaddr>…]
        with --peer, the shards run on those node hosts (this process is the origin)`
 
 const optionsSchema = z.object({
@@ -88,7 +90,7 @@ type Pipeline = {
 async function localPipeline(opts: GenerateOptions, source: ModelSource): Promise<Pipeline> {
   const ranges = opts.stages ? parseStages(opts.stages) : undefined
   const bar = progressBar(`loading ${source.name}`)
-  const { shards } = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights, onProgress: bar.update })
+  const { shards } = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights, cache: shardCacheFromEnv(), onProgress: bar.update })
   bar.done()
   return {
     device: shards[0]!.device,
@@ -156,6 +158,8 @@ export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStr
     const summary = {
       model: source.name,
       device: pipeline.device,
+      // ONNX Runtime threads of this process's shards (none with --peer).
+      threads: opts.peer.length ? null : engineThreads(),
       weights: opts.weights,
       stages: result.stages,
       input_ids: inputIds,

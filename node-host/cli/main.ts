@@ -1,6 +1,7 @@
 import { GENERATE_USAGE, parseGenerateArgs, runGenerate } from './generateCommand.ts'
 import { UsageError } from './usageError.ts'
 import { takeLogLevel } from './logLevelOption.ts'
+import { takeThreads } from './threadsOption.ts'
 import { SERVE_USAGE, parseServeArgs, runServe } from './serveCommand.ts'
 import { START_USAGE, parseStartArgs, runStart } from './startCommand.ts'
 import { LOCAL_USAGE, runLocalNetwork } from './localNetwork.ts'
@@ -38,10 +39,12 @@ ${REWARDS_USAGE}
 ${FARM_USAGE}
 
 every command: --log-level fatal|error|warn|info|debug|trace|silent (or LOG_LEVEL; default info). Logs go to
-stderr as pino JSON lines, pretty-printed when stdout is a terminal (LOG_FORMAT=json|pretty decides instead).`
+stderr as pino JSON lines, pretty-printed when stdout is a terminal (LOG_FORMAT=json|pretty decides instead).
+every command that runs the engine: --threads <n> (or SHARDMESH_THREADS): ONNX Runtime threads per shard session
+(default: every core; host processes that a command starts inherit it).`
 
 async function main(args: string[]): Promise<number> {
-  const argv = takeLogLevel(args)
+  const argv = takeThreads(takeLogLevel(args))
   const [command, ...rest] = argv
   switch (command) {
     case 'generate':

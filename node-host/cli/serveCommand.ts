@@ -10,6 +10,7 @@ import { loadTokenizer, readTokenizerConfig } from '../../shared/model/tokenizer
 import { createHttpApi } from '../api/httpApi.ts'
 import { answerClientErrors } from '../net/guardListener.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
+import { shardCacheFromEnv } from '../engine/fileShardCache.ts'
 import { createLogger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { parseOptions } from './usageError.ts'
@@ -73,7 +74,7 @@ export async function runServe(opts: ServeOptions): Promise<void> {
   process.once('SIGTERM', () => void stop('SIGTERM'))
 
   const tokenizer = await loadTokenizer(source)
-  const loaded = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights })
+  const loaded = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights, cache: shardCacheFromEnv() })
   shards = loaded.shards
   generator = createTextGenerator({ tokenizer, run: stagesRunner(() => shards), eosTokenIds: spec.eosTokenIds })
   const url = `http://${opts.host}:${port}`

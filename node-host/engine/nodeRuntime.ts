@@ -4,12 +4,15 @@ import { join } from 'node:path'
 import ort from 'onnxruntime-node'
 import type { ShardGraph } from '../../shared/model/buildShardGraph.ts'
 import { EXTERNAL_DATA_FILE } from '../../shared/model/onnxGraph.ts'
+import { engineThreads } from './engineThreads.ts'
+import { isStoredShard, type ShardModel } from '../../shared/engine/shardGraphCache.ts'
+import { MODEL_FILE } from './fileShardCache.ts'
 import { DeviceUnavailableError, type Device, type DeviceOption, type ShardRuntime } from '../../shared/engine/runtime.ts'
 
 /** Writes the shard model and its external weights to a temporary folder (ORT Node loads models from paths). */
 async function writeArtifact(graph: ShardGraph): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'shardmesh-shard-'))
-  await writeFile(join(dir, 'model.onnx'), graph.model)
+  await writeFile(join(dir, MODEL_FILE), graph.model)
   const file = await open(join(dir, EXTERNAL_DATA_FILE), 'w')
   try {
     for (const chunk of graph.weights) await file.write(chunk)
@@ -19,13 +22,14 @@ async function writeArtifact(graph: ShardGraph): Promise<string> {
   return dir
 }
 
-function sessionOptions(device: Device, graph: ShardGraph, init: NodeRuntimeInit): ort.InferenceSession.SessionOptions {
+function sessionOptions(device: Device, graph: ShardModel, init: NodeRuntimeInit): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
   }
-  if (device === 'cpu' && init.threads !== undefined) options.intraOpNumThreads = init.threads
+  // Also on webgpu: the nodes ORT places on the CPU there (shapes, small ops) use this pool.
+  options.intraOpNumThreads = init.threads ?? engineThreads()
   if (device === 'cpu' && init.spinning === false) {
     // Idle ORT threads sleep instead of spinning: several processes sharing cores stop starving each other.
     options.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } }
@@ -40,7 +44,7 @@ function sessionOptions(device: Device, graph: ShardGraph, init: NodeRuntimeInit
 }
 
 export type NodeRuntimeInit = {
-  /** ORT intra-op threads of `cpu` sessions. @default ORT's choice (one per physical core) */
+  /** ORT intra-op threads. @default engineThreads(): SHARDMESH_THREADS (`--threads`), else every core */
   threads?: number
   /** Let idle ORT threads spin-wait (lowest latency when a process has the cores to itself). @default true */
   spinning?: boolean
@@ -50,10 +54,12 @@ export type NodeRuntimeInit = {
 export function nodeRuntime(init: NodeRuntimeInit = {}): ShardRuntime {
   return {
     ort,
-    async createSession(graph: ShardGraph, device: DeviceOption) {
-      const dir = await writeArtifact(graph)
+    async createSession(graph: ShardModel, device: DeviceOption) {
+      // A stored shard is opened where it lies; a graph in memory goes through a temporary folder.
+      const stored = isStoredShard(graph)
+      const dir = stored ? graph.location : await writeArtifact(graph)
       try {
-        const path = join(dir, 'model.onnx')
+        const path = join(dir, MODEL_FILE)
         const tryDevice = async (d: Device) => ({ session: await ort.InferenceSession.create(path, sessionOptions(d, graph, init)), device: d })
         if (device === 'cpu' || device === 'wasm') return await tryDevice('cpu')
         try {
@@ -63,7 +69,7 @@ export function nodeRuntime(init: NodeRuntimeInit = {}): ShardRuntime {
           return await tryDevice('cpu')
         }
       } finally {
-        await rm(dir, { recursive: true, force: true })
+        if (!stored) await rm(dir, { recursive: true, force: true })
       }
     },
   }

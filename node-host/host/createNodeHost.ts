@@ -15,6 +15,7 @@ import type { Logger } from '../logger.ts'
 import { createHttpApi } from '../api/httpApi.ts'
 import { answerClientErrors } from '../net/guardListener.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
+import { shardCacheFromEnv } from '../engine/fileShardCache.ts'
 import type { GpuReading } from '../agent/gpuTelemetry.ts'
 import { createHostMetrics } from '../metrics/hostMetrics.ts'
 
@@ -163,6 +164,7 @@ export async function createNodeHost(init: NodeHostInit) {
           ranges: [next],
           device: init.device,
           weights: init.weights,
+          cache: shardCacheFromEnv(),
           onProgress: opts.onProgress,
           signal: opts.signal,
         })

@@ -116,7 +116,7 @@ export function createPrefixKvCache(init: PrefixKvCacheInit) {
     hit ? stats.hits++ : stats.misses++
     const result: PrefixStepResult = { seq, computed: seq - start }
     if (out.logits) {
-      result.lastLogits = out.logits.subarray((out.seqLen - 1) * V, out.seqLen * V)
+      result.lastLogits = out.logits.subarray(out.logits.length - V)
     } else if (out.hidden) {
       let full = out.hidden
       if (start > 0 && e.output) {

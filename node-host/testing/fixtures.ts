@@ -48,13 +48,12 @@ export async function loadFixture(name: FixtureName): Promise<Fixture> {
 }
 
 /**
- * Logit tolerance per fixture. docs-llama-7m's reference attention was computed on CUDA with
- * reduced internal precision: a float64 evaluation of its layers agrees with this engine to ~1e-6
- * but differs from the reference hidden states by up to ~2e-4 from position 1 on, which the
- * LM head (logits std 3.7) amplifies to ~1e-2. The tiny fixtures meet 1e-3 with margin.
+ * Logit tolerance per fixture: 1e-3 for every one. docs-llama-7m's first reference carried GPU
+ * noise (up to 2e-4 in the hidden states, ~1e-2 in the logits) and needed 2e-2; its reference is
+ * now computed in float64 on the CPU, which the engine meets to ~2e-5.
  */
-export function logitTolerance(name: FixtureName): number {
-  return name === 'docs-llama-7m' ? 2e-2 : 1e-3
+export function logitTolerance(_name: FixtureName): number {
+  return 1e-3
 }
 
 /** The shard splits every backend is checked on: whole model, first layer alone + the rest, three ways. */

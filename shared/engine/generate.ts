@@ -3,7 +3,7 @@ import type { ShardInput, ShardOutput } from './shardSession.ts'
 
 /** One hop of a pipeline: a local shard session, or (in the mesh) a remote peer. */
 export type ShardStage = {
-  forward(sessionId: string, input: ShardInput, opts?: { reset?: boolean }): Promise<ShardOutput>
+  forward(sessionId: string, input: ShardInput, opts?: { reset?: boolean; allLogits?: boolean }): Promise<ShardOutput>
   drop(sessionId: string): void
 }
 
@@ -49,12 +49,12 @@ export async function generate(params: GenerateParameters): Promise<GenerateResu
   let prefillLogits: Float32Array | undefined
   let finishReason: GenerateResult['finishReason'] = 'length'
 
-  const step = async (tokens: number[], reset: boolean): Promise<Float32Array> => {
+  const step = async (tokens: number[], reset: boolean, allLogits = false): Promise<Float32Array> => {
     let input: ShardInput = { tokens }
     let result: ShardOutput | undefined
     for (const stage of stages) {
       params.signal?.throwIfAborted()
-      result = await stage.forward(sessionId, input, { reset })
+      result = await stage.forward(sessionId, input, allLogits ? { reset, allLogits } : { reset })
       if (result.hidden) input = { hidden: result.hidden }
     }
     if (!result?.logits) throw new Error('the last stage returned no logits: the stages do not end at the last layer')
@@ -64,8 +64,9 @@ export async function generate(params: GenerateParameters): Promise<GenerateResu
   const t0 = performance.now()
   let decodeStart = 0
   try {
-    let logits = await step(inputIds, true)
-    const vocab = logits.length / inputIds.length
+    // Every prompt position's logits only when they are kept; generation needs the last row only.
+    let logits = await step(inputIds, true, params.keepLogits)
+    const vocab = params.keepLogits ? logits.length / inputIds.length : logits.length
     if (params.keepLogits) prefillLogits = logits
     let row = logits.subarray(logits.length - vocab)
     const prefillMs = performance.now() - t0

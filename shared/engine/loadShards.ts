@@ -4,6 +4,7 @@ import { parseModelConfig, type ModelSpec } from '../model/modelSpec.ts'
 import { openSafetensors, type SafetensorsIndex } from '../model/safetensors.ts'
 import type { Int4AccuracyLevel, LayerRange, WeightFormat } from '../model/shardGraph.ts'
 import type { DeviceOption, ShardRuntime } from './runtime.ts'
+import type { ShardGraphCache, ShardModel } from './shardGraphCache.ts'
 import { createShardSession, type ShardSession } from './shardSession.ts'
 
 export class StagesError extends Error {
@@ -48,6 +49,8 @@ export type LoadShardsParameters = {
   kvBudgetBytes?: number
   /** Most sessions per batched decode step (ShardSessionInit.maxBatch); 1 turns batching off. @default 16 */
   maxBatch?: number
+  /** Built shards kept between loads (keyed by checkpoint, range and weight format). @default none: build every time */
+  cache?: ShardGraphCache
   /** Progress of reading and building, across all shards. */
   onProgress?: (done: number, total: number) => void
   /** Progress of one shard: each piece read and built, then its session (the last step). */
@@ -90,7 +93,20 @@ export async function loadShards(params: LoadShardsParameters): Promise<{ spec: 
         params.onProgress?.(offset + done, total)
         params.onRangeProgress?.(range, done, steps)
       }
-      const graph = await buildShardGraph({ spec, index, range, signal, weights: params.weights, int4AccuracyLevel: params.int4AccuracyLevel, onProgress })
+      const key = { source, range, weights: params.weights ?? 'float32', int4AccuracyLevel: params.int4AccuracyLevel ?? 4 } as const
+      let graph: ShardModel | null = (await params.cache?.get(key)) ?? null
+      if (graph) onProgress(pieces[k]!, pieces[k]!)
+      else {
+        const writer = await params.cache?.create(key)
+        try {
+          // With a cache the weights go to its files as they are built: no copy of all of them in memory.
+          const built = await buildShardGraph({ spec, index, range, signal, weights: key.weights, int4AccuracyLevel: key.int4AccuracyLevel, onWeights: writer ? (c) => writer.writeWeights(c) : undefined, onProgress })
+          graph = writer ? await writer.finish(built) : built
+        } catch (e) {
+          await writer?.abort()
+          throw e
+        }
+      }
       before += pieces[k]!
       shards.push(await createShardSession({ spec, graph, runtime, device: params.device, kvBudgetBytes: params.kvBudgetBytes, maxBatch: params.maxBatch }))
       params.onRangeProgress?.(range, steps, steps)

@@ -1,5 +1,5 @@
 import type * as ort from 'onnxruntime-common'
-import type { ShardGraph } from '../model/buildShardGraph.ts'
+import type { ShardModel } from './shardGraphCache.ts'
 
 /** `auto` picks WebGPU when an adapter exists, else `cpu` (Node) or `wasm` (browser). */
 export type DeviceOption = 'auto' | 'webgpu' | 'cpu' | 'wasm'
@@ -9,11 +9,11 @@ export type OrtModule = Pick<typeof ort, 'Tensor' | 'InferenceSession'>
 
 /**
  * What differs between onnxruntime-node and onnxruntime-web: how a built shard becomes an
- * inference session. Node writes the model and its external data to files; the page passes bytes.
+ * inference session. Node opens a stored shard's files, or writes a built graph to files; the page passes bytes.
  */
 export type ShardRuntime = {
   ort: OrtModule
-  createSession(graph: ShardGraph, device: DeviceOption): Promise<{ session: ort.InferenceSession; device: Device }>
+  createSession(graph: ShardModel, device: DeviceOption): Promise<{ session: ort.InferenceSession; device: Device }>
 }
 
 export class DeviceUnavailableError extends Error {

@@ -1,7 +1,7 @@
 import type * as ort from 'onnxruntime-common'
-import type { ShardGraph } from '../model/buildShardGraph.ts'
+import type { ShardModel } from './shardGraphCache.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
-import { POSITION_OFFSET, type LayerRange, type ShardIO } from '../model/shardGraph.ts'
+import { LOGITS_FROM, POSITION_OFFSET, type LayerRange, type ShardIO } from '../model/shardGraph.ts'
 import type { Device, DeviceOption, ShardRuntime } from './runtime.ts'
 import { createBatchScheduler, type BatchJob } from './batchScheduler.ts'
 import { stackKv, unstackKv } from './kvBatch.ts'
@@ -12,8 +12,10 @@ export type ShardInput = { tokens: number[] } | { hidden: Float32Array }
 export type ShardOutput = {
   /** `[T, hidden]` on every shard but the last. */
   hidden?: Float32Array
-  /** `[T, vocab]` on the last shard. */
+  /** On the last shard: `[1, vocab]`, the last position's row; `[T, vocab]` with `allLogits`. */
   logits?: Float32Array
+  /** Rows of `logits`: 1, or T with `allLogits`. */
+  logitRows?: number
   seqLen: number
   /** Cached positions of this session after the call. */
   length: number
@@ -21,7 +23,8 @@ export type ShardOutput = {
 
 export type ShardSessionInit = {
   spec: ModelSpec
-  graph: ShardGraph
+  /** A built graph, or a stored one (shardGraphCache). */
+  graph: ShardModel
   runtime: ShardRuntime
   /** @default 'auto' */
   device?: DeviceOption
@@ -80,6 +83,7 @@ type Job = BatchJob & {
   input: ShardInput
   reset: boolean
   owner: string
+  allLogits: boolean
   /** Prompt positions run so far, and their outputs. */
   done: number
   parts: Float32Array[]
@@ -103,6 +107,8 @@ export type ShardForwardOptions = {
   reset?: boolean
   /** Who the session belongs to (a peer id), for the per-owner share of the KV budget. @default '' */
   owner?: string
+  /** On the last shard, the logits of every position of the call, not only the last one's. @default false */
+  allLogits?: boolean
 }
 
 /** A loaded shard: its layers on one device, with a KV cache per session id. */
@@ -196,7 +202,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     }
   }
 
-  const run = async (sessionId: string, input: ShardInput, reset: boolean, owner: string): Promise<ShardOutput> => {
+  const run = async (sessionId: string, input: ShardInput, reset: boolean, owner: string, allLogits = false): Promise<ShardOutput> => {
     if (reset) drop(sessionId)
     else if (!cache.has(sessionId)) throw new UnknownSessionError(sessionId)
     const feeds: Record<string, ort.Tensor> = {}
@@ -210,6 +216,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       cache.set(sessionId, entry)
     }
     feeds[POSITION_OFFSET] = new Tensor('int64', BigInt64Array.of(BigInt(entry.length)), [1])
+    if (io.output === 'logits') feeds[LOGITS_FROM] = new Tensor('int64', BigInt64Array.of(allLogits ? 0n : -1n), [1])
     for (const name of kvNames) {
       feeds[`past_${name}`] = entry.tensors.get(name) ?? new Tensor('float32', new Float32Array(0), [1, io.kvHeads, 0, io.headDim])
     }
@@ -230,7 +237,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     evict(sessionId)
     const out = results[io.output]!
     const data = (await out.getData(true)) as Float32Array
-    return io.output === 'logits' ? { logits: data, seqLen, length: entry.length } : { hidden: data, seqLen, length: entry.length }
+    return io.output === 'logits' ? { logits: data, logitRows: allLogits ? seqLen : 1, seqLen, length: entry.length } : { hidden: data, seqLen, length: entry.length }
   }
 
   /**
@@ -252,7 +259,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       }
     }
     if (rows.length <= 1) {
-      for (const { job } of rows) await run(job.sessionId, job.input, false, job.owner).then(job.resolve, job.fail)
+      for (const { job } of rows) await run(job.sessionId, job.input, false, job.owner, job.allLogits).then(job.resolve, job.fail)
       return
     }
     const B = rows.length
@@ -265,6 +272,8 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       feeds.hidden_states = new Tensor('float32', hidden, [B, 1, H])
     }
     feeds[POSITION_OFFSET] = new Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.entry.length)), [B])
+    // One position per row: its logits row is the last (and only) one.
+    if (io.output === 'logits') feeds[LOGITS_FROM] = new Tensor('int64', BigInt64Array.of(-1n), [1])
     const shape = { heads: io.kvHeads, headDim: io.headDim }
     let padded = 0
     for (const name of kvNames) {
@@ -309,7 +318,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     const X = data.length / B
     rows.forEach((r, b) => {
       const part = data.slice(b * X, (b + 1) * X)
-      r.job.resolve(io.output === 'logits' ? { logits: part, seqLen: 1, length: r.entry.length } : { hidden: part, seqLen: 1, length: r.entry.length })
+      r.job.resolve(io.output === 'logits' ? { logits: part, logitRows: 1, seqLen: 1, length: r.entry.length } : { hidden: part, seqLen: 1, length: r.entry.length })
     })
   }
 
@@ -318,12 +327,14 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     const total = inputLength(job.input)
     if (job.done === 0) checkRoom(job.sessionId, job.reset ? 0 : cache.get(job.sessionId)?.length ?? 0, total)
     const n = maxBatch > 1 ? Math.min(prefillChunk, total - job.done) : total
-    const out = await run(job.sessionId, n === total ? job.input : slice(job.input, job.done, job.done + n), job.reset && job.done === 0, job.owner)
-    job.parts.push((out.hidden ?? out.logits)!)
+    const out = await run(job.sessionId, n === total ? job.input : slice(job.input, job.done, job.done + n), job.reset && job.done === 0, job.owner, job.allLogits)
+    // Without allLogits only the last slice's logits row is wanted: earlier slices' rows are dropped.
+    if (io.output === 'logits' && !job.allLogits) job.parts = [out.logits!]
+    else job.parts.push((out.hidden ?? out.logits)!)
     job.done += n
     if (job.done < total) return false
     const data = job.parts.length === 1 ? job.parts[0]! : concat(job.parts)
-    job.resolve(io.output === 'logits' ? { logits: data, seqLen: total, length: out.length } : { hidden: data, seqLen: total, length: out.length })
+    job.resolve(io.output === 'logits' ? { logits: data, logitRows: job.allLogits ? total : 1, seqLen: total, length: out.length } : { hidden: data, seqLen: total, length: out.length })
     return true
   }
 
@@ -345,7 +356,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       return new Promise<ShardOutput>((resolve, reject) => {
         // The scheduler runs one call at a time per shard (batching decode steps of several sessions).
         const decode = !reset && (('tokens' in input && input.tokens.length === 1) || ('hidden' in input && input.hidden.length === H))
-        scheduler.submit({ key: sessionId, decode, sessionId, input, reset, owner: opts?.owner ?? '', done: 0, parts: [], resolve, fail: reject })
+        scheduler.submit({ key: sessionId, decode, sessionId, input, reset, owner: opts?.owner ?? '', allLogits: opts?.allLogits ?? false, done: 0, parts: [], resolve, fail: reject })
       })
     },
     cachedLength: (id) => cache.get(id)?.length ?? 0,

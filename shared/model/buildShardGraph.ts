@@ -4,7 +4,7 @@ import { llamaFamily } from './llamaFamily.ts'
 import type { ModelSpec } from './modelSpec.ts'
 import { OnnxGraph, type OnnxArtifact } from './onnxGraph.ts'
 import { readTensors, tensorInfo, type SafetensorsIndex } from './safetensors.ts'
-import { POSITION_OFFSET, ShardGraphContext, type FamilyBuilder, type LayerRange, type Int4AccuracyLevel, type ShardIO, type WeightFormat } from './shardGraph.ts'
+import { LOGITS_FROM, POSITION_OFFSET, ShardGraphContext, type FamilyBuilder, type LayerRange, type Int4AccuracyLevel, type ShardIO, type WeightFormat } from './shardGraph.ts'
 
 export class LayerRangeError extends RangeError {
   readonly range: LayerRange
@@ -26,6 +26,12 @@ export type BuildShardGraphParameters = {
   weights?: WeightFormat
   /** @default 4 */
   int4AccuracyLevel?: Int4AccuracyLevel
+  /**
+   * Takes the weight bytes built so far before each next piece is read (they are then dropped
+   * here): the builder holds one piece's weights, not the whole shard's. The artifact's `weights`
+   * keep only the bytes after the last call.
+   */
+  onWeights?: (chunks: Uint8Array[]) => Promise<void>
   /** Called after each piece is read and built. */
   onProgress?: (done: number, total: number) => void
   signal?: AbortSignal
@@ -81,6 +87,7 @@ export async function buildShardGraph(params: BuildShardGraphParameters): Promis
   let piece = 0
   const read = async () => {
     const names = pieces[piece++]!
+    if (params.onWeights) await params.onWeights(g.takeWeights())
     const t = await readTensors(index, names, signal)
     params.onProgress?.(piece, pieces.length)
     return t
@@ -99,7 +106,8 @@ export async function buildShardGraph(params: BuildShardGraphParameters): Promis
   }
   const output = isLast ? 'logits' : 'hidden_states_out'
   if (isLast) {
-    g.output(family.head(ctx, x, await read()), 'logits', 'float32', ['B', 'T', spec.vocabSize])
+    const rows = g.op1('Slice', [x, g.input(LOGITS_FROM, 'int64', [1]), g.constant('int64', [1], [0x7fffffffffffffffn]), g.constant('int64', [1], [1])])
+    g.output(family.head(ctx, rows, await read()), 'logits', 'float32', ['B', 'R', spec.vocabSize])
   } else {
     g.output(x, 'hidden_states_out', 'float32', ['B', 'T', H])
   }

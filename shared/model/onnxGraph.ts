@@ -27,7 +27,7 @@ const ALIGN = 64
 /** A serialized shard model: a small ModelProto plus its weights as external data. */
 export type OnnxArtifact = {
   model: Uint8Array
-  /** Bytes of EXTERNAL_DATA_FILE, in order. */
+  /** Bytes of EXTERNAL_DATA_FILE, in order (those not taken with takeWeights while building). */
   weights: Uint8Array[]
   weightBytes: number
 }
@@ -100,6 +100,14 @@ export class OnnxGraph {
     this.chunks.push(bytes)
     this.offset += bytes.byteLength
     return name
+  }
+
+  /**
+   * Hands over the weight bytes added since the last call (offsets stay as assigned), so a caller
+   * can write them out while the graph is built and the builder does not hold every weight.
+   */
+  takeWeights(): Uint8Array[] {
+    return this.chunks.splice(0)
   }
 
   /** A small constant stored inline. */

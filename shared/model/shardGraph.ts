@@ -24,7 +24,7 @@ export type LayerRange = { start: number; end: number }
 export type ShardIO = {
   /** `input_ids` (int64 `[B, T]`) on the first shard, else `hidden_states` (float32 `[B, T, hidden]`). */
   input: 'input_ids' | 'hidden_states'
-  /** `logits` (`[B, T, vocab]`) on the last shard, else `hidden_states_out` (`[B, T, hidden]`). */
+  /** `logits` (`[B, R, vocab]`: the rows from LOGITS_FROM) on the last shard, else `hidden_states_out` (`[B, T, hidden]`). */
   output: 'logits' | 'hidden_states_out'
   /** Layers in this shard, each with `past_key.<i>`/`past_value.<i>` in and `present_key.<i>`/`present_value.<i>` out. */
   layers: number[]
@@ -41,6 +41,13 @@ export type ShardIO = {
 
 /** int64 `[B]`: each row's cached length, i.e. the absolute position of its first input token. */
 export const POSITION_OFFSET = 'position_offset'
+
+/**
+ * The last shard's int64 `[1]` input: the first position whose logits it computes, `-1` for the
+ * last position only (what generation needs: the LM head, the largest matrix, then runs once per
+ * prefill instead of once per prompt token), `0` for every position.
+ */
+export const LOGITS_FROM = 'logits_from'
 
 /** Shared state while one shard graph is built: the graph, the spec and values computed once per graph. */
 export class ShardGraphContext {

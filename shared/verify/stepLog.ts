@@ -66,7 +66,8 @@ export function committedRow(out: ShardOutput, hiddenSize: number): { row: Float
 export function lastRow(out: ShardOutput, hiddenSize: number): Float32Array {
   const all = out.hidden ?? out.logits
   if (!all) throw new Error('shard output has neither hidden state nor logits')
-  const width = out.hidden ? hiddenSize : all.length / out.seqLen
+  // The last shard returns the last position's logits only, unless every row was asked for.
+  const width = out.hidden ? hiddenSize : all.length / (out.logitRows ?? 1)
   return all.slice(all.length - width)
 }
 

@@ -3,6 +3,7 @@ import * as ort from 'onnxruntime-web/webgpu'
 // The WebGPU build's wasm binary, served from this origin (Vite emits it as an asset): never a CDN.
 import defaultWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm?url'
 import type { ShardGraph } from '../../shared/model/buildShardGraph.ts'
+import { isStoredShard, type ShardModel } from '../../shared/engine/shardGraphCache.ts'
 import { EXTERNAL_DATA_FILE } from '../../shared/model/onnxGraph.ts'
 import { DeviceUnavailableError, type Device, type DeviceOption, type ShardRuntime } from '../../shared/engine/runtime.ts'
 import { requestGpuAdapterInfo } from './gpuAdapter.ts'
@@ -40,7 +41,7 @@ function concatWeights(graph: ShardGraph): Uint8Array {
   return out
 }
 
-function sessionOptions(device: Device, graph: ShardGraph, weights: Uint8Array): ort.InferenceSession.SessionOptions {
+function sessionOptions(device: Device, graph: ShardModel, weights: Uint8Array): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [device === 'cpu' ? 'wasm' : device],
     graphOptimizationLevel: 'all',
@@ -63,9 +64,12 @@ function sessionOptions(device: Device, graph: ShardGraph, weights: Uint8Array):
 export function webRuntime(init: WebRuntimeInit = {}): ShardRuntime {
   return {
     ort,
-    async createSession(graph: ShardGraph, device: DeviceOption) {
+    async createSession(graph: ShardModel, device: DeviceOption) {
       configureOrt(init)
+      if (isStoredShard(graph)) throw new Error('the web runtime opens built graphs only, not stored shards')
       const weights = concatWeights(graph)
+      // The chunks are copied into `weights`: let them be collected while ORT copies it once more.
+      graph.weights.length = 0
       const tryDevice = async (d: Device) => ({ session: await ort.InferenceSession.create(graph.model, sessionOptions(d, graph, weights)), device: d })
       if (device === 'cpu' || device === 'wasm') return tryDevice('wasm')
       const adapter = await requestGpuAdapterInfo()
