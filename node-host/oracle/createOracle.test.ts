@@ -202,7 +202,7 @@ test('an agent that stops (a clean close, 1000) leaves at once; one whose socket
 })
 
 test('a dropped channel keeps its range for the reconnect grace, a reconnect in time keeps it; after the grace a connected spare gets it; a clean close leaves at once', async (t) => {
-  const graced = await createOracle({ db: join(dir, 'grace.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, reconnectGraceMs: 1500, logger: createLogger('oracle', 'silent') })
+  const graced = await createOracle({ db: join(dir, 'grace.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, grow: false, reconnectGraceMs: 1500, logger: createLogger('oracle', 'silent') })
   t.after(() => graced.close())
   const tasks = new Map<string, OrbanTaskController[]>()
   const start = async (reconnectMs: number) => {
@@ -251,7 +251,7 @@ test('a dropped channel keeps its range for the reconnect grace, a reconnect in 
 })
 
 test('an agent whose socket stays open but sends nothing is dropped at the heartbeat timeout, and its range goes to a connected spare', async (t) => {
-  const quiet = await createOracle({ db: join(dir, 'quiet.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, heartbeatTimeoutMs: 800, silenceMs: 3_600_000, logger: createLogger('oracle', 'silent') })
+  const quiet = await createOracle({ db: join(dir, 'quiet.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, grow: false, heartbeatTimeoutMs: 800, silenceMs: 3_600_000, logger: createLogger('oracle', 'silent') })
   t.after(() => quiet.close())
   const start = async (heartbeatIntervalMs: number) => {
     const key = randomBytes(32)

@@ -24,6 +24,11 @@ export type OracleCoreInit = {
   restartGraceMs?: number
   /** Copies of each layer the assignment aims for. @default assignLayers' default */
   replicas?: number
+  /**
+   * Use every node that can serve (`assignLayers`' `grow`): pipelines beyond `replicas`, copies of
+   * the weakest stretches; false leaves nodes beyond `replicas` pipelines idle as spares. @default true
+   */
+  grow?: boolean
   logger: Logger
   /** Clock, unix ms. @default Date.now */
   now?: () => number
@@ -426,9 +431,11 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
         layerBytes: info.layerBytes,
         embedBytes: info.embedBytes,
         headBytes: info.headBytes,
-        nodes: live.map((n) => ({ id: n.id, memoryBytes: capacityBytes(n), score: n.benchmarkTokPerSec, joinedAt: n.createdAt })),
+        // Plumise agents cannot run with an empty range: they always get one that a route continues from.
+        nodes: live.map((n) => ({ id: n.id, memoryBytes: capacityBytes(n), score: n.benchmarkTokPerSec, joinedAt: n.createdAt, mustServe: n.kind === 'plumise' })),
         current,
         replicas: init.replicas,
+        grow: init.grow ?? true,
       })
       next = result.ranges
       const uncovered = result.copies.flatMap((c, layer) => (c === 0 ? [layer] : []))
