@@ -76,7 +76,7 @@ export async function createNodeHost(init: NodeHostInit) {
   const table = createPeerTable({ node, model: source.name, bootstrap: init.bootstrap, discover: init.discover, self, logger: log })
   const service = createForwardService({ node, model: source.name, hiddenSize: spec.hiddenSize, logger: log })
   await service.start()
-  await serveInfo(node, () => ({ model: source.name, numLayers: spec.numLayers, range: service.shard() ? range : undefined, known: table.peers().filter((p) => p.peerId !== peerId) }), log)
+  await serveInfo(node, () => ({ model: source.name, numLayers: spec.numLayers, range: service.shard() ? range : undefined, known: table.peers().filter((p) => p.peerId !== peerId), load: service.load() }), log)
   table.start(10_000)
 
   const routeWaitMs = init.routeWaitMs ?? 20_000

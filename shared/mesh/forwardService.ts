@@ -10,6 +10,7 @@ import { UnknownSessionError, type ShardSession } from '../engine/shardSession.t
 import { silentLogger, type Logger } from '../logger.ts'
 import { BadTensorError, FORWARD_PROTOCOL, MalformedFrameError, decodeFrame, decodeHidden, encodeFrame, encodeHidden, type WireDtype } from './frames.ts'
 import { planRoute, type PeerShard } from './planRoute.ts'
+import { createShardLoad } from './shardLoad.ts'
 import { UnplannedAddressError, p2pAddresses, planDial, type DialPlan } from './peerAddress.ts'
 import { createPeerLimit } from './peerLimits.ts'
 
@@ -203,6 +204,8 @@ export function createForwardService(init: ForwardServiceInit) {
   const streamsPerPeer = createPeerLimit(init.maxStreamsPerPeer ?? 256)
   /** Work this peer's shard did, cumulative since start (what metrics reports are made of). */
   const served: ForwardServiceStats = { processedTokens: 0, sessions: 0, steps: 0, computeMs: 0 }
+  /** Steps waiting for the shard (reported to origins) and this origin's sessions per peer (routes spread by load). */
+  const load = createShardLoad()
 
   /**
    * A stream to a peer: dialled by its peer id (Noise checks it is that peer), its `/p2p/<peer>`
@@ -414,7 +417,7 @@ export function createForwardService(init: ForwardServiceInit) {
             : { hidden: decodeHidden(fw.input.case === 'hidden' ? fw.input.value : undefined, init.hiddenSize) }
         // Counted before the call: a shard in a worker may take the input's buffer (transferred, not copied).
         const positions = input.tokens ? input.tokens.length : input.hidden!.length / init.hiddenSize
-        const out = await shard.forward(key, input, { reset: start, owner: remote })
+        const out = await load.step(shard.forward(key, input, { reset: start, owner: remote }))
         const computeMs = performance.now() - t0
         served.processedTokens += positions
         served.steps++
@@ -549,7 +552,8 @@ export function createForwardService(init: ForwardServiceInit) {
     }
     for (;;) {
       if (params.waitForRoute && !routable()) await params.waitForRoute(routable)
-      const route = planRoute(params.peers(), params.numLayers, excluded)
+      const route = planRoute(load.weigh(params.peers()), params.numLayers, excluded)
+      const leave = load.enter(route)
       routes.push(route.map((p) => p.peerId))
       const sessionId = newSessionId(self)
       const inbox: Frame[] = []
@@ -628,6 +632,8 @@ export function createForwardService(init: ForwardServiceInit) {
         for (const f of failed) excluded.add(f)
         failovers++
         await params.beforeReplan?.().catch(() => undefined)
+      } finally {
+        leave()
       }
     }
   }
@@ -648,6 +654,8 @@ export function createForwardService(init: ForwardServiceInit) {
     },
     /** Sessions being served now. */
     activeSessions: () => active.size,
+    /** This peer's load as the info protocol reports it. */
+    load: () => load.report(active.size),
     /** What this peer's shard has served since start. */
     stats: (): ForwardServiceStats => ({ ...served }),
     /** The shard served now. */
