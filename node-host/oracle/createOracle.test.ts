@@ -275,3 +275,23 @@ test('an agent whose socket stays open but sends nothing is dropped at the heart
   assert.ok(quiet.orban.agents().some((a) => a.agentId === mute.agentId), 'its socket is still open')
   await waitFor('the spare serves the range', () => quiet.core.node(spare.agentId)?.ready && quiet.core.rangeOf(spare.agentId)?.end === 8)
 })
+
+test('a host agent\'s HEARTBEAT carries its mesh load; the topology shows it', async (t) => {
+  const oracle = await createOracle({ db: join(dir, 'load.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, logger: createLogger('oracle', 'silent') })
+  t.after(() => oracle.close())
+  const key = randomBytes(32)
+  let load = { activeSessions: 0, queueDepth: 0 }
+  const agent = await createOrbanAgent({
+    url: oracle.url,
+    key,
+    heartbeatIntervalMs: 100,
+    meshLoad: () => load,
+    registration: await registration(100, key),
+    onTask: (_task, c) => (queueMicrotask(() => c.progress({ progress: 1, stage: 'serving' })), { accept: true }),
+  })
+  t.after(() => agent.stop())
+  await waitFor('it joins', () => oracle.core.node(agent.agentId))
+  load = { activeSessions: 5, queueDepth: 2 }
+  const node = await waitFor('the topology shows its load', () => oracle.core.topology('docs-llama-7m').nodes.find((n) => n.nodeAddress === agent.agentId && n.activeSessions === 5))
+  assert.equal(node.queueDepth, 2)
+})

@@ -203,8 +203,9 @@ export async function createOracle(init: OracleInit) {
         return join(agent)
       },
       // An agent dropped for silence that speaks again (a long network outage) joins again.
-      async onHeartbeat(agent) {
+      async onHeartbeat(agent, heartbeat) {
         if (!core.touch(agent.agentId) && !joining.has(agent.agentId)) await join(agent)
+        if (heartbeat.mesh_load) core.reportLoad(agent.agentId, { activeSessions: heartbeat.mesh_load.active_sessions, queueDepth: heartbeat.mesh_load.queue_depth })
       },
       onMetrics(agentId) {
         core.touch(agentId)

@@ -146,6 +146,8 @@ export type OracleCore = {
   ready(id: string): Promise<void>
   /** Liveness: the node was heard from. False when unknown. */
   touch(id: string): boolean
+  /** The node's load as it reported it (heartbeat), shown in the topology. False when unknown. */
+  reportLoad(id: string, load: { activeSessions: number; queueDepth: number }): boolean
   /** Drops a node and reassigns its layers. False when unknown. */
   leave(id: string, reason: string): Promise<boolean>
   /**
@@ -288,6 +290,8 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
   events.setMaxListeners(0)
   const nodes = new Map<string, LiveNode>()
   const ranges = new Map<string, LayerRange>()
+  /** Each node's load as its last heartbeat said (memory only: a restart forgets it until the next). */
+  const loads = new Map<string, { activeSessions: number; queueDepth: number }>()
 
   const modelInfo = (name: string) => {
     const m = models.get(name)
@@ -409,6 +413,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
         kind: n.kind,
         peerId: n.peerId,
         multiaddrs: n.multiaddrs,
+        ...loads.get(n.id),
       }
     })
     return { model, nodes: list, count: list.length, totalLayers: info.numLayers }
@@ -479,6 +484,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
     clearGrace(id)
     await store.deleteNode(id)
     nodes.delete(id)
+    loads.delete(id)
     const previous = ranges.get(id)
     ranges.delete(id)
     logger.info({ id, model: n.model, reason }, 'node left')
@@ -612,6 +618,11 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
         events.emit('nodeStatus', { address: id, model: n.model, ready: true, timestamp: t })
         events.emit('topology', { ...topology(n.model), timestamp: t })
       }),
+    reportLoad: (id, load) => {
+      if (!nodes.has(id)) return false
+      loads.set(id, { activeSessions: load.activeSessions, queueDepth: load.queueDepth })
+      return true
+    },
     touch: (id) => {
       const n = nodes.get(id)
       if (!n) return false
