@@ -56,6 +56,8 @@ export type OracleBenchRow = {
   reshuffled: Stats
   /** Wall time of one `assignLayers` call, ms. */
   decideMs: Stats
+  /** CPU time (this process, user + system) of one `assignLayers` call, ms: less swayed than wall time by other load on the machine. */
+  decideCpuMs: Stats
   replans: number
   /** Mean agents online (Oracle's view) and mean serving a range. */
   online: number
@@ -170,12 +172,16 @@ function simulate(model: OracleBenchModel, w: { agents: Agent[]; events: WorldEv
   const moved: number[] = []
   const reshuffled: number[] = []
   const decideMs: number[] = []
+  const decideCpuMs: number[] = []
   let replans = 0
   let clock = 0
   const decide = () => {
+    const c0 = process.cpuUsage()
     const t0 = performance.now()
     const r = assignLayers({ ...model, nodes: [...registered.values()], current: ranges, replicas, grow })
     decideMs.push(performance.now() - t0)
+    const c = process.cpuUsage(c0)
+    decideCpuMs.push((c.user + c.system) / 1000)
     moved.push(r.moved)
     let re = 0
     for (const [id, x] of r.ranges) {
@@ -255,6 +261,7 @@ function simulate(model: OracleBenchModel, w: { agents: Agent[]; events: WorldEv
     moved: stats(moved),
     reshuffled: stats(reshuffled),
     decideMs: stats(decideMs),
+    decideCpuMs: stats(decideCpuMs),
     replans,
     online: steps ? onlineSum / steps : 0,
     serving: steps ? servingSum / steps : 0,
@@ -279,7 +286,7 @@ export function runOracleBench(options: OracleBenchOptions = {}): OracleBenchRep
 
 export function formatOracleTable(report: OracleBenchReport): string {
   const f = (n: number, d = 2) => n.toFixed(d)
-  const head = ['model', 'mode', 'L', 'decisions', 'warm-up', 'copies min|mean', 'covered %', '≥2 copies %', '1-loss safe %', 'moved mean|p50|p99|max', 'reshuffled mean|p99|max', 'decide ms mean|p99|max', 'replans', 'online|serving', 'cold ms']
+  const head = ['model', 'mode', 'L', 'decisions', 'warm-up', 'copies min|mean', 'covered %', '≥2 copies %', '1-loss safe %', 'moved mean|p50|p99|max', 'reshuffled mean|p99|max', 'decide ms mean|p99|max', 'decide cpu ms mean|p50|p99', 'replans', 'online|serving', 'cold ms']
   const body = report.rows.map((r) => [
     r.model,
     r.mode,
@@ -293,6 +300,7 @@ export function formatOracleTable(report: OracleBenchReport): string {
     `${f(r.moved.mean)}|${r.moved.p50}|${r.moved.p99}|${r.moved.max}`,
     `${f(r.reshuffled.mean)}|${r.reshuffled.p99}|${r.reshuffled.max}`,
     `${f(r.decideMs.mean, 3)}|${f(r.decideMs.p99, 3)}|${f(r.decideMs.max, 3)}`,
+    `${f(r.decideCpuMs.mean, 2)}|${f(r.decideCpuMs.p50, 2)}|${f(r.decideCpuMs.p99, 2)}`,
     String(r.replans),
     `${f(r.online, 0)}|${f(r.serving, 1)}`,
     f(r.servingPct, 1),

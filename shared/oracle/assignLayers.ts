@@ -570,7 +570,8 @@ export function assignLayers(input: AssignLayersInput): AssignLayersResult {
   // Short of the target (always, when growing), a repair can leave a fragment with room that a
   // second look would grow (or trimmed layers it would take back for free); settle here so that the
   // answer is a fixed point and the next call, with nothing changed, moves nothing.
-  for (let round = 0; round < 4 && (grow || decision.chains.length < target); round++) {
+  // (An answer equal to its input is one already: the pass is deterministic.)
+  for (let round = 0; round < 4 && (grow || decision.chains.length < target) && !sameRanges(decision.ranges, current); round++) {
     const next = decide(cands, decision.ranges, L, target, grow)
     if (sameRanges(next.ranges, decision.ranges)) break
     decision = { ...next, replanned: decision.replanned || next.replanned }
@@ -599,7 +600,8 @@ function decide(all: Cand[], current: ReadonlyMap<string, LayerRange>, L: number
   const cands = all.map((c): Cand => {
     const r = current.get(c.id)
     const valid = isRange(r) && r.start >= 0 && r.start < r.end && r.end <= L && r.end - r.start <= capOf(c, r.start === 0, r.end === L)
-    return { ...c, kept: valid ? { start: r.start, end: r.end } : undefined }
+    // Fields spelled out, not spread: this runs for every node twice a decision.
+    return { id: c.id, joinedAt: c.joinedAt, mustServe: c.mustServe, weight: c.weight, mid: c.mid, first: c.first, last: c.last, both: c.both, kept: valid ? { start: r.start, end: r.end } : undefined }
   })
   const usable = cands.filter((c) => c.mid >= 1).sort(byRank)
   const incremental = repair(cands, usable, L, target, true, grow)

@@ -28,6 +28,7 @@ export type SpareNode = {
  */
 export function placeSpares(numLayers: number, ranges: ReadonlyMap<string, LayerRange>, spares: SpareNode[], weightOf: (id: string) => number): Map<string, LayerRange> {
   const L = numLayers
+  if (spares.length === 0) return new Map()
   const held: Array<LayerRange & { weight: number }> = []
   for (const [id, r] of ranges) held.push({ ...r, weight: weightOf(id) })
   const load = new Array<number>(L).fill(0)
@@ -36,8 +37,9 @@ export function placeSpares(numLayers: number, ranges: ReadonlyMap<string, Layer
   }
   for (const r of held) add(r, r.weight)
   const out = new Map<string, LayerRange>()
+  let reach = reachability(held, L)
   for (const s of spares) {
-    const { from, to } = reachability(held, L)
+    const { from, to } = reach
     const cap = (start: number, end: number) => (start === 0 ? (end === L ? s.both : s.first) : end === L ? s.last : s.mid)
     let best: { r: LayerRange; weakest: number } | undefined
     const consider = (start: number, end: number) => {
@@ -65,6 +67,8 @@ export function placeSpares(numLayers: number, ranges: ReadonlyMap<string, Layer
     out.set(s.id, best.r)
     held.push({ ...best.r, weight: s.weight })
     add(best.r, s.weight)
+    // A range between cut points routes already reach changes no reachability; another may.
+    if (!from.has(best.r.start) || !from.has(best.r.end) || !to.has(best.r.start) || !to.has(best.r.end)) reach = reachability(held, L)
   }
   return out
 }
