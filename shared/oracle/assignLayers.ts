@@ -628,8 +628,11 @@ function decide(all: Cand[], current: ReadonlyMap<string, LayerRange>, L: number
       const inChain = new Set(plan.chains.flat().map((s) => s.c.id))
       for (const c of all) if (c.mustServe && !inChain.has(c.id) && ranges.has(c.id) && !endsOnRoute(ranges, ranges.get(c.id)!.end, L)) ranges.delete(c.id)
     }
-    const weight = new Map(all.map((c) => [c.id, c.weight]))
-    for (const [id, r] of placeSpares(L, ranges, usable.filter((c) => !ranges.has(c.id)), (id) => weight.get(id) ?? 0)) ranges.set(id, r)
+    const spares = usable.filter((c) => !ranges.has(c.id))
+    if (spares.length > 0) {
+      const weight = new Map(all.map((c) => [c.id, c.weight]))
+      for (const [id, r] of placeSpares(L, ranges, spares, (id) => weight.get(id) ?? 0)) ranges.set(id, r)
+    }
   }
   return { ranges, chains: plan.chains.map((chain) => chain.map((s) => s.c.id)), replanned: plan !== incremental }
 }
