@@ -91,7 +91,7 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
       const url = task.payload.model_url.startsWith('/models/') ? new URL(task.payload.model_url, init.oracle).href : task.payload.model_url
       const source = preferred && preferred.name === model ? preferred : resolveModelSource(url)
       if (source.name !== model) throw new Error(`the task's source ${task.payload.model_url} is "${source.name}", not "${model}"`)
-      host = await createNodeHost({ node, source, device: init.device, weights: init.weights, bootstrap: init.bootstrap, discover: topologyAddresses(model), apiPort: init.apiPort, apiHost: init.apiHost, logger: log, onGenerated: init.onGenerated, gpus: () => telemetry.latest(), energyKwh: () => telemetry.totalEnergyKwh() })
+      host = await createNodeHost({ node, source, device: init.device, weights: init.weights, bootstrap: init.bootstrap, discover: topologyAddresses(model), apiPort: init.apiPort, apiHost: init.apiHost, logger: log, onGenerated: init.onGenerated, gpus: () => telemetry.latest(), energyKwh: () => telemetry.totalEnergyKwh(), verification: { signer: { peerId: node.peerId.toString(), sign: (d) => init.privateKey.sign(d) }, oracle: init.oracle } })
       return host
     })()
     // A host that could not be set up (a model it cannot read, a port in use) is tried afresh by the next task.

@@ -7,6 +7,7 @@ import { formatOracleTable, runOracleBench } from './oracleBench.ts'
 import { formatGrpcTable, runGrpcBench } from './grpcBench.ts'
 import { formatSoakTable, runSoak } from './soakBench.ts'
 import { formatFarmTable, runFarmBench } from './farmBench.ts'
+import { formatVerifyTable, runVerifyBench } from './verifyBench.ts'
 import { availableParallelism } from 'node:os'
 
 const USAGE = `usage:
@@ -17,8 +18,9 @@ const USAGE = `usage:
   npm run bench -- scan [--threads N]
   npm run bench -- farm [--workers 3] [--gpu off|swiftshader|auto] [--completions 3] [--tokens 32] [--json]
   npm run bench -- chain [--json]
+  npm run bench -- verify [--rounds 6] [--tokens 48] [--rate 0.03] [--json]
   npm run bench -- oracle [--agents 1000] [--events N] [--seed N] [--replicas 2] [--json]
-  npm run bench -- soak [--minutes 15] [--clients 4] [--kill-every 90] [--replace-after S] [--hosts 4] [--replicas 2] [--json]
+  npm run bench -- soak [--minutes 15] [--clients 4] [--kill-every 90] [--replace-after S] [--hosts 4] [--replicas 2] [--keep-history] [--json]
   npm run bench -- synth --preset ${Object.keys(LLAMA_PRESETS).join('|')} --out DIR [--dtype float16|float32] [--seed N]
 
 engine: devices default to cpu, plus webgpu when a hardware adapter looks present (naming webgpu
@@ -125,6 +127,16 @@ async function chain(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify(report) + '\n')
 }
 
+/** Spot checks: added latency and compute at the rate, side by side with unchecked generations; detection per cheater. */
+async function verify(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { rounds: { type: 'string' }, tokens: { type: 'string' }, rate: { type: 'string' }, json: { type: 'boolean', default: false } } })
+  const rate = values.rate === undefined ? undefined : Number(values.rate)
+  if (rate !== undefined && !(rate > 0 && rate <= 1)) throw new Error(`--rate must be in (0, 1], got "${values.rate}"`)
+  const report = await runVerifyBench({ rounds: positiveInt(values.rounds, 'rounds'), tokens: positiveInt(values.tokens, 'tokens'), rate, log: (line) => process.stderr.write(line + '\n') })
+  if (!values.json) process.stdout.write(formatVerifyTable(report) + '\n\n')
+  process.stdout.write(JSON.stringify(report) + '\n')
+}
+
 /** Both memory scans as one JSON object (the engine bench runs this in a child process). */
 async function scan(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { threads: { type: 'string' } } })
@@ -171,7 +183,7 @@ async function grpc(args: string[]): Promise<void> {
 async function soak(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
-    options: { minutes: { type: 'string', default: '15' }, clients: { type: 'string', default: '4' }, 'kill-every': { type: 'string', default: '90' }, 'replace-after': { type: 'string' }, hosts: { type: 'string' }, replicas: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: { minutes: { type: 'string', default: '15' }, clients: { type: 'string', default: '4' }, 'kill-every': { type: 'string', default: '90' }, 'replace-after': { type: 'string' }, hosts: { type: 'string' }, replicas: { type: 'string' }, 'keep-history': { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
   })
   const minutes = Number(values.minutes)
   if (!(minutes > 0)) throw new Error(`--minutes must be a positive number, got "${values.minutes}"`)
@@ -184,6 +196,7 @@ async function soak(args: string[]): Promise<void> {
     replaceAfterSec: replaceAfter,
     hosts: positiveInt(values.hosts, 'hosts'),
     replicas: positiveInt(values.replicas, 'replicas'),
+    keepHistory: values['keep-history'],
     log: (line) => process.stderr.write(line + '\n'),
   })
   if (!values.json) process.stdout.write(formatSoakTable(report) + '\n\n')
@@ -199,7 +212,7 @@ async function farm(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify({ bench: 'farm', ...report }) + '\n')
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle, chain, grpc, soak, farm }
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle, chain, grpc, soak, farm, verify }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv

@@ -33,6 +33,8 @@ export type SoakOptions = {
   rssEverySec?: number
   /** RSS growth is measured after this warm-up, counted from each process's first sample. @default 60 */
   warmupSec?: number
+  /** anvil keeps every block's state (npm start's --keep-history), as before the memory fix. @default false */
+  keepHistory?: boolean
   log: (line: string) => void
 }
 
@@ -119,7 +121,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   let devnet: Devnet | undefined
   try {
     const devnetFile = join(dir, 'devnet.json')
-    devnet = await startDevnet({ out: devnetFile, blocksPerEpoch: 30 })
+    // As npm start runs it (`shardmesh local`): anvil without historical state, so its memory stays flat.
+    devnet = await startDevnet({ out: devnetFile, blocksPerEpoch: 30, pruneHistory: !o.keepHistory })
     const anvil = await anvilPid()
     const chainEnv = { SHARDMESH_DEVNET_FILE: devnetFile, PLUMISE_CHAIN_ID: String(devnet.chainId), PLUMISE_RPC_URL: devnet.rpcUrl }
     const spawnCli = (name: string, args: string[], env: Record<string, string>) => {

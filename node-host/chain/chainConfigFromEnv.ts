@@ -1,4 +1,5 @@
-import { createWalletClient, getAddress, http, type Account, type Chain, type Transport, type WalletClient } from 'viem'
+import { createWalletClient, getAddress, type Account, type Chain, type Transport, type WalletClient } from 'viem'
+import { chainHttp } from '../../shared/chain/chainHttp.ts'
 import { z } from 'zod'
 import { PLUMISE_MAINNET_ID, PLUMISE_TESTNET_ID, resolveChainConfig, viemChainOf, type ChainConfig, type DevnetFile } from '../../shared/chain/chainConfig.ts'
 import { DEFAULT_DEVNET_FILE, readDevnetFile } from './devnetFile.ts'
@@ -49,5 +50,5 @@ export async function chainConfigFromEnv(env: Record<string, string | undefined>
 
 /** A wallet client for the shared/chain actions. */
 export function walletClientFor(chain: NodeChain, account: Account): WalletClient<Transport, Chain, Account> {
-  return createWalletClient({ chain: chain.chain, transport: http(chain.rpcUrl), account })
+  return createWalletClient({ chain: chain.chain, transport: chainHttp(chain.rpcUrl), account })
 }

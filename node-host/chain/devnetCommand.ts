@@ -6,10 +6,11 @@ import { createLogger } from '../logger.ts'
 import { DEFAULT_DEVNET_FILE } from './devnetFile.ts'
 import { startDevnet, type Devnet } from './startDevnet.ts'
 
-export const DEVNET_USAGE = `usage: shardmesh devnet [--port N] [--json] [--out <file>] [--fund <address>[,<address>…]] [--block-time S] [--blocks-per-epoch N]
+export const DEVNET_USAGE = `usage: shardmesh devnet [--port N] [--json] [--out <file>] [--fund <address>[,<address>…]] [--block-time S] [--blocks-per-epoch N] [--keep-history]
        anvil on 127.0.0.1 with AgentRegistry, RewardPool and the precompile stand-ins; prints the RPC URL,
        chain id and addresses (--json: one JSON object), writes them to --out (default ${DEFAULT_DEVNET_FILE}),
-       and runs until SIGINT/SIGTERM.`
+       and runs until SIGINT/SIGTERM. anvil keeps no historical state (reads at past blocks fail; blocks, receipts
+       and logs stay) so its memory stays flat; --keep-history keeps every block's state.`
 
 const optionsSchema = z.object({
   port: z.coerce.number().int().min(1).max(65535).optional(),
@@ -29,6 +30,7 @@ const optionsSchema = z.object({
     }),
   blockTime: z.coerce.number().int().min(0).default(1),
   blocksPerEpoch: z.coerce.number().int().min(1).default(60),
+  keepHistory: z.boolean().default(false),
 })
 
 export type DevnetOptions = z.infer<typeof optionsSchema>
@@ -43,12 +45,13 @@ export function parseDevnetArgs(argv: string[]): DevnetOptions {
       fund: { type: 'string' },
       'block-time': { type: 'string' },
       'blocks-per-epoch': { type: 'string' },
+      'keep-history': { type: 'boolean' },
     },
     strict: true,
     allowPositionals: true,
   })
   if (positionals.length) throw new UsageError(`devnet takes no arguments, got "${positionals.join(' ')}"`)
-  return parseOptions(optionsSchema, { ...values, blockTime: values['block-time'], blocksPerEpoch: values['blocks-per-epoch'] })
+  return parseOptions(optionsSchema, { ...values, blockTime: values['block-time'], blocksPerEpoch: values['blocks-per-epoch'], keepHistory: values['keep-history'] })
 }
 
 /** The summary `shardmesh devnet` prints (and `--json` prints as one object). */
@@ -80,6 +83,7 @@ export async function runDevnet(opts: DevnetOptions): Promise<void> {
     fundWei: parseEther('100'),
     blockTime: opts.blockTime,
     blocksPerEpoch: opts.blocksPerEpoch,
+    pruneHistory: !opts.keepHistory,
     logger,
     signal: stopped.signal,
   })

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
-import { createPublicClient, formatEther, getAddress, http, type Address } from 'viem'
+import { createPublicClient, formatEther, getAddress, type Address } from 'viem'
+import { chainHttp } from '../../shared/chain/chainHttp.ts'
 import { getBalance } from 'viem/actions'
 import { z } from 'zod'
 import { claimReward } from '../../shared/chain/claimReward.ts'
@@ -50,7 +51,7 @@ export async function runRewards(opts: RewardsOptions, io: CommandIo = {}) {
   const print = io.print ?? ((l: string) => process.stdout.write(`${l}\n`))
   const chain = await chainConfigFromEnv(env)
   const address: Address = opts.address ?? (await loadWallet({ env })).address
-  const client = createPublicClient({ chain: chain.chain, transport: http(chain.rpcUrl) }) as ChainClient
+  const client = createPublicClient({ chain: chain.chain, transport: chainHttp(chain.rpcUrl) }) as ChainClient
   const [info, pending, history] = await Promise.all([
     getEpochInfo(client, { config: chain.config }),
     getPendingReward(client, { config: chain.config, agent: address }),
@@ -84,7 +85,8 @@ export async function runClaim(_opts: Record<string, never>, io: CommandIo = {})
   const claim = await claimReward(client, { config: chain.config })
   print(`claim tx ${claim.hash} (block ${claim.receipt.blockNumber}, gas ${claim.receipt.gasUsed} at ${claim.receipt.effectiveGasPrice} wei)`)
   print(`claimed ${amount(claim.amount ?? 0n, chain)}`)
-  const after = await getBalance(client, { address: account.address, blockNumber: claim.receipt.blockNumber })
+  // At the claim's block; a devnet without historical state (npm start) answers only the latest.
+  const after = await getBalance(client, { address: account.address, blockNumber: claim.receipt.blockNumber }).catch(() => getBalance(client, { address: account.address }))
   print(`balance after ${amount(after, chain)}`)
   return { address: account.address, pending, before, after, claim }
 }

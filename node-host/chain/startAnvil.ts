@@ -35,6 +35,14 @@ export type StartAnvilOptions = {
   accounts?: number
   /** Ether per dev account. @default 10000 */
   balance?: number
+  /**
+   * Keep no historical state (`--prune-history`): reads at past blocks fail, blocks, receipts and
+   * logs stay. anvil 1.7 otherwise keeps every block's state in memory; with a block a second and
+   * the contracts' growing storage that measured 1 GB/h (the soak bench). A number of states
+   * (`--prune-history N`) did not bound it in the same measurement, so it is all or nothing.
+   * @default false
+   */
+  pruneHistory?: boolean
   signal?: AbortSignal
 }
 
@@ -80,6 +88,7 @@ async function startOnce(port: number, o: StartAnvilOptions): Promise<Anvil> {
   const args = ['--host', '127.0.0.1', '--port', String(port), '--chain-id', String(chainId), '--mnemonic', ANVIL_MNEMONIC]
   args.push('--accounts', String(o.accounts ?? 10), '--balance', String(o.balance ?? 10_000))
   if (o.blockTime) args.push('--block-time', String(o.blockTime), '--mixed-mining')
+  if (o.pruneHistory) args.push('--prune-history')
   const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] })
   killOnExit(child)
   let stderr = ''

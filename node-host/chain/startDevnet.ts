@@ -1,5 +1,6 @@
-import { bytesToHex, createWalletClient, http, numberToHex, parseEther, type Account, type Address, type Chain, type Hex, type Transport, type WalletClient } from 'viem'
+import { bytesToHex, createWalletClient, numberToHex, parseEther, type Account, type Address, type Chain, type Hex, type Transport, type WalletClient } from 'viem'
 import { getBalance, getBlockNumber, readContract } from 'viem/actions'
+import { chainHttp } from '../../shared/chain/chainHttp.ts'
 import { pbkdf2 } from '@noble/hashes/pbkdf2.js'
 import { sha512 } from '@noble/hashes/sha2.js'
 import { HDKey, hdKeyToAccount, privateKeyToAccount } from 'viem/accounts'
@@ -29,6 +30,8 @@ export type StartDevnetOptions = {
   blocksPerEpoch?: number
   /** @default 'agent-last' */
   verifyInferenceLayout?: VerifyInferenceLayout
+  /** No historical state in anvil (see StartAnvilOptions.pruneHistory): what long-running devnets want. @default false */
+  pruneHistory?: boolean
   logger?: Logger
   signal?: AbortSignal
 }
@@ -77,13 +80,13 @@ function devAccounts(count: number): DevAccount[] {
 export async function startDevnet(options: StartDevnetOptions = {}): Promise<Devnet> {
   const log = options.logger ?? silentLogger
   const blocksPerEpoch = options.blocksPerEpoch ?? 60
-  const anvil = await startAnvil({ port: options.port, chainId: options.chainId, blockTime: options.blockTime ?? 1, signal: options.signal })
+  const anvil = await startAnvil({ port: options.port, chainId: options.chainId, blockTime: options.blockTime ?? 1, pruneHistory: options.pruneHistory, signal: options.signal })
   try {
     const [deployer, oracle, ...others] = devAccounts(10) as [DevAccount, DevAccount, ...DevAccount[]]
     const layout = options.verifyInferenceLayout ?? 'agent-last'
     // the config only needs the chain id and kind until the addresses are known
     const chain = viemChainOf(devnetChainConfig({ chainId: anvil.chainId } as DevnetFile), anvil.rpcUrl)
-    const transport = http(anvil.rpcUrl, { retryCount: 0 })
+    const transport = chainHttp(anvil.rpcUrl, { retryCount: 0 })
     const walletClient = (a: DevAccount | Hex) => createWalletClient({ chain, transport, account: privateKeyToAccount(typeof a === 'string' ? a : a.privateKey), pollingInterval: 100 })
     const owner = walletClient(deployer)
     const deployed = await deployContracts({ client: owner, oracle: oracle.address, blocksPerEpoch, verifyInferenceLayout: layout })

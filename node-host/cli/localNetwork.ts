@@ -11,10 +11,12 @@ import { buildApp } from '../app/buildApp.ts'
 import { createAppServer, type AppServer } from '../app/createAppServer.ts'
 import { networkAppConfig } from '../app/networkAppConfig.ts'
 
-export const LOCAL_USAGE = `usage: shardmesh local [--model <folder|url|owner/name>] [--hosts 3] [--api-port 31331] [--oracle-port 3100] [--app-port 5173] [--device cpu] [--no-chain]
+export const LOCAL_USAGE = `usage: shardmesh local [--model <folder|url|owner/name>] [--hosts 3] [--api-port 31331] [--oracle-port 3100] [--app-port 5173] [--device cpu] [--no-chain] [--keep-history]
        A whole network on this machine: a devnet (anvil with the contracts), the Oracle, and node hosts that
        get their layer ranges from it; the first host is the origin with the HTTP API. The contributor app is
-       served at --app-port (its URL is the first line printed); a page that contributes joins the same network.`
+       served at --app-port (its URL is the first line printed); a page that contributes joins the same network.
+       The devnet keeps no historical state (reads at past blocks fail; blocks, receipts and logs stay), so its
+       memory stays flat; --keep-history keeps every block's state (about 1 GB/h more memory under load).`
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url))
 
@@ -35,7 +37,7 @@ const MB = 1024 * 1024
 export async function runLocalNetwork(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { model: { type: 'string' }, hosts: { type: 'string' }, 'api-port': { type: 'string' }, 'oracle-port': { type: 'string' }, 'app-port': { type: 'string' }, device: { type: 'string' }, 'no-chain': { type: 'boolean' } },
+    options: { model: { type: 'string' }, hosts: { type: 'string' }, 'api-port': { type: 'string' }, 'oracle-port': { type: 'string' }, 'app-port': { type: 'string' }, device: { type: 'string' }, 'no-chain': { type: 'boolean' }, 'keep-history': { type: 'boolean' } },
     strict: true,
   })
   const info = await readModelInfo(values.model)
@@ -93,7 +95,7 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
   process.stdout.write(`App: ${app.url}\n`)
   if (!values['no-chain']) {
     // The hosts' wallets: anvil's dev accounts after the deployer and the oracle.
-    devnet = await startDevnet({ out: devnetFile, blocksPerEpoch: 30 })
+    devnet = await startDevnet({ out: devnetFile, blocksPerEpoch: 30, pruneHistory: !values['keep-history'] })
     await fundHosts(devnet, hosts)
     if (stopping) return void (await devnet.close())
   }

@@ -8,7 +8,7 @@ import { openEarningsStore } from '../agent/earningsStore.ts'
 import { createGpuTelemetry } from '../agent/gpuTelemetry.ts'
 import { runOracleAgent } from '../agent/runOracleAgent.ts'
 import { earningsFile } from './earningsCommand.ts'
-import { createNodeHost, type NodeHost } from '../host/createNodeHost.ts'
+import { createNodeHost, type NodeHost, type NodeHostInit } from '../host/createNodeHost.ts'
 import { createLogger, type Logger } from '../logger.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { loadOrCreateIdentity } from '../mesh/fileIdentity.ts'
@@ -18,16 +18,21 @@ import type { ModelSource } from '../../shared/model/modelSource.ts'
 import type { PlumiseServer } from '../plumise/plumiseServer.ts'
 import { startPlumiseGrpc } from '../plumise/startPlumiseGrpc.ts'
 import { runPlumiseStart } from '../plumise/runPlumiseStart.ts'
+import { createPlumiseShardSession } from '../plumise/plumiseShardSession.ts'
+import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 import { UsageError, parseOptions } from './usageError.ts'
 
 export const START_USAGE = `usage: shardmesh start [--model <folder|url|owner/name>] (--layers <a-b> | --oracle <url>) [--device auto|webgpu|cpu|wasm]
        [--weights float32|int4] [--memory-mb <n>] [--heartbeat-s 30] [--listen <multiaddr>]… [--peer <multiaddr>]… [--api-port <port>]
-       [--host 127.0.0.1] [--identity <file>] [--grpc-port <port> [--grpc-next <url>]...]
+       [--host 127.0.0.1] [--identity <file>] [--grpc-port <port> [--grpc-next <url>]...] [--grpc-via <url> [--grpc-via-dtype bfloat16]]
        shardmesh start --plumise [--model …] [--oracle <url>] [--host 0.0.0.0]: a drop-in for the upstream Plumise
        agent, configured by its .env names (MODEL_NAME, DEVICE, GRPC_PORT, API_PORT, LAYER_START/LAYER_END,
        ORACLE_API_URL, PLUMISE_PRIVATE_KEY, PUBLIC_HOST, …): registers with the Plumise Oracle and serves over gRPC.
        --grpc-port also serves the Plumise gRPC InferencePipeline for the range; --grpc-next names the next
        node(s) of the Plumise chain (a middle node forwards to the first; the rest go into stream metadata).
+       --grpc-via: serve the --layers range in the mesh through the Plumise node at <url> over gRPC (a middle
+       range; no weights loaded here): a route may then mix libp2p hops and a gRPC hop. --grpc-via-dtype is the
+       dtype that node computes in (upstream: bfloat16).
        --oracle: the Oracle assigns the layer range (and moves it as peers come and go); --memory-mb caps
        the memory offered for weights (default: 80% of free RAM on cpu, the GPU's VRAM on webgpu).
        With a wallet (PLUMISE_PRIVATE_KEY, or PLUMISE_KEYSTORE + PLUMISE_KEYSTORE_PASSWORD) the host registers on
@@ -49,6 +54,8 @@ const optionsSchema = z.object({
   plumise: z.boolean().default(false),
   grpcPort: z.coerce.number().int().min(0).max(65535).optional(),
   grpcNext: z.array(z.url({ protocol: /^https?$/, error: '--grpc-next must be an http(s) URL' })).default([]),
+  grpcVia: z.url({ protocol: /^https?$/, error: '--grpc-via must be an http(s) URL' }).optional(),
+  grpcViaDtype: z.enum(['float32', 'float16', 'bfloat16']).default('bfloat16'),
   identity: z.string().default(join(process.env.SHARDMESH_HOME ?? join(homedir(), '.shardmesh'), 'identity.key')),
 })
 
@@ -73,18 +80,21 @@ export function parseStartArgs(argv: string[]): StartOptions {
       plumise: { type: 'boolean' },
       'grpc-port': { type: 'string' },
       'grpc-next': { type: 'string', multiple: true },
+      'grpc-via': { type: 'string' },
+      'grpc-via-dtype': { type: 'string' },
     },
     strict: true,
   })
-  const opts = parseOptions(optionsSchema, { ...values, apiPort: values['api-port'], memoryMb: values['memory-mb'], heartbeatS: values['heartbeat-s'], grpcPort: values['grpc-port'], grpcNext: values['grpc-next'] })
+  const opts = parseOptions(optionsSchema, { ...values, apiPort: values['api-port'], memoryMb: values['memory-mb'], heartbeatS: values['heartbeat-s'], grpcPort: values['grpc-port'], grpcNext: values['grpc-next'], grpcVia: values['grpc-via'], grpcViaDtype: values['grpc-via-dtype'] })
   if (opts.plumise) {
-    if (opts.layers || opts.grpcPort !== undefined) throw new UsageError('--plumise takes its range and ports from the Oracle or LAYER_START/LAYER_END, GRPC_PORT, API_PORT')
+    if (opts.layers || opts.grpcPort !== undefined || opts.grpcVia !== undefined) throw new UsageError('--plumise takes its range and ports from the Oracle or LAYER_START/LAYER_END, GRPC_PORT, API_PORT')
     return opts
   }
   if (!opts.layers && !opts.oracle) throw new UsageError('--layers or --oracle is required (e.g. --layers 0-4)')
   if (opts.layers && opts.oracle) throw new UsageError('--layers and --oracle exclude each other: the Oracle assigns the range')
   if (opts.grpcPort !== undefined && opts.oracle) throw new UsageError('--grpc-port is served with --layers (not yet with --oracle)')
   if (opts.grpcNext.length && opts.grpcPort === undefined) throw new UsageError('--grpc-next needs --grpc-port')
+  if (opts.grpcVia !== undefined && (opts.oracle || opts.grpcPort !== undefined)) throw new UsageError('--grpc-via relays a --layers range to a Plumise node (not with --oracle or --grpc-port)')
   return opts
 }
 
@@ -115,7 +125,7 @@ export async function runStart(opts: StartOptions): Promise<void> {
   // GPU readings for /metrics (the Oracle-run host sends them in heartbeats too).
   const telemetry = createGpuTelemetry()
   telemetry.start()
-  host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)), gpus: () => telemetry.latest(), energyKwh: () => telemetry.totalEnergyKwh() })
+  host = await createNodeHost({ node, source, device: opts.device, weights: opts.weights, bootstrap: opts.peer, apiPort: opts.apiPort, apiHost: opts.host, logger: log, onGenerated: chain && ((g) => chain.recordGeneration(g)), gpus: () => telemetry.latest(), energyKwh: () => telemetry.totalEnergyKwh(), loadShard: grpcViaShard(opts, source), verification: { signer: { peerId: node.peerId.toString(), sign: (d) => privateKey.sign(d) } } })
   void chain?.start()
   const grpc = await startGrpcIfAsked(opts, source, host, chain?.address ?? node.peerId.toString(), log)
   stopOnSignals(log, async () => {
@@ -125,6 +135,13 @@ export async function runStart(opts: StartOptions): Promise<void> {
     await host.stop()
   })
   await host.serve(range)
+}
+
+/** `--grpc-via`: the range's shard is the Plumise node at that URL, reached over gRPC. */
+function grpcViaShard(opts: StartOptions, source: ModelSource): NodeHostInit['loadShard'] {
+  const endpoint = opts.grpcVia
+  if (endpoint === undefined) return undefined
+  return async (range) => createPlumiseShardSession({ endpoint, spec: parseModelConfig(await source.readText('config.json')), range, model: source.name, dtype: opts.grpcViaDtype })
 }
 
 /** `--grpc-port`: the Plumise gRPC pipeline beside the libp2p host, serving whatever range the host serves. */

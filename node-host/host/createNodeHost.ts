@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http'
+import { createHostVerification, type HostVerificationOptions } from './hostVerification.ts'
 import type { Libp2p } from 'libp2p'
 import { loadShards } from '../../shared/engine/loadShards.ts'
 import type { DeviceOption } from '../../shared/engine/runtime.ts'
@@ -42,6 +43,10 @@ export type NodeHostInit = {
   gpus?: () => GpuReading[] | null
   /** Energy the GPUs drew since start, kWh, for /metrics (null: unknown). */
   energyKwh?: () => number | null
+  /** Makes the shard of a range instead of loading its weights here (`--grpc-via`: a Plumise node runs it). */
+  loadShard?: (range: LayerRange) => Promise<ShardSession>
+  /** Spot checks (hostVerification.ts): commit to served steps, check the routes this host originates. */
+  verification?: HostVerificationOptions
 }
 
 /** One finished generation at this origin: the real prompt and generated text. */
@@ -63,7 +68,10 @@ export async function createNodeHost(init: NodeHostInit) {
   const peerId = node.peerId.toString()
   let range: LayerRange | undefined
   let loading: LayerRange | undefined
+  const verification = init.verification && createHostVerification({ ...init.verification, node, model: source.name, hiddenSize: spec.hiddenSize, shard: () => mesh.service.shard(), logger: log })
   const mesh = await createMeshPeer({
+    stepLog: verification?.stepLog,
+    spotChecker: verification?.spotChecker,
     node,
     model: source.name,
     numLayers: spec.numLayers,
@@ -76,6 +84,7 @@ export async function createNodeHost(init: NodeHostInit) {
     logger: log,
   })
   const { table, service } = mesh
+  await verification?.start()
   const metrics = createHostMetrics({
     shard: () => (service.shard() ? service.stats() : undefined),
     kvBytes: () => service.shard()?.kvBytes(),
@@ -109,18 +118,22 @@ export async function createNodeHost(init: NodeHostInit) {
         tokenizer,
         eosTokenIds: spec.eosTokenIds,
         onGenerated: init.onGenerated && ((req, r) => init.onGenerated!({ model: source.name, prompt: req.prompt, text: r.text, tokenCount: r.outputIds.length })),
-        run: (params) => mesh.generate(params),
+        // Held spot checks start once the generation has delivered its tokens.
+        run: (params) => mesh.generate(params).finally(() => verification?.spotChecker.flush()),
       })
       log.info({ url: `http://${init.apiHost ?? '127.0.0.1'}:${(server.address() as { port: number }).port}` }, 'HTTP API ready')
     }
   } catch (e) {
     server?.close()
+    await verification?.stop().catch(() => undefined)
     await mesh.stop()
     throw e
   }
 
   return {
     spec,
+    /** Spot-check counters (undefined without verification). */
+    verification: () => verification?.stats(),
     table,
     service,
     /** The range served now (undefined while none is loaded). */
@@ -145,7 +158,7 @@ export async function createNodeHost(init: NodeHostInit) {
     async serve(next: LayerRange, opts: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {}): Promise<ShardSession> {
       loading = next
       try {
-        const { shards } = await loadShards({
+        const { shards } = init.loadShard ? { shards: [await init.loadShard(next)] } : await loadShards({
           source,
           runtime: nodeRuntime({ spinning: process.env.SHARDMESH_CPU_SPIN === '1' }),
           ranges: [next],

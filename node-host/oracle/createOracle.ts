@@ -1,6 +1,11 @@
 import { randomUUID } from 'node:crypto'
+import { fileModelSource } from '../model/fileModelSource.ts'
+import { createShardReferee } from './shardReferee.ts'
+import { createVerifyLedger } from './verifyLedger.ts'
+import { verifyConsequences } from './verifyConsequences.ts'
 import type { DatabaseSync } from 'node:sqlite'
-import { createPublicClient, http } from 'viem'
+import { createPublicClient } from 'viem'
+import { chainHttp } from '../../shared/chain/chainHttp.ts'
 import type { Logger } from '../../shared/logger.ts'
 import { rangeBytes, type LayerRange } from '../../shared/oracle/assignLayers.ts'
 import { ORBAN_MESH_LIMITS } from '../../shared/oracle/orban/orbanMeshClaims.ts'
@@ -61,19 +66,27 @@ export async function createOracle(init: OracleInit) {
   const { logger } = init
   const db: DatabaseSync = openOracleDatabase(init.db)
   const store = createSqliteOracleStore({ db })
-  const rewards: RewardReporter | undefined = init.chain && createRewardReporter({ ...init.chain, store, logger })
+  const modelSources = new Map(init.models.flatMap((m) => (m.folder ? [[m.name, fileModelSource(m.folder)] as const] : [])))
+  // Spot-check evidence: checked by the Oracle's own recomputation on the model files it serves.
+  let coreRef: OracleCore | undefined
+  let epochOf: () => number = () => 0
+  const consequences = verifyConsequences({ ledger: () => verify, core: () => coreRef, walletPeer: (w) => bindings?.peerOf(w) ?? Promise.resolve(undefined) })
+  const verify = await createVerifyLedger({ store, referee: modelSources.size ? createShardReferee(modelSources) : undefined, epoch: () => epochOf(), logger, onBan: consequences.ban })
+  const rewards: RewardReporter | undefined = init.chain && createRewardReporter({ ...init.chain, store, logger, withheld: consequences.withheld })
+  if (rewards) epochOf = rewards.epoch
   await rewards?.start()
   // A wallet is credited with a node host's work only through a binding the host's key signed (checked on the registry's record).
   const bindings =
     init.chain &&
-    createWalletBindings({ config: init.chain.chain.config, client: createPublicClient({ chain: init.chain.chain.chain, transport: http(init.chain.chain.rpcUrl) }), logger })
-  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, reconnectGraceMs: init.reconnectGraceMs, replicas: init.replicas, grow: init.grow, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf })
+    createWalletBindings({ config: init.chain.chain.config, client: createPublicClient({ chain: init.chain.chain.chain, transport: chainHttp(init.chain.chain.rpcUrl) }), logger })
+  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, reconnectGraceMs: init.reconnectGraceMs, replicas: init.replicas, grow: init.grow, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf, excludedPeer: verify.banned })
+  coreRef = core
   const modelFolders = new Map(init.models.flatMap((m) => (m.folder ? [[m.name, m.folder] as const] : [])))
   // The channel is made after the server (it upgrades the server's sockets): read lazily.
   let orbanRef: OrbanChannel | undefined
   let serverRef: OracleServer | undefined
   const metrics = createOracleMetrics({ core, server: () => serverRef?.stats(), orban: () => orbanRef })
-  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders, metrics: () => metrics.render() })
+  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders, metrics: () => metrics.render(), verify })
   serverRef = server
   /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
   const sent = new Map<string, { taskId: string; range: LayerRange; model: string }>()

@@ -42,6 +42,8 @@ export type OracleCoreInit = {
    * peer. Undefined when the wallet has no verified binding. Without it only Plumise nodes report.
    */
   walletPeer?: (wallet: string) => Promise<string | undefined>
+  /** Peers the Oracle took out after failed spot checks (verifyLedger.ts): refused a range. */
+  excludedPeer?: (peerId: string) => boolean
   /** How metrics claims are bounded by what the Oracle observed (see `BookingBounds`). */
   bounds?: Partial<BookingBounds>
 }
@@ -197,6 +199,17 @@ export class UnknownModelError extends Error {
  * wallet, Orban agents by agent ids that never start with 0x, and no id changes kind, so an Orban
  * agent can never take (or drop, or touch) a Plumise wallet's node, nor the other way round.
  */
+/** The node's peer failed spot checks (see verifyLedger.ts): it gets no layers. */
+export class ExcludedPeerError extends Error {
+  readonly peerId: string
+
+  constructor(peerId: string) {
+    super(`peer ${peerId} is out of assignment after failed spot checks (GET /api/v1/verify/status?peerId=${peerId} says why)`)
+    this.peerId = peerId
+    this.name = 'ExcludedPeerError'
+  }
+}
+
 export class NodeIdSpaceError extends Error {
   readonly id: string
   readonly kind: NodeKind
@@ -567,6 +580,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
         const existing = nodes.get(p.id)
         if (p.kind === 'orban' && /^0x/i.test(p.id)) throw new NodeIdSpaceError(p.id, p.kind, 'ids starting with 0x are wallet addresses (Plumise nodes)')
         if (existing && existing.kind !== p.kind) throw new NodeIdSpaceError(p.id, p.kind, `it is a ${existing.kind} node`)
+        if (p.peerId && init.excludedPeer?.(p.peerId)) throw new ExcludedPeerError(p.peerId)
         const record: LiveNode = {
           id: p.id,
           kind: p.kind,

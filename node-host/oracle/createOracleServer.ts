@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { EvidenceRefusedError, type VerifyLedger } from './verifyLedger.ts'
 import { join } from 'node:path'
 import { answerClientErrors, guardListener } from '../net/guardListener.ts'
 import { BadRequestTargetError, decodePathSegment, parseRequestTarget, type RequestTarget } from '../net/requestTarget.ts'
@@ -21,6 +22,8 @@ export type OracleServerInit = {
   maxBodyBytes?: number
   /** Largest metrics report body: up to 1000 proofs ride along. @default 1 MiB */
   maxMetricsBodyBytes?: number
+  /** Spot-check evidence and peers' records (POST /api/v1/verify/evidence, GET /api/v1/verify/status). */
+  verify?: VerifyLedger
   /** Per client IP, every request. @default { burst: 120, perSecond: 20 } */
   ipRateLimit?: { burst: number; perSecond: number }
   /** Per verified signer address, signed calls. @default { burst: 20, perSecond: 2 } */
@@ -186,6 +189,22 @@ export async function createOracleServer(init: OracleServerInit): Promise<Oracle
     'GET /api/v1/pipeline/topology': (_req, res, query) => json(res, 200, routes.topology(query)),
     'GET /api/v1/pipeline/events': (req, res, query, ip) => subscribe(ip, query, req, res),
     'POST /api/v1/metrics/report': async (req, res) => json(res, 200, await routes.reportMetrics(await readJson(req, metricsLimit))),
+    'POST /api/v1/verify/evidence': async (req, res) => {
+      if (!init.verify) throw new OracleHttpError(404, 'not_found', 'this Oracle keeps no spot-check evidence')
+      const body = await readJson(req, 32 << 20)
+      try {
+        json(res, 200, await init.verify.report(body))
+      } catch (e) {
+        if (e instanceof EvidenceRefusedError) throw new OracleHttpError(400, 'invalid_body', e.message)
+        throw e
+      }
+    },
+    'GET /api/v1/verify/status': (_req, res, query) => {
+      if (!init.verify) throw new OracleHttpError(404, 'not_found', 'this Oracle keeps no spot-check evidence')
+      const peerId = query.get('peerId') ?? ''
+      if (!peerId || peerId.length > 128) throw new OracleHttpError(400, 'invalid_body', 'peerId is required')
+      json(res, 200, init.verify.status(peerId))
+    },
   }
 
   const serveModelFile = async (req: IncomingMessage, res: ServerResponse, path: string, ip: string) => {

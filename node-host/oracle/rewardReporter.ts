@@ -33,6 +33,8 @@ export type RewardReporterInit = {
   maxProofAgeMs?: number
   /** Clock, unix ms. @default Date.now */
   now?: () => number
+  /** An agent whose work of the epoch is not reported: it failed a confirmed spot check in it (verifyLedger.ts). */
+  withheld?: (agent: string, epoch: number) => boolean | Promise<boolean>
 }
 
 export type RewardReporterStats = {
@@ -49,6 +51,8 @@ export type RewardReporterStats = {
   proofs: Record<ProofVerdict, number>
   /** Agents left out of a report (not registered, or no recent heartbeat on chain). */
   skippedAgents: number
+  /** Agents left out of a report after a confirmed failed spot check in the epoch. */
+  withheldAgents: number
   lastError: string | null
 }
 
@@ -122,6 +126,7 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
     distributed: [],
     proofs: { verified: 0, refused: 0, duplicate: 0 },
     skippedAgents: 0,
+    withheldAgents: 0,
     lastError: null,
   }
 
@@ -214,6 +219,11 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
       })
       if (contributionScore(c) === 0n) continue
       const agent = getAddress(t.agent)
+      if (await init.withheld?.(agent, epoch)) {
+        stats.withheldAgents++
+        logger.warn({ agent, epoch }, 'rewards: agent left out of the report (a confirmed failed spot check in this epoch)')
+        continue
+      }
       const [registered, active] = await Promise.all([
         readContract(client, { ...registry, functionName: 'isRegistered', args: [agent] }),
         readContract(client, { ...registry, functionName: 'isActive', args: [agent] }),

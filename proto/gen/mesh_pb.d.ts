@@ -283,6 +283,16 @@ export declare type HopTiming = Message<"shardmesh.mesh.v1.HopTiming"> & {
    * @generated from field: float total_ms = 3;
    */
   totalMs: number;
+
+  /**
+   * Spot checks (shared/verify): sha256 of the hop's commitment to this step (its input and output
+   * digests, see commitment.ts). The hop signs the commitment itself when audited; this digest,
+   * sent before it knows which steps get checked, binds it. Empty from peers that do not commit
+   * (older builds): their steps are not verifiable, so never counted as verified.
+   *
+   * @generated from field: bytes commitment = 4;
+   */
+  commitment: Uint8Array;
 };
 
 /**
@@ -516,6 +526,206 @@ export declare type PeerInfo = Message<"shardmesh.mesh.v1.PeerInfo"> & {
  * Use `create(PeerInfoSchema)` to create a new message.
  */
 export declare const PeerInfoSchema: GenMessage<PeerInfo>;
+
+/**
+ * One step's input as the audited hop received it.
+ *
+ * @generated from message shardmesh.mesh.v1.StepInput
+ */
+export declare type StepInput = Message<"shardmesh.mesh.v1.StepInput"> & {
+  /**
+   * @generated from field: uint64 step = 1;
+   */
+  step: bigint;
+
+  /**
+   * @generated from field: uint32 chunk_index = 2;
+   */
+  chunkIndex: number;
+
+  /**
+   * @generated from oneof shardmesh.mesh.v1.StepInput.input
+   */
+  input: {
+    /**
+     * @generated from field: shardmesh.mesh.v1.TokenIds tokens = 3;
+     */
+    value: TokenIds;
+    case: "tokens";
+  } | {
+    /**
+     * @generated from field: shardmesh.mesh.v1.Tensor hidden = 4;
+     */
+    value: Tensor;
+    case: "hidden";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message shardmesh.mesh.v1.StepInput.
+ * Use `create(StepInputSchema)` to create a new message.
+ */
+export declare const StepInputSchema: GenMessage<StepInput>;
+
+/**
+ * Origin → audited hop: the inputs of a session up to a committed step, that step's output row,
+ * and the signed commitment. Only the session's origin may ask.
+ *
+ * @generated from message shardmesh.mesh.v1.AuditRequest
+ */
+export declare type AuditRequest = Message<"shardmesh.mesh.v1.AuditRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The commitment digest the hop sent for the step (HopTiming.commitment).
+   *
+   * @generated from field: bytes commitment = 2;
+   */
+  commitment: Uint8Array;
+};
+
+/**
+ * Describes the message shardmesh.mesh.v1.AuditRequest.
+ * Use `create(AuditRequestSchema)` to create a new message.
+ */
+export declare const AuditRequestSchema: GenMessage<AuditRequest>;
+
+/**
+ * @generated from message shardmesh.mesh.v1.AuditAnswer
+ */
+export declare type AuditAnswer = Message<"shardmesh.mesh.v1.AuditAnswer"> & {
+  /**
+   * Every input of the session up to and including the step, in order.
+   *
+   * @generated from field: repeated shardmesh.mesh.v1.StepInput inputs = 1;
+   */
+  inputs: StepInput[];
+
+  /**
+   * The step's output row the commitment names (float32 little-endian: the last position's hidden
+   * state, or its logits on the last shard).
+   *
+   * @generated from field: bytes output = 2;
+   */
+  output: Uint8Array;
+
+  /**
+   * Set when the hop cannot answer (session no longer retained).
+   *
+   * @generated from field: string error = 3;
+   */
+  error: string;
+
+  /**
+   * The commitment (its sha256 is the digest asked for) and the hop's Ed25519 signature of it.
+   *
+   * @generated from field: bytes commitment = 4;
+   */
+  commitment: Uint8Array;
+
+  /**
+   * @generated from field: bytes signature = 5;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message shardmesh.mesh.v1.AuditAnswer.
+ * Use `create(AuditAnswerSchema)` to create a new message.
+ */
+export declare const AuditAnswerSchema: GenMessage<AuditAnswer>;
+
+/**
+ * Origin → checker serving the same layers: run these inputs as a fresh session, return the last row.
+ *
+ * @generated from message shardmesh.mesh.v1.RecomputeRequest
+ */
+export declare type RecomputeRequest = Message<"shardmesh.mesh.v1.RecomputeRequest"> & {
+  /**
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * @generated from field: shardmesh.mesh.v1.LayerRange range = 2;
+   */
+  range?: LayerRange | undefined;
+
+  /**
+   * @generated from field: repeated shardmesh.mesh.v1.StepInput inputs = 3;
+   */
+  inputs: StepInput[];
+};
+
+/**
+ * Describes the message shardmesh.mesh.v1.RecomputeRequest.
+ * Use `create(RecomputeRequestSchema)` to create a new message.
+ */
+export declare const RecomputeRequestSchema: GenMessage<RecomputeRequest>;
+
+/**
+ * @generated from message shardmesh.mesh.v1.RecomputeAnswer
+ */
+export declare type RecomputeAnswer = Message<"shardmesh.mesh.v1.RecomputeAnswer"> & {
+  /**
+   * @generated from field: bytes output = 1;
+   */
+  output: Uint8Array;
+
+  /**
+   * @generated from field: string error = 2;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message shardmesh.mesh.v1.RecomputeAnswer.
+ * Use `create(RecomputeAnswerSchema)` to create a new message.
+ */
+export declare const RecomputeAnswerSchema: GenMessage<RecomputeAnswer>;
+
+/**
+ * @generated from message shardmesh.mesh.v1.VerifyMessage
+ */
+export declare type VerifyMessage = Message<"shardmesh.mesh.v1.VerifyMessage"> & {
+  /**
+   * @generated from oneof shardmesh.mesh.v1.VerifyMessage.kind
+   */
+  kind: {
+    /**
+     * @generated from field: shardmesh.mesh.v1.AuditRequest audit = 1;
+     */
+    value: AuditRequest;
+    case: "audit";
+  } | {
+    /**
+     * @generated from field: shardmesh.mesh.v1.AuditAnswer audit_answer = 2;
+     */
+    value: AuditAnswer;
+    case: "auditAnswer";
+  } | {
+    /**
+     * @generated from field: shardmesh.mesh.v1.RecomputeRequest recompute = 3;
+     */
+    value: RecomputeRequest;
+    case: "recompute";
+  } | {
+    /**
+     * @generated from field: shardmesh.mesh.v1.RecomputeAnswer recompute_answer = 4;
+     */
+    value: RecomputeAnswer;
+    case: "recomputeAnswer";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message shardmesh.mesh.v1.VerifyMessage.
+ * Use `create(VerifyMessageSchema)` to create a new message.
+ */
+export declare const VerifyMessageSchema: GenMessage<VerifyMessage>;
 
 /**
  * @generated from enum shardmesh.mesh.v1.DType

@@ -1,7 +1,8 @@
 import type { Account, Address, Chain, Client, Hash, Hex, TransactionReceipt, Transport } from 'viem'
-import { call, sendTransaction, waitForTransactionReceipt } from 'viem/actions'
+import { sendTransaction, waitForTransactionReceipt } from 'viem/actions'
 import type { ChainConfig } from './chainConfig.ts'
 import { ChainActionError, revertReasonOf } from './errors.ts'
+import { replayRevertReason } from './replayRevertReason.ts'
 
 /** Any viem client that can sign or send: a wallet client in Node, wagmi's connector client in the page. */
 export type ChainClient = Client<Transport, Chain | undefined, Account | undefined>
@@ -44,12 +45,7 @@ export async function transact(client: ChainClient, action: string, p: TransactP
   const receipt = await waitForTransactionReceipt(client, { hash })
   if (receipt.status !== 'success') {
     // mined but reverted (an explicit gas limit skips estimation): replay it to learn why
-    let reason: string | undefined
-    try {
-      await call(client, { account, to: p.to, data: p.data, value: p.value, blockNumber: receipt.blockNumber })
-    } catch (e) {
-      reason = revertReasonOf(e)
-    }
+    const reason = await replayRevertReason(client, { account, to: p.to, data: p.data, value: p.value, blockNumber: receipt.blockNumber })
     throw new ChainActionError(action, { reason, hash, message: 'reverted on chain' })
   }
   return { hash, receipt }

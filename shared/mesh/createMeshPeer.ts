@@ -1,4 +1,6 @@
 import type { ShardSession } from '../engine/shardSession.ts'
+import type { StepLog } from '../verify/stepLog.ts'
+import type { SpotChecker } from '../verify/spotChecker.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { LayerRange } from '../model/shardGraph.ts'
 import { createForwardService, type MeshGenerateParameters, type MeshGenerateResult, type MeshNode } from './forwardService.ts'
@@ -30,6 +32,9 @@ export type MeshPeerInit = {
   routeWaitMs?: number
   /** See ForwardServiceInit.stepTimeoutMs. */
   stepTimeoutMs?: number
+  /** Spot checks (shared/verify): see ForwardServiceInit.stepLog and spotChecker. */
+  stepLog?: StepLog
+  spotChecker?: SpotChecker
   logger?: Logger
 }
 
@@ -64,7 +69,7 @@ export async function createMeshPeer(init: MeshPeerInit) {
   }
   const range = init.range ?? (() => service.shard()?.range)
   const table = createPeerTable({ node, model: init.model, bootstrap: init.bootstrap ?? [], discover: init.discover, self, logger: init.logger })
-  const service = createForwardService({ node, model: init.model, hiddenSize: init.hiddenSize, shard: init.shard, stepTimeoutMs: init.stepTimeoutMs, logger: init.logger })
+  const service = createForwardService({ node, model: init.model, hiddenSize: init.hiddenSize, shard: init.shard, stepTimeoutMs: init.stepTimeoutMs, logger: init.logger, stepLog: init.stepLog, spotChecker: init.spotChecker })
   await service.start()
   try {
     await serveInfo(node, () => ({ model: init.model, numLayers, range: range(), known: init.shareKnown ? table.peers().filter((p) => p.peerId !== peerId) : [], load: service.load() }), log)

@@ -1,4 +1,5 @@
 import { create } from '@bufbuild/protobuf'
+import type { SpotChecker } from '../verify/spotChecker.ts'
 import { ErrorCode, HopSchema, type Frame, type Hop } from '../../proto/gen/mesh_pb.js'
 import type { GenerateResult } from '../engine/generate.ts'
 import type { SamplingParams } from '../engine/sampling.ts'
@@ -33,7 +34,7 @@ export type MeshGenerateParameters = {
 }
 
 /** One hop's share of a step, as the token frame reports it. */
-export type HopTimingMs = { peerId: string; computeMs: number; totalMs: number }
+export type HopTimingMs = { peerId: string; computeMs: number; totalMs: number; commitment?: Uint8Array }
 
 export type MeshGenerateResult = GenerateResult & {
   /** Routes used, in order (more than one after a failover). */
@@ -53,6 +54,8 @@ export type ForwardOriginInit = {
   timeoutMs: number
   /** This origin's open sessions per peer, weighed into route choice (load-aware routes). */
   load?: ShardLoad
+  /** Spot checks: samples committed steps and checks them beside the generation (shared/verify). */
+  spotChecker?: SpotChecker
 }
 
 /** The forward protocol's origin side: generations over routes of peers, re-planned and replayed after a failure. */
@@ -187,7 +190,7 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
           const f = inbox.shift()!
           if (f.kind.case === 'error') throw new MeshError(f.kind.value.code, f.kind.value.message, f.kind.value.peerId)
           if (f.kind.case !== 'token') throw new MeshError(ErrorCode.MALFORMED_FRAME, `unexpected ${f.kind.case} frame for a session`)
-          return { id: f.kind.value.id, isEos: f.kind.value.isEos, timings: f.kind.value.timings.map((t) => ({ peerId: t.peerId, computeMs: t.computeMs, totalMs: t.totalMs })) }
+          return { id: f.kind.value.id, isEos: f.kind.value.isEos, timings: f.kind.value.timings.map((t) => ({ peerId: t.peerId, computeMs: t.computeMs, totalMs: t.totalMs, ...(t.commitment.length ? { commitment: t.commitment } : {}) })) }
         }
         // Prefill (or replay: the prompt and the tokens generated so far), then one token per step.
         const history = [...params.inputIds, ...out]
@@ -201,6 +204,7 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
             decodeStart = performance.now()
           }
           out.push(token.id)
+          init.spotChecker?.observe(sessionId, step, token.timings, params.peers())
           const stop = params.onToken?.(token.id, out.length - 1, token.timings) === 'stop'
           if (stop) finishReason = 'stop'
           else if (token.isEos) finishReason = 'eos'

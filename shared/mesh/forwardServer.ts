@@ -1,4 +1,5 @@
 import { create } from '@bufbuild/protobuf'
+import type { StepLog } from '../verify/stepLog.ts'
 import type { Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { ErrorCode, HopSchema, HopTimingSchema, type Forward, type Frame } from '../../proto/gen/mesh_pb.js'
@@ -72,6 +73,8 @@ export type ForwardServerInit = {
   receiveTokens(lp: Lp, first: Frame, remote: string): Promise<void>
   /** Counts the steps waiting for the shard (reported as load). */
   load?: ShardLoad
+  /** Spot checks: commits to every served step and keeps it auditable (shared/verify). */
+  stepLog?: StepLog
 }
 
 /**
@@ -233,7 +236,8 @@ export function createForwardServer(init: ForwardServerInit, io: ForwardStreams)
         served.processedTokens += positions
         served.steps++
         served.computeMs += computeMs
-        const timings = [...fw.timings, create(HopTimingSchema, { peerId: self, computeMs, totalMs: 0 })]
+        const commit = init.stepLog?.record({ origin: route.origin, sessionId, range: shard.range, step: fw.step, chunkIndex: fw.chunkIndex, input: fw.input, output: out, start })
+        const timings = [...fw.timings, create(HopTimingSchema, { peerId: self, computeMs, totalMs: 0, ...commit })]
         const lastChunk = fw.chunkCount <= 1 || fw.chunkIndex === fw.chunkCount - 1
         if (!isLast) {
           timings.at(-1)!.totalMs = performance.now() - t0
@@ -259,6 +263,7 @@ export function createForwardServer(init: ForwardServerInit, io: ForwardStreams)
       const message = e instanceof UnknownSessionError ? `session "${sessionId}" is not cached on this shard: start it over` : err.message
       await fail(code, message, e instanceof MeshError && e.peerId ? e.peerId : self)
     } finally {
+      init.stepLog?.closed(route.origin, sessionId)
       active.delete(key)
       activeShard.delete(key)
       releaseSession()

@@ -1,4 +1,6 @@
 import { silentLogger } from '../logger.ts'
+import type { StepLog } from '../verify/stepLog.ts'
+import type { SpotChecker } from '../verify/spotChecker.ts'
 import { FORWARD_PROTOCOL } from './frames.ts'
 import { createForwardOrigin } from './forwardOrigin.ts'
 import { createForwardServer, type ForwardServiceStats } from './forwardServer.ts'
@@ -33,6 +35,10 @@ export type ForwardServiceInit = {
   maxSessionsPerPeer?: number
   /** Inbound forward streams (sessions and token streams) one remote peer may have open at once. @default 256 */
   maxStreamsPerPeer?: number
+  /** Serving side of spot checks: commits to every served step and keeps it auditable (shared/verify). */
+  stepLog?: StepLog
+  /** Origin side of spot checks: samples committed steps and checks them beside the generation. */
+  spotChecker?: SpotChecker
 }
 
 /**
@@ -49,7 +55,7 @@ export function createForwardService(init: ForwardServiceInit) {
   const io = createForwardStreams({ node, logger, maxFrameBytes: maxFrame, timeoutMs, serveLocal: (stream) => void server.handleStream(stream, io.self) })
   /** Steps waiting for the shard (reported to origins) and this origin's sessions per peer (routes spread by load). */
   const load = createShardLoad()
-  const origin = createForwardOrigin({ node, model: init.model, logger, timeoutMs, load }, io)
+  const origin = createForwardOrigin({ node, model: init.model, logger, timeoutMs, spotChecker: init.spotChecker, load }, io)
   const server = createForwardServer(
     {
       model: init.model,
@@ -64,6 +70,7 @@ export function createForwardService(init: ForwardServiceInit) {
       maxStreamsPerPeer: init.maxStreamsPerPeer ?? 256,
       receiveTokens: origin.receiveTokens,
       load,
+      stepLog: init.stepLog,
     },
     io,
   )

@@ -1,7 +1,8 @@
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { QueryClient, QueryClientProvider, useQuery } from '@tanstack/react-query'
 import { useMemo, useState } from 'react'
-import { createPublicClient, formatEther, getAddress, http, isAddress, type Address, type Hash, type PublicClient } from 'viem'
+import { createPublicClient, formatEther, getAddress, isAddress, type Address, type Hash, type PublicClient } from 'viem'
+import { chainHttp } from '../../../shared/chain/chainHttp.ts'
 import { WagmiProvider, createConfig, useConfig, useConnection, useConnectors } from 'wagmi'
 import { connect, disconnect, switchChain, waitForTransactionReceipt, writeContract } from 'wagmi/actions'
 import type { AppConfig } from '../../../shared/app/appConfig.ts'
@@ -60,8 +61,8 @@ export default function WalletView({ config }: { config: AppConfig }) {
   const setup = useMemo(() => {
     if (!chain) return undefined
     const pc = pageChainOf(chain)
-    const wagmi = createConfig({ chains: [pc.chain], transports: { [pc.chain.id]: http(pc.rpcUrl) }, connectors: [], multiInjectedProviderDiscovery: true })
-    const reader = createPublicClient({ chain: pc.chain, transport: http(pc.rpcUrl), pollingInterval: 500 }) as PublicClient
+    const wagmi = createConfig({ chains: [pc.chain], transports: { [pc.chain.id]: chainHttp(pc.rpcUrl) }, connectors: [], multiInjectedProviderDiscovery: true })
+    const reader = createPublicClient({ chain: pc.chain, transport: chainHttp(pc.rpcUrl), pollingInterval: 500 }) as PublicClient
     return { pc, wagmi, reader, queries: new QueryClient() }
   }, [chain])
   if (!setup) {

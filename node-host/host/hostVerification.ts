@@ -1,0 +1,45 @@
+import type { Libp2p } from 'libp2p'
+import type { ShardSession } from '../../shared/engine/shardSession.ts'
+import type { CommitmentSigner } from '../../shared/verify/commitment.ts'
+import { evidenceToJson } from '../../shared/verify/evidence.ts'
+import { createSampler, type SamplerInit } from '../../shared/verify/sampler.ts'
+import { createSpotChecker, type CheckResult } from '../../shared/verify/spotChecker.ts'
+import { createStepLog } from '../../shared/verify/stepLog.ts'
+import { createVerifyService } from '../../shared/verify/verifyProtocol.ts'
+import type { Logger } from '../logger.ts'
+
+export type HostVerificationOptions = {
+  /** The host's peer key: signs its commitments. */
+  signer: CommitmentSigner
+  /** The Oracle failed checks are sent to (its base URL); without one they are only logged. */
+  oracle?: string
+  sampling?: SamplerInit
+  tolerance?: number
+}
+
+/**
+ * Spot checks on a node host (shared/verify): as a server it commits to every step and answers
+ * audits and recomputations; as an origin it samples its routes' steps, checks them beside the
+ * generation, and sends each failure's evidence to the Oracle (which checks it itself).
+ */
+export function createHostVerification(init: HostVerificationOptions & { node: Libp2p; model: string; hiddenSize: number; shard: () => ShardSession | undefined; logger: Logger }) {
+  const log = createStepLog({ signer: init.signer, model: init.model, hiddenSize: init.hiddenSize })
+  const service = createVerifyService({ node: init.node, model: init.model, log, shard: init.shard, logger: init.logger })
+  const report = async (r: CheckResult) => {
+    if (r.verdict !== 'fail' || !r.evidence || !init.oracle) return
+    const res = await fetch(new URL('/api/v1/verify/evidence', init.oracle), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(evidenceToJson(r.evidence)), signal: AbortSignal.timeout(60_000) })
+    const body = await res.text()
+    init.logger.warn({ peerId: r.peerId, status: res.status, answer: body.slice(0, 300) }, 'spot check: evidence sent to the Oracle')
+  }
+  const checker = createSpotChecker({
+    node: init.node,
+    model: init.model,
+    sampler: createSampler(init.sampling),
+    tolerance: init.tolerance,
+    // The host flushes when a generation has delivered its tokens: checks never slow the one they check.
+    holdUntilFlush: true,
+    logger: init.logger,
+    onResult: (r) => void report(r).catch((e: Error) => init.logger.warn({ err: e.message }, 'spot check: the Oracle did not take the evidence')),
+  })
+  return { stepLog: log, spotChecker: checker, start: () => service.start(), stop: () => service.stop(), stats: () => ({ ...checker.stats(), ...service.stats(), retainedBytes: log.bytes() }) }
+}

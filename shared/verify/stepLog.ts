@@ -1,0 +1,166 @@
+import { create } from '@bufbuild/protobuf'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { AuditAnswerSchema, StepInputSchema, type AuditAnswer, type Forward, type StepInput } from '../../proto/gen/mesh_pb.js'
+import type { ShardOutput } from '../engine/shardSession.ts'
+import type { LayerRange } from '../model/shardGraph.ts'
+import { encodeCommitment, stepDigest, type CommitmentSigner, type StepMeta } from './commitment.ts'
+
+export type StepLogInit = {
+  signer: CommitmentSigner
+  model: string
+  /** Bytes of inputs and output rows kept for audits, all sessions together; oldest sessions go first. @default 64 MiB */
+  maxBytes?: number
+  /** How long a closed session's steps stay auditable. @default 300_000 */
+  retainMs?: number
+  /** Clock, ms. @default Date.now */
+  now?: () => number
+}
+
+/** One served step, as the forward service reports it. */
+export type ServedStep = {
+  origin: string
+  sessionId: string
+  range: LayerRange
+  step: bigint
+  chunkIndex: number
+  input: Forward['input']
+  output: ShardOutput
+  /** The session (re)started with this step. */
+  start: boolean
+}
+
+type Entry = { digest: string; commitment: () => Uint8Array; input: StepInput; output: Float32Array }
+type Session = { entries: Entry[]; bytes: number; closedAt: number | null; touched: number }
+
+/** Logits a last shard commits to: the top ones (ids and values), not the whole vocabulary row. */
+export const TOP_LOGITS = 32
+
+/**
+ * What a hop commits to and retains for a step: the last position's hidden state, or on the last
+ * shard its TOP_LOGITS largest logits as [ids…, values…] (a whole vocabulary row was ~10× the
+ * bytes to hash and keep per step, and the top ones are what sampling uses).
+ */
+export function committedRow(out: ShardOutput, hiddenSize: number): { row: Float32Array; kind: 'hidden' | 'top-logits' } {
+  const last = lastRow(out, hiddenSize)
+  if (out.hidden) return { row: last, kind: 'hidden' }
+  const k = Math.min(TOP_LOGITS, last.length)
+  const ids: number[] = []
+  // k passes of a linear scan would be k·V; one pass keeping a sorted top-k is V·log k at worst.
+  for (let i = 0; i < last.length; i++) {
+    const v = last[i]!
+    if (ids.length === k && v <= last[ids[k - 1]!]!) continue
+    let at = ids.length === k ? k - 1 : ids.length
+    while (at > 0 && last[ids[at - 1]!]! < v) at--
+    ids.splice(at, 0, i)
+    if (ids.length > k) ids.pop()
+  }
+  const row = new Float32Array(2 * k)
+  ids.forEach((id, j) => {
+    row[j] = id
+    row[k + j] = last[id]!
+  })
+  return { row, kind: 'top-logits' }
+}
+
+/** The last position's row of a step's output: the hidden state, or the logits on the last shard. */
+export function lastRow(out: ShardOutput, hiddenSize: number): Float32Array {
+  const all = out.hidden ?? out.logits
+  if (!all) throw new Error('shard output has neither hidden state nor logits')
+  const width = out.hidden ? hiddenSize : all.length / out.seqLen
+  return all.slice(all.length - width)
+}
+
+
+/**
+ * The serving side of spot checks: commits to every step it serves (the commitment's digest goes
+ * to the origin with the step) and keeps the session's inputs and output rows for a while, so
+ * the session's origin can audit any step after the fact: the hop cannot know which steps will be
+ * checked when it computes them. It signs a commitment only when audited (a signature per step
+ * cost more than the rest of the bookkeeping together); the digest the origin already holds binds it.
+ */
+export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
+  const maxBytes = init.maxBytes ?? 64 << 20
+  const retainMs = init.retainMs ?? 300_000
+  const now = init.now ?? Date.now
+  const sessions = new Map<string, Session>()
+  let total = 0
+  const key = (origin: string, sessionId: string) => `${origin}/${sessionId}`
+
+  const forget = (k: string) => {
+    const s = sessions.get(k)
+    if (!s) return
+    total -= s.bytes
+    sessions.delete(k)
+  }
+  /** Expired sessions go; over the budget, the least recently used (closed ones first). */
+  const trim = () => {
+    const t = now()
+    for (const [k, s] of sessions) if (s.closedAt !== null && s.closedAt < t - retainMs) forget(k)
+    if (total <= maxBytes) return
+    const order = [...sessions].sort((a, b) => Number(a[1].closedAt === null) - Number(b[1].closedAt === null) || a[1].touched - b[1].touched)
+    for (const [k] of order) {
+      if (total <= maxBytes) break
+      forget(k)
+    }
+  }
+
+  return {
+    /** Records a step; returns the commitment digest that goes into the step's HopTiming. */
+    record(s: ServedStep): { commitment: Uint8Array } {
+      const k = key(s.origin, s.sessionId)
+      if (s.start) forget(k)
+      let session = sessions.get(k)
+      if (!session) sessions.set(k, (session = { entries: [], bytes: 0, closedAt: null, touched: now() }))
+      const input = create(StepInputSchema, { step: s.step, chunkIndex: s.chunkIndex, input: s.input.case === 'tokens' ? { case: 'tokens', value: s.input.value } : s.input.case === 'hidden' ? { case: 'hidden', value: s.input.value } : { case: undefined } })
+      const { row: output, kind } = committedRow(s.output, init.hiddenSize)
+      const meta: StepMeta = {
+        peer: init.signer.peerId,
+        session: s.sessionId,
+        origin: s.origin,
+        model: init.model,
+        step: Number(s.step),
+        chunk: s.chunkIndex,
+        start: s.range.start,
+        end: s.range.end,
+        length: s.output.length,
+        row: kind,
+      }
+      const digest = stepDigest(meta, input, output)
+      // The signed form is made only when audited.
+      const commitment = () => encodeCommitment({ v: 1, ...meta, digest: bytesToHex(digest) })
+      const bytes = (input.input.case === 'hidden' ? input.input.value.data.byteLength : (input.input.value?.ids.length ?? 0) * 4) + output.byteLength + 256
+      session.entries.push({ digest: bytesToHex(digest), commitment, input, output })
+      session.bytes += bytes
+      session.touched = now()
+      total += bytes
+      trim()
+      return { commitment: digest }
+    },
+    /** The session ended here: its steps stay auditable for `retainMs`. */
+    closed(origin: string, sessionId: string): void {
+      const s = sessions.get(key(origin, sessionId))
+      if (s) s.closedAt = now()
+    },
+    /** The inputs up to a committed step, its output row and the signed commitment: for the session's origin only. */
+    async audit(requester: string, sessionId: string, digest: Uint8Array): Promise<AuditAnswer> {
+      trim()
+      const s = sessions.get(key(requester, sessionId))
+      const want = bytesToHex(digest)
+      const at = s?.entries.findIndex((e) => e.digest === want) ?? -1
+      if (!s || at < 0) return create(AuditAnswerSchema, { error: `that step of session "${sessionId}" is not retained here` })
+      s.touched = now()
+      const e = s.entries[at]!
+      const commitment = e.commitment()
+      return create(AuditAnswerSchema, {
+        inputs: s.entries.slice(0, at + 1).map((x) => x.input),
+        output: new Uint8Array(e.output.buffer.slice(e.output.byteOffset, e.output.byteOffset + e.output.byteLength)),
+        commitment,
+        signature: await init.signer.sign(commitment),
+      })
+    },
+    /** Bytes retained now. */
+    bytes: () => total,
+  }
+}
+
+export type StepLog = ReturnType<typeof createStepLog>
