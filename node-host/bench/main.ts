@@ -8,12 +8,15 @@ import { formatGrpcTable, runGrpcBench } from './grpcBench.ts'
 import { formatSoakTable, runSoak } from './soakBench.ts'
 import { formatFarmTable, runFarmBench } from './farmBench.ts'
 import { formatVerifyTable, runVerifyBench } from './verifyBench.ts'
+import { formatLoadTable, runLoadBench, type LoadMode } from './loadBench.ts'
 import { availableParallelism } from 'node:os'
 
 const USAGE = `usage:
   npm run bench -- engine [--models docs-llama-7m,tinyllama-1.1b] [--devices cpu[,webgpu]] [--tokens N]
                           [--prompt N] [--runs N] [--threads N] [--synth-dtype float16|float32] [--json]
   npm run bench -- mesh [--models docs-llama-7m,tinyllama-1.1b] [--hosts 3] [--tokens N] [--prompt N] [--weights float32|int4] [--json]
+  npm run bench -- load [--models docs-llama-7m,tinyllama-1.1b] [--clients 1,4,16] [--pipelines 1,2] [--modes unbatched,batched]
+                        [--tokens 16] [--prompt 16] [--weights float32|int4] [--json]
   npm run bench -- grpc [--models docs-llama-7m] [--contexts 32,256] [--tokens N] [--dtype float32|float16|bfloat16] [--json]
   npm run bench -- scan [--threads N]
   npm run bench -- farm [--workers 3] [--gpu off|swiftshader|auto] [--completions 3] [--tokens 32] [--json]
@@ -26,6 +29,9 @@ const USAGE = `usage:
 engine: devices default to cpu, plus webgpu when a hardware adapter looks present (naming webgpu
         runs it anyway, SwiftShader included). Prints a table, then one JSON object; --json prints
         the JSON only. Progress goes to stderr.
+load:   concurrent clients through three host processes per pipeline on loopback (one pipeline, then two:
+        six hosts), with continuous batching off (SHARDMESH_MAX_BATCH=1) and on (16) side by side:
+        aggregate tokens/s, p50/p95 time to first token and per-token latency.
 soak:   the network of npm start (anvil, Oracle, hosts as processes), clients looping greedy completions,
         a non-origin host SIGKILLed every --kill-every s and a new one started --replace-after s later
         (default min(30, kill-every / 2)); prints success rates, recovery after each kill, latency, RSS per
@@ -212,7 +218,39 @@ async function farm(args: string[]): Promise<void> {
   process.stdout.write(JSON.stringify({ bench: 'farm', ...report }) + '\n')
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, synth, scan, oracle, chain, grpc, soak, farm, verify }
+/** Aggregate tokens/s and latency under concurrent clients, batched vs unbatched (issue 14). */
+async function load(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      models: { type: 'string', default: 'docs-llama-7m,tinyllama-1.1b' },
+      clients: { type: 'string', default: '1,4,16' },
+      pipelines: { type: 'string', default: '1,2' },
+      modes: { type: 'string', default: 'unbatched,batched' },
+      tokens: { type: 'string' },
+      prompt: { type: 'string' },
+      weights: { type: 'string', default: 'float32' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  if (values.weights !== 'float32' && values.weights !== 'int4') throw new Error(`--weights must be float32 or int4, got "${values.weights}"`)
+  const modes = list(values.modes)
+  for (const m of modes) if (m !== 'batched' && m !== 'unbatched') throw new Error(`--modes: unknown mode "${m}" (batched, unbatched)`)
+  const rows = await runLoadBench({
+    models: list(values.models),
+    clients: list(values.clients).map((c) => positiveInt(c, 'clients')!),
+    pipelines: list(values.pipelines).map((c) => positiveInt(c, 'pipelines')!),
+    modes: modes as LoadMode[],
+    tokens: positiveInt(values.tokens, 'tokens'),
+    promptTokens: positiveInt(values.prompt, 'prompt'),
+    weights: values.weights,
+    log: (line) => process.stderr.write(line + '\n'),
+  })
+  if (!values.json) process.stdout.write(formatLoadTable(rows) + '\n\n')
+  process.stdout.write(JSON.stringify({ bench: 'load', rows }) + '\n')
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { engine, mesh, load, synth, scan, oracle, chain, grpc, soak, farm, verify }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http'
 import { createHostVerification, type HostVerificationOptions } from './hostVerification.ts'
 import type { Libp2p } from 'libp2p'
 import { loadShards } from '../../shared/engine/loadShards.ts'
+import { maxBatchFromEnv } from '../engine/maxBatchFromEnv.ts'
 import type { DeviceOption } from '../../shared/engine/runtime.ts'
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
 import { createTextGenerator, type TextGenerator } from '../../shared/engine/textGenerator.ts'
@@ -161,6 +162,7 @@ export async function createNodeHost(init: NodeHostInit) {
         const { shards } = init.loadShard ? { shards: [await init.loadShard(next)] } : await loadShards({
           source,
           runtime: nodeRuntime({ spinning: process.env.SHARDMESH_CPU_SPIN === '1' }),
+          maxBatch: maxBatchFromEnv(),
           ranges: [next],
           device: init.device,
           weights: init.weights,

@@ -46,6 +46,8 @@ export type LoadShardsParameters = {
   /** MatMulNBits accuracy level for int4 weights. @default 4 */
   int4AccuracyLevel?: Int4AccuracyLevel
   kvBudgetBytes?: number
+  /** Most sessions per batched decode step (ShardSessionInit.maxBatch); 1 turns batching off. @default 16 */
+  maxBatch?: number
   /** Progress of reading and building, across all shards. */
   onProgress?: (done: number, total: number) => void
   /** Progress of one shard: each piece read and built, then its session (the last step). */
@@ -90,7 +92,7 @@ export async function loadShards(params: LoadShardsParameters): Promise<{ spec: 
       }
       const graph = await buildShardGraph({ spec, index, range, signal, weights: params.weights, int4AccuracyLevel: params.int4AccuracyLevel, onProgress })
       before += pieces[k]!
-      shards.push(await createShardSession({ spec, graph, runtime, device: params.device, kvBudgetBytes: params.kvBudgetBytes }))
+      shards.push(await createShardSession({ spec, graph, runtime, device: params.device, kvBudgetBytes: params.kvBudgetBytes, maxBatch: params.maxBatch }))
       params.onRangeProgress?.(range, steps, steps)
       signal?.throwIfAborted()
     }

@@ -3,6 +3,8 @@ import type { ShardGraph } from '../model/buildShardGraph.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
 import { POSITION_OFFSET, type LayerRange, type ShardIO } from '../model/shardGraph.ts'
 import type { Device, DeviceOption, ShardRuntime } from './runtime.ts'
+import { createBatchScheduler, type BatchJob } from './batchScheduler.ts'
+import { stackKv, unstackKv } from './kvBatch.ts'
 
 /** Input of one shard call: token ids on the first shard, else a hidden state `[T, hidden]`. */
 export type ShardInput = { tokens: number[] } | { hidden: Float32Array }
@@ -31,6 +33,15 @@ export type ShardSessionInit = {
    * share go first: one peer cannot evict everyone else's sessions. @default kvBudgetBytes / 4
    */
   kvShareBytes?: number
+  /**
+   * Most sessions whose decode steps run as one batch (continuous batching); 1 runs each call
+   * alone. On `webgpu` the cache stays on the GPU and calls run alone. @default 16
+   */
+  maxBatch?: number
+  /** Prompt positions run per slice, so decode steps of other sessions run between slices. @default 64 */
+  prefillChunk?: number
+  /** Called after each ONNX Runtime run with its rows (sessions) and positions per row. */
+  onRun?: (rows: number, positions: number) => void
 }
 
 export class ShardInputError extends Error {
@@ -61,6 +72,28 @@ export class UnknownSessionError extends Error {
     this.sessionId = sessionId
     this.name = 'UnknownSessionError'
   }
+}
+
+/** A forward call waiting in (or run by) the batch scheduler. */
+type Job = BatchJob & {
+  sessionId: string
+  input: ShardInput
+  reset: boolean
+  owner: string
+  /** Prompt positions run so far, and their outputs. */
+  done: number
+  parts: Float32Array[]
+  resolve(out: ShardOutput): void
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
 }
 
 type CacheEntry = { owner: string; length: number; tensors: Map<string, ort.Tensor>; lastUsed: number; bytes: number; busy: boolean }
@@ -104,7 +137,9 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
   const kvNames = io.layers.flatMap((i) => [`key.${i}`, `value.${i}`])
   /** KV bytes one cached position takes (float32 keys and values of every layer). */
   const bytesPerPosition = kvNames.length * io.kvHeads * io.headDim * 4
-  let queue: Promise<unknown> = Promise.resolve()
+  const maxBatch = device === 'webgpu' ? 1 : Math.max(1, init.maxBatch ?? 16)
+  const prefillChunk = Math.max(1, init.prefillChunk ?? 64)
+  const onRun = init.onRun
 
   const total = () => [...cache.values()].reduce((a, e) => a + e.bytes, 0)
   const release = (e: CacheEntry) => {
@@ -126,10 +161,8 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     }
   }
 
-  const run = async (sessionId: string, input: ShardInput, reset: boolean, owner: string): Promise<ShardOutput> => {
-    if (reset) drop(sessionId)
-    else if (!cache.has(sessionId)) throw new UnknownSessionError(sessionId)
-    const feeds: Record<string, ort.Tensor> = {}
+  /** Positions in an input of the kind this shard takes; ShardInputError for the wrong kind or bad values. */
+  const inputLength = (input: ShardInput): number => {
     let seqLen: number
     if (io.input === 'input_ids') {
       if (!('tokens' in input)) throw new ShardInputError(`shard [${range.start}, ${range.end}) takes token ids, got a hidden state`)
@@ -137,26 +170,40 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       if (input.tokens.some((t) => !Number.isInteger(t) || t < 0 || t >= spec.vocabSize)) {
         throw new ShardInputError(`token id out of range [0, ${spec.vocabSize})`)
       }
-      feeds.input_ids = new Tensor('int64', BigInt64Array.from(input.tokens, BigInt), [1, seqLen])
     } else {
       if (!('hidden' in input)) throw new ShardInputError(`shard [${range.start}, ${range.end}) takes a hidden state, got token ids`)
       if (input.hidden.length === 0 || input.hidden.length % H !== 0) {
         throw new ShardInputError(`hidden state of ${input.hidden.length} values is not a whole number of rows of ${H}`)
       }
       seqLen = input.hidden.length / H
-      feeds.hidden_states = new Tensor('float32', input.hidden, [1, seqLen, H])
     }
     if (seqLen === 0) throw new ShardInputError('empty input')
-    const cachedBefore = cache.get(sessionId)?.length ?? 0
+    return seqLen
+  }
+  /** Positions `[from, to)` of a (validated) input. */
+  const slice = (input: ShardInput, from: number, to: number): ShardInput =>
+    'tokens' in input ? { tokens: input.tokens.slice(from, to) } : { hidden: input.hidden.slice(from * H, to * H) }
+
+  /** Refuses a call that would pass the model's positions or the KV budget, before it allocates the larger cache. */
+  const checkRoom = (sessionId: string, cachedBefore: number, seqLen: number) => {
     if (cachedBefore + seqLen > spec.maxPositions) {
       throw new ShardInputError(`sequence of ${cachedBefore + seqLen} positions exceeds the model's ${spec.maxPositions}`)
     }
-    // Checked before the run allocates the larger cache, not after.
     const needed = (cachedBefore + seqLen) * bytesPerPosition
     if (needed > budget) {
       drop(sessionId)
       throw new KvBudgetError(needed, budget)
     }
+  }
+
+  const run = async (sessionId: string, input: ShardInput, reset: boolean, owner: string): Promise<ShardOutput> => {
+    if (reset) drop(sessionId)
+    else if (!cache.has(sessionId)) throw new UnknownSessionError(sessionId)
+    const feeds: Record<string, ort.Tensor> = {}
+    const seqLen = inputLength(input)
+    if ('tokens' in input) feeds.input_ids = new Tensor('int64', BigInt64Array.from(input.tokens, BigInt), [1, seqLen])
+    else feeds.hidden_states = new Tensor('float32', input.hidden, [1, seqLen, H])
+    checkRoom(sessionId, cache.get(sessionId)?.length ?? 0, seqLen)
     let entry = cache.get(sessionId)
     if (!entry) {
       entry = { owner, length: 0, tensors: new Map(), lastUsed: 0, bytes: 0, busy: false }
@@ -173,6 +220,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     } finally {
       entry.busy = false
     }
+    onRun?.(1, seqLen)
     const old = entry.tensors
     entry.tensors = new Map(kvNames.map((n) => [n, results[`present_${n}`]!]))
     for (const t of old.values()) t.dispose()
@@ -184,6 +232,102 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     const data = (await out.getData(true)) as Float32Array
     return io.output === 'logits' ? { logits: data, seqLen, length: entry.length } : { hidden: data, seqLen, length: entry.length }
   }
+
+  /**
+   * Decode steps of several cached sessions as one run: their caches padded to the longest and
+   * stacked along the batch dimension, each row at its own position; each row's present KV is cut
+   * back out into its session's cache.
+   */
+  const runBatch = async (jobs: Job[]): Promise<void> => {
+    const rows: Array<{ job: Job; entry: CacheEntry }> = []
+    for (const job of jobs) {
+      try {
+        const entry = cache.get(job.sessionId)
+        if (!entry) throw new UnknownSessionError(job.sessionId)
+        inputLength(job.input)
+        checkRoom(job.sessionId, entry.length, 1)
+        rows.push({ job, entry })
+      } catch (e) {
+        job.fail(e)
+      }
+    }
+    if (rows.length <= 1) {
+      for (const { job } of rows) await run(job.sessionId, job.input, false, job.owner).then(job.resolve, job.fail)
+      return
+    }
+    const B = rows.length
+    const feeds: Record<string, ort.Tensor> = {}
+    if (io.input === 'input_ids') {
+      feeds.input_ids = new Tensor('int64', BigInt64Array.from(rows, (r) => BigInt((r.job.input as { tokens: number[] }).tokens[0]!)), [B, 1])
+    } else {
+      const hidden = new Float32Array(B * H)
+      rows.forEach((r, b) => hidden.set((r.job.input as { hidden: Float32Array }).hidden, b * H))
+      feeds.hidden_states = new Tensor('float32', hidden, [B, 1, H])
+    }
+    feeds[POSITION_OFFSET] = new Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.entry.length)), [B])
+    const shape = { heads: io.kvHeads, headDim: io.headDim }
+    let padded = 0
+    for (const name of kvNames) {
+      const stacked = stackKv(rows.map((r) => ({ data: r.entry.tensors.get(name)!.data as Float32Array, length: r.entry.length })), shape)
+      padded = stacked.padded
+      feeds[`past_${name}`] = new Tensor('float32', stacked.data, [B, io.kvHeads, padded, io.headDim])
+    }
+    for (const r of rows) r.entry.busy = true
+    let results: ort.InferenceSession.ReturnType
+    try {
+      results = await session.run(feeds)
+    } catch (e) {
+      for (const r of rows) {
+        r.entry.busy = false
+        r.job.fail(e)
+      }
+      return
+    }
+    onRun?.(B, 1)
+    const now = performance.now()
+    const fresh = rows.map(() => new Map<string, ort.Tensor>())
+    for (const name of kvNames) {
+      const present = results[`present_${name}`]!
+      const data = present.data as Float32Array
+      rows.forEach((r, b) => {
+        const row = unstackKv(data, present.dims[2]!, { index: b, past: r.entry.length, added: 1 }, padded, io.presentLayout, shape)
+        fresh[b]!.set(name, new Tensor('float32', row, [1, io.kvHeads, r.entry.length + 1, io.headDim]))
+      })
+      present.dispose()
+    }
+    rows.forEach((r, b) => {
+      for (const t of r.entry.tensors.values()) t.dispose()
+      r.entry.tensors = fresh[b]!
+      r.entry.length += 1
+      r.entry.lastUsed = now
+      r.entry.bytes = bytesPerPosition * r.entry.length
+    })
+    evict(rows[0]!.job.sessionId)
+    for (const r of rows) r.entry.busy = false
+    const out = results[io.output]!
+    const data = (await out.getData(true)) as Float32Array
+    const X = data.length / B
+    rows.forEach((r, b) => {
+      const part = data.slice(b * X, (b + 1) * X)
+      r.job.resolve(io.output === 'logits' ? { logits: part, seqLen: 1, length: r.entry.length } : { hidden: part, seqLen: 1, length: r.entry.length })
+    })
+  }
+
+  /** The next slice of a prompt (the whole of it when batching is off); the session's output once all have run. */
+  const runPrefillSlice = async (job: Job): Promise<boolean> => {
+    const total = inputLength(job.input)
+    if (job.done === 0) checkRoom(job.sessionId, job.reset ? 0 : cache.get(job.sessionId)?.length ?? 0, total)
+    const n = maxBatch > 1 ? Math.min(prefillChunk, total - job.done) : total
+    const out = await run(job.sessionId, n === total ? job.input : slice(job.input, job.done, job.done + n), job.reset && job.done === 0, job.owner)
+    job.parts.push((out.hidden ?? out.logits)!)
+    job.done += n
+    if (job.done < total) return false
+    const data = job.parts.length === 1 ? job.parts[0]! : concat(job.parts)
+    job.resolve(io.output === 'logits' ? { logits: data, seqLen: total, length: out.length } : { hidden: data, seqLen: total, length: out.length })
+    return true
+  }
+
+  const scheduler = createBatchScheduler<Job>({ runDecode: runBatch, runPrefillSlice, maxBatch })
 
   const drop = (sessionId: string) => {
     const e = cache.get(sessionId)
@@ -197,16 +341,18 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     device,
     spec,
     forward(sessionId, input, opts) {
-      // One run at a time per shard: ORT sessions are not re-entrant on every backend.
-      const next = queue.then(() => run(sessionId, input, opts?.reset ?? false, opts?.owner ?? ''))
-      queue = next.catch(() => undefined)
-      return next
+      const reset = opts?.reset ?? false
+      return new Promise<ShardOutput>((resolve, reject) => {
+        // The scheduler runs one call at a time per shard (batching decode steps of several sessions).
+        const decode = !reset && (('tokens' in input && input.tokens.length === 1) || ('hidden' in input && input.hidden.length === H))
+        scheduler.submit({ key: sessionId, decode, sessionId, input, reset, owner: opts?.owner ?? '', done: 0, parts: [], resolve, fail: reject })
+      })
     },
     cachedLength: (id) => cache.get(id)?.length ?? 0,
     drop,
     kvBytes: total,
     async dispose() {
-      await queue
+      await scheduler.idle()
       for (const id of [...cache.keys()]) drop(id)
       await session.release()
     },

@@ -72,8 +72,9 @@ export async function buildShardGraph(params: BuildShardGraphParameters): Promis
 
   const g = new OnnxGraph(`${spec.architecture}_${range.start}_${range.end}`)
   const H = spec.hiddenSize
-  const input = isFirst ? g.input('input_ids', 'int64', [1, 'T']) : g.input('hidden_states', 'float32', [1, 'T', H])
-  g.input(POSITION_OFFSET, 'int64', [1])
+  // B rows (sessions) of T positions each; each row's cached length is its position offset.
+  const input = isFirst ? g.input('input_ids', 'int64', ['B', 'T']) : g.input('hidden_states', 'float32', ['B', 'T', H])
+  g.input(POSITION_OFFSET, 'int64', ['B'])
   const ctx = new ShardGraphContext(g, spec, input, params.weights, params.int4AccuracyLevel)
   const kvHeads = spec.family === 'llama' ? spec.numKvHeads : spec.numHeads
   const layers: number[] = []
@@ -88,8 +89,8 @@ export async function buildShardGraph(params: BuildShardGraphParameters): Promis
   if (isFirst) x = family.embed(ctx, input, await read())
   for (let i = range.start; i < range.end; i++) {
     const cache = {
-      pastKey: g.input(`past_key.${i}`, 'float32', [1, kvHeads, 'P', spec.headDim]),
-      pastValue: g.input(`past_value.${i}`, 'float32', [1, kvHeads, 'P', spec.headDim]),
+      pastKey: g.input(`past_key.${i}`, 'float32', ['B', kvHeads, 'P', spec.headDim]),
+      pastValue: g.input(`past_value.${i}`, 'float32', ['B', kvHeads, 'P', spec.headDim]),
       presentKey: `present_key.${i}`,
       presentValue: `present_value.${i}`,
     }
@@ -98,13 +99,15 @@ export async function buildShardGraph(params: BuildShardGraphParameters): Promis
   }
   const output = isLast ? 'logits' : 'hidden_states_out'
   if (isLast) {
-    g.output(family.head(ctx, x, await read()), 'logits', 'float32', [1, 'T', spec.vocabSize])
+    g.output(family.head(ctx, x, await read()), 'logits', 'float32', ['B', 'T', spec.vocabSize])
   } else {
-    g.output(x, 'hidden_states_out', 'float32', [1, 'T', H])
+    g.output(x, 'hidden_states_out', 'float32', ['B', 'T', H])
   }
   for (const i of layers) {
-    g.output(`present_key.${i}`, `present_key.${i}`, 'float32', [1, kvHeads, 'S', spec.headDim])
-    g.output(`present_value.${i}`, `present_value.${i}`, 'float32', [1, kvHeads, 'S', spec.headDim])
+    g.output(`present_key.${i}`, `present_key.${i}`, 'float32', ['B', kvHeads, 'S', spec.headDim])
+    g.output(`present_value.${i}`, `present_value.${i}`, 'float32', ['B', kvHeads, 'S', spec.headDim])
   }
-  return { ...g.build(), range, io: { input: isFirst ? 'input_ids' : 'hidden_states', output, layers, kvHeads, headDim: spec.headDim } }
+  // GroupQueryAttention writes a row's new keys after its own past; MultiHeadAttention after the padded past.
+  const presentLayout = spec.family === 'llama' ? 'packed' : 'appended'
+  return { ...g.build(), range, io: { input: isFirst ? 'input_ids' : 'hidden_states', output, layers, kvHeads, headDim: spec.headDim, presentLayout } }
 }

@@ -2,7 +2,7 @@ import { ModelConfigError, type ModelSpec } from './modelSpec.ts'
 import { ropeCaches } from './rope.ts'
 import { toFloat32, type RawTensor } from './safetensors.ts'
 import { float } from './onnxGraph.ts'
-import { POSITION_OFFSET, type FamilyBuilder, type ShardGraphContext } from './shardGraph.ts'
+import type { FamilyBuilder, ShardGraphContext } from './shardGraph.ts'
 
 /**
  * LLaMA and its relatives (Mistral, Qwen2, Phi-3, Gemma): RMSNorm, rotary positions,
@@ -38,9 +38,10 @@ export function llamaFamily(spec: ModelSpec, has: (name: string) => boolean): Fa
       let cosT = ctx.weight('rope_cos', c.cos, [c.rows, c.half])
       let sinT = ctx.weight('rope_sin', c.sin, [c.rows, c.half])
       if (c.longOffset !== null) {
-        const long = g.op1('Greater', [ctx.totalLen, g.constant('int64', [1], [c.longOffset])])
+        // A batch picks by its longest row, as Hugging Face does for a padded batch.
+        const long = g.op1('Greater', [ctx.maxTotalLen, g.constant('int64', [1], [c.longOffset])])
         const start = g.op1('Mul', [g.op1('Cast', [long], { to: 7 }), g.constant('int64', [1], [c.longOffset])])
-        const end = g.op1('Add', [start, ctx.totalLen])
+        const end = g.op1('Add', [start, ctx.maxTotalLen])
         const axes = g.constant('int64', [1], [0])
         cosT = g.op1('Slice', [cosT, start, end, axes])
         sinT = g.op1('Slice', [sinT, start, end, axes])
@@ -82,11 +83,12 @@ export function llamaFamily(spec: ModelSpec, has: (name: string) => boolean): Fa
       const qkvBias = spec.qkvBias ? ctx.vector(`${p}qkv_bias`, pick(t, qkvNames(i, 'bias'))) : undefined
       const qkv = ctx.matmul(n1, ctx.linear(`${p}qkv`, pick(t, qkvNames(i, 'weight'))), qkvBias)
       const [cosCache, sinCache] = ropeInputs(ctx)
-      // GroupQueryAttention reads positions from seqlens_k (total length - 1) and past length.
+      // GroupQueryAttention reads each row's positions and valid keys from seqlens_k (its total
+      // length - 1, `[B]`), so rows of a batch keep their own lengths over a past padded to the longest.
       const seqlensK = ctx.once('seqlensK', () =>
         g.op1('Cast', [g.op1('Sub', [ctx.totalLen, g.constant('int64', [1], [1])])], { to: 6 }),
       )
-      const totalLen = ctx.once('totalLenI32', () => g.op1('Cast', [g.op1('Squeeze', [ctx.totalLen])], { to: 6 }))
+      const totalLen = ctx.once('totalLenI32', () => g.op1('Cast', [g.op1('Squeeze', [ctx.maxTotalLen])], { to: 6 }))
       const attrs: Record<string, number | { float: number }> = {
         num_heads: spec.numHeads,
         kv_num_heads: spec.numKvHeads,
@@ -106,7 +108,7 @@ export function llamaFamily(spec: ModelSpec, has: (name: string) => boolean): Fa
         const Hkv = spec.numKvHeads * spec.headDim
         const [q, k, v] = g.op('Split', [qkv, g.constant('int64', [3], [Hq, Hkv, Hkv])], { outputs: 3, attrs: { axis: -1 } })
         const rot = (x: string, heads: number) =>
-          g.op1('RotaryEmbedding', [x, POSITION_OFFSET, cosCache, sinCache], { interleaved: 0, num_heads: heads, rotary_embedding_dim: spec.rope!.rotaryDim }, 'com.microsoft')
+          g.op1('RotaryEmbedding', [x, ctx.positions, cosCache, sinCache], { interleaved: 0, num_heads: heads, rotary_embedding_dim: spec.rope!.rotaryDim }, 'com.microsoft')
         gqaInputs = [rot(q!, spec.numHeads), rot(k!, spec.numKvHeads), v!, cache.pastKey, cache.pastValue, seqlensK, totalLen]
       }
       const [attn] = g.op('GroupQueryAttention', gqaInputs, {

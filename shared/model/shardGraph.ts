@@ -22,17 +22,24 @@ export type LayerRange = { start: number; end: number }
 
 /** Names of a shard model's inputs and outputs. */
 export type ShardIO = {
-  /** `input_ids` (int64 `[1, T]`) on the first shard, else `hidden_states` (float32 `[1, T, hidden]`). */
+  /** `input_ids` (int64 `[B, T]`) on the first shard, else `hidden_states` (float32 `[B, T, hidden]`). */
   input: 'input_ids' | 'hidden_states'
-  /** `logits` (`[1, T, vocab]`) on the last shard, else `hidden_states_out` (`[1, T, hidden]`). */
+  /** `logits` (`[B, T, vocab]`) on the last shard, else `hidden_states_out` (`[B, T, hidden]`). */
   output: 'logits' | 'hidden_states_out'
   /** Layers in this shard, each with `past_key.<i>`/`past_value.<i>` in and `present_key.<i>`/`present_value.<i>` out. */
   layers: number[]
-  /** KV heads and head size of every cache tensor `[1, kvHeads, length, headDim]`. */
+  /** KV heads and head size of every cache tensor `[B, kvHeads, length, headDim]`. */
   kvHeads: number
   headDim: number
+  /**
+   * Where a batch row's new positions land in `present_*` when the rows' pasts are padded to one
+   * length P: `packed`, right after the row's own past (length `position_offset[b]`); `appended`,
+   * after the padded past, at P.
+   */
+  presentLayout: 'packed' | 'appended'
 }
 
+/** int64 `[B]`: each row's cached length, i.e. the absolute position of its first input token. */
 export const POSITION_OFFSET = 'position_offset'
 
 /** Shared state while one shard graph is built: the graph, the spec and values computed once per graph. */
@@ -72,17 +79,22 @@ export class ShardGraphContext {
     })
   }
 
-  /** position_offset + T as int64 `[1]`. */
+  /** position_offset + T as int64 `[B]`: each row's length after this call. */
   get totalLen(): string {
     return this.once('totalLen', () => this.g.op1('Add', [POSITION_OFFSET, this.seqLen]))
   }
 
-  /** Absolute positions of this call's tokens, int64 `[T]`. */
+  /** The longest row's length after this call, int64 `[1]`. */
+  get maxTotalLen(): string {
+    return this.once('maxTotalLen', () => this.g.op1('ReduceMax', [this.totalLen], { keepdims: 1 }))
+  }
+
+  /** Absolute positions of this call's tokens, int64 `[B, T]`. */
   get positions(): string {
     return this.once('positions', () => {
-      const start = this.g.op1('Squeeze', [POSITION_OFFSET])
-      const end = this.g.op1('Squeeze', [this.totalLen])
-      return this.g.op1('Range', [start, end, this.g.constant('int64', [], [1])])
+      const g = this.g
+      const steps = g.op1('Range', [g.constant('int64', [], [0]), g.op1('Squeeze', [this.seqLen]), g.constant('int64', [], [1])])
+      return g.op1('Add', [g.op1('Unsqueeze', [POSITION_OFFSET, g.constant('int64', [1], [1])]), g.op1('Unsqueeze', [steps, g.constant('int64', [1], [0])])])
     })
   }
 
@@ -153,21 +165,32 @@ export class ShardGraphContext {
   }
 
   /**
-   * Additive attention bias `[1, heads, T, past + T]`: causal mask, plus ALiBi `slope[h] * key position`
-   * when slopes are given (keys at positions `0 … past + T - 1`).
+   * Additive attention bias `[B, 1 or heads, T, P + T]` over MultiHeadAttention's keys (the past,
+   * padded to P slots, then this call's T): causal mask, the padding past each row's own length
+   * masked, plus ALiBi `slope[h] * key position` when slopes are given. A row's past keys sit at
+   * positions `0 … offset - 1`, its new keys at `offset …`. With one row and no padding this is
+   * the plain causal mask over keys `0 … past + T - 1`.
    */
-  attentionBias(slopes: Float32Array | null): string {
+  attentionBias(slopes: Float32Array | null, pastKey: string): string {
     return this.once('attentionBias', () => {
       const g = this.g
-      const keys = g.op1('Range', [g.constant('int64', [], [0]), g.op1('Squeeze', [this.totalLen]), g.constant('int64', [], [1])])
-      const future = g.op1('Greater', [g.op1('Unsqueeze', [keys, g.constant('int64', [1], [0])]), g.op1('Unsqueeze', [this.positions, g.constant('int64', [1], [1])])])
-      const mask = g.op1('Where', [future, g.constant('float32', [], [-3.4028234663852886e38]), g.constant('float32', [], [0])])
-      let bias = g.op1('Unsqueeze', [mask, g.constant('int64', [1], [0])]) // [1, T, K]
+      const i64 = (v: number[]) => g.constant('int64', [v.length], v)
+      const past = g.op1('Gather', [g.op1('Shape', [pastKey]), i64([2])], { axis: 0 }) // [1]: P
+      const keys = g.op1('Range', [g.constant('int64', [], [0]), g.op1('Squeeze', [g.op1('Add', [past, this.seqLen])]), g.constant('int64', [], [1])]) // [K]
+      const offset = g.op1('Unsqueeze', [POSITION_OFFSET, i64([1])]) // [B, 1]
+      const inPast = g.op1('Less', [keys, past]) // [K]
+      const keyPos = g.op1('Where', [inPast, g.op1('Unsqueeze', [keys, i64([0])]), g.op1('Add', [g.op1('Sub', [keys, past]), offset])]) // [B, K]
+      const padding = g.op1('And', [inPast, g.op1('GreaterOrEqual', [keys, offset])]) // [B, K]
+      const future = g.op1('Greater', [g.op1('Unsqueeze', [keyPos, i64([1])]), g.op1('Unsqueeze', [this.positions, i64([2])])]) // [B, T, K]
+      const hidden = g.op1('Or', [future, g.op1('Unsqueeze', [padding, i64([1])])])
+      const mask = g.op1('Where', [hidden, g.constant('float32', [], [-3.4028234663852886e38]), g.constant('float32', [], [0])])
+      let bias = g.op1('Unsqueeze', [mask, i64([1])]) // [B, 1, T, K]
       if (slopes) {
-        const alibi = g.op1('Mul', [g.constant('float32', [slopes.length, 1, 1], slopes), g.op1('Cast', [keys], { to: 1 })]) // [N, 1, K]
-        bias = g.op1('Add', [alibi, bias]) // [N, T, K]
+        const pos = g.op1('Cast', [g.op1('Unsqueeze', [keyPos, i64([1, 2])])], { to: 1 }) // [B, 1, 1, K]
+        const alibi = g.op1('Mul', [g.constant('float32', [1, slopes.length, 1, 1], slopes), pos]) // [B, N, 1, K]
+        bias = g.op1('Add', [alibi, bias]) // [B, N, T, K]
       }
-      return g.op1('Unsqueeze', [bias, g.constant('int64', [1], [0])])
+      return bias
     })
   }
 
