@@ -20,9 +20,10 @@ test('the last copy of a range is killed: an idle connected host takes it and th
   const oraclePort = await freePort()
   const oracleUrl = `http://127.0.0.1:${oraclePort}`
   const allLogs = () => procs.map((p) => p.log.join('')).join('\n---\n')
-  // One copy wanted: two hosts (each a little over half the weights) make the pipeline; a third stays idle.
+  // One copy wanted: two hosts (each a little over half the weights) make the pipeline; a third stays idle
+  // (--idle-spares: this checks the repair by an idle host, not the default where it would hold a copy already).
   // The silence window is long: only the closed channel (and its 5 s grace) can trigger the repair.
-  const oracle = spawnCli(['oracle', '--port', String(oraclePort), '--db', join(dir, 'oracle.db'), '--replicas', '1', '--silence-s', '600', '--reconnect-grace-s', '5'])
+  const oracle = spawnCli(['oracle', '--port', String(oraclePort), '--db', join(dir, 'oracle.db'), '--replicas', '1', '--idle-spares', '--silence-s', '600', '--reconnect-grace-s', '5'])
   procs.push(oracle)
   await waitFor('the oracle', async () => ((await fetch(`${oracleUrl}/health`)).ok ? true : undefined), 30_000, allLogs)
   const topology = async () => (await (await fetch(`${oracleUrl}/api/v1/pipeline/topology?model=docs-llama-7m`)).json()) as Topology

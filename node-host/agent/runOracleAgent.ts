@@ -151,6 +151,7 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
     key: init.privateKey.raw,
     heartbeatIntervalMs: init.heartbeatIntervalMs,
     gpuStatus: () => orbanGpuStatus(telemetry.latest()),
+    meshLoad: () => host?.service.load(),
     WebSocket: init.WebSocket,
     logger: log,
     onTask: tasks.onTask,

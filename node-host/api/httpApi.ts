@@ -6,6 +6,7 @@ import { ShardInputError } from '../../shared/engine/shardSession.ts'
 import { NoRouteError } from '../../shared/mesh/planRoute.ts'
 import { EmptyPromptError, type TextGenerator, type TextRequest, type TextResult } from '../../shared/engine/textGenerator.ts'
 import type { Logger } from '../logger.ts'
+import { createFairQueue, SaturatedError } from './fairQueue.ts'
 import type { HostMetrics } from '../metrics/hostMetrics.ts'
 import { guardListener } from '../net/guardListener.ts'
 import { BadRequestTargetError, parseRequestTarget } from '../net/requestTarget.ts'
@@ -26,8 +27,22 @@ export type HttpApiInit = {
   tokenizerConfig?: Record<string, unknown>
   /** @default 1 MiB */
   maxBodyBytes?: number
-  /** Generations running at once; past it a request gets 503 with `Retry-After`. @default 4 */
+  /** Generations running at once; past it a request waits in the fair queue, or gets 503 with `Retry-After` when there is none. @default 4 */
   maxConcurrentGenerations?: number
+  /**
+   * Requests that wait for a generation slot, all clients together, handed slots in turn per client
+   * (remote address); past it (or past a client's share) 429 with `Retry-After`. 0: no queue, a
+   * request past the slots gets 503 at once. @default 0
+   */
+  maxQueuedGenerations?: number
+  /** Requests one client may have waiting. @default half of maxQueuedGenerations, at least 1 */
+  maxQueuedPerClient?: number
+  /**
+   * Deadline of a generation request, waiting included: a request still waiting then gets 429 with
+   * `Retry-After`; a generation still running is stopped (504, or an error event when streaming).
+   * A request's `X-Deadline-Ms` header may shorten it. @default 300_000
+   */
+  requestDeadlineMs?: number
   /** `Retry-After` (s) of the 503 a generation gets when no route covers the model's layers. @default 5 */
   noRouteRetryAfterS?: number
 }
@@ -170,6 +185,9 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
   const started = Date.now()
   const limit = init.maxBodyBytes ?? 1 << 20
   const maxGenerations = init.maxConcurrentGenerations ?? 4
+  const maxQueued = init.maxQueuedGenerations ?? 0
+  const deadlineMs = init.requestDeadlineMs ?? 300_000
+  const queue = createFairQueue({ slots: maxGenerations, maxQueued, maxQueuedPerClient: init.maxQueuedPerClient ?? Math.max(1, Math.floor(maxQueued / 2)) })
   let generating = 0
   const uptime = () => Math.floor((Date.now() - started) / 1000)
   const layers = () => (typeof init.layers === 'function' ? init.layers() : init.layers)
@@ -201,13 +219,13 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
     }
   }
 
-  /** Runs a request; streams through `onText` when given; aborts when the client goes away. */
-  const run = async (req: IncomingMessage, request: Omit<TextRequest, 'signal'>, api: 'plumise' | 'openai') => {
+  /** Runs a request; streams through `onText` when given; aborts when the client goes away or `signal` (the deadline) fires. */
+  const run = async (req: IncomingMessage, request: Omit<TextRequest, 'signal'>, api: 'plumise' | 'openai', signal: AbortSignal) => {
     const abort = new AbortController()
     req.once('close', () => abort.abort(new Error('client closed the connection')))
     const m = components.metrics
     try {
-      const r = await ready().generateText({ ...request, signal: abort.signal, onStep: m && ((step) => m.recordStep(step)) })
+      const r = await ready().generateText({ ...request, signal: AbortSignal.any([abort.signal, signal]), onStep: m && ((step) => m.recordStep(step)) })
       m?.recordGeneration(api, { promptTokens: r.promptTokens, completionTokens: r.outputIds.length, ok: true })
       return r
     } catch (e) {
@@ -220,15 +238,37 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
    * Holds one of the generation slots for `work` (taken once the body is read and valid, so slow
    * uploads hold none); when all are taken, 503 with `Retry-After` before anything is sent.
    */
-  const withSlot = async (work: () => Promise<void>) => {
-    if (generating >= maxGenerations) throw new HttpError(503, `busy: ${generating} generations running; retry later`, { 'Retry-After': '1' })
+  const withSlot = async (req: IncomingMessage, res: ServerResponse, work: (signal: AbortSignal) => Promise<void>) => {
+    // A client may ask for a shorter deadline than the API's (`X-Deadline-Ms`), never a longer one.
+    const asked = Number(req.headers['x-deadline-ms'])
+    const ms = Number.isFinite(asked) && asked > 0 ? Math.min(asked, deadlineMs) : deadlineMs
+    const deadline = AbortSignal.timeout(ms)
+    const left = new AbortController()
+    res.once('close', () => res.writableFinished || left.abort(new Error('client closed the connection')))
+    const signal = AbortSignal.any([deadline, left.signal])
+    let release: () => void
+    if (maxQueued === 0) {
+      if (generating >= maxGenerations) throw new HttpError(503, `busy: ${generating} generations running; retry later`, { 'Retry-After': '1' })
+      release = () => undefined
+    } else {
+      try {
+        release = await queue.acquire(req.socket.remoteAddress ?? '', signal)
+      } catch (e) {
+        if (deadline.aborted) throw new SaturatedError(`saturated: no generation slot within the ${ms} ms deadline; retry later`, queue.retryAfterS())
+        throw e
+      }
+    }
     generating++
     components.metrics?.setActiveGenerations(generating)
     try {
-      await work()
+      await work(signal)
+    } catch (e) {
+      if (deadline.aborted) throw new HttpError(504, `the ${ms} ms deadline passed before the generation ended`)
+      throw e
     } finally {
       generating--
       components.metrics?.setActiveGenerations(generating)
+      release()
     }
   }
 
@@ -240,15 +280,15 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
       maxNewTokens: p.max_new_tokens,
       sampling: { temperature: p.temperature, topP: p.top_p, repetitionPenalty: p.repetition_penalty, doSample: p.do_sample, seed: Math.floor(Math.random() * 2 ** 31) },
     }
-    return withSlot(async () => {
+    return withSlot(req, res, async (signal) => {
       if (!body.stream) {
-        const r = await run(req, request, 'plumise')
+        const r = await run(req, request, 'plumise', signal)
         return sendJson(res, 200, { generated_text: r.text, num_tokens: r.outputIds.length, latency_ms: Math.round(r.latencyMs) })
       }
       ready()
       const send = startSse(res)
       try {
-        await run(req, { ...request, onText: (token) => send({ token }) }, 'plumise')
+        await run(req, { ...request, onText: (token) => send({ token }) }, 'plumise', signal)
         send('[DONE]')
       } catch (e) {
         send({ error: (e as Error).message })
@@ -279,9 +319,9 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
     const created = Math.floor(Date.now() / 1000)
     const object = kind === 'chat' ? 'chat.completion' : 'text_completion'
     const usage = (r: TextResult) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.outputIds.length, total_tokens: r.promptTokens + r.outputIds.length })
-    return withSlot(async () => {
+    return withSlot(req, res, async (signal) => {
       if (!body.stream) {
-        const r = await run(req, request, 'openai')
+        const r = await run(req, request, 'openai', signal)
         const choice = kind === 'chat'
           ? { index: 0, message: { role: 'assistant', content: r.text }, finish_reason: openAiFinish(r), logprobs: null }
           : { index: 0, text: r.text, finish_reason: openAiFinish(r), logprobs: null }
@@ -294,7 +334,7 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
         send({ id, object: chunkObject, created, model: init.model, choices: [{ index: 0, ...payload, finish_reason: finish, logprobs: null }] })
       if (kind === 'chat') chunk({ delta: { role: 'assistant', content: '' } }, null)
       try {
-        const r = await run(req, { ...request, onText: (text) => chunk(kind === 'chat' ? { delta: { content: text } } : { text }, null) }, 'openai')
+        const r = await run(req, { ...request, onText: (text) => chunk(kind === 'chat' ? { delta: { content: text } } : { text }, null) }, 'openai', signal)
         chunk(kind === 'chat' ? { delta: {} } : { text: '' }, openAiFinish(r))
         send('[DONE]')
       } catch (e) {
@@ -363,8 +403,10 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
         // An empty prompt or one past the model's positions is the client's mistake.
         // No route (the last copy of some layers lost, its repair not done in the wait): the client retries soon.
         if (e instanceof NoRouteError && !res.headersSent) res.setHeader('Retry-After', String(init.noRouteRetryAfterS ?? 5))
-        const status = e instanceof HttpError ? e.status : e instanceof EmptyPromptError || e instanceof ShardInputError ? 400 : e instanceof NoRouteError ? 503 : 500
-        if (status >= 500 && status !== 503) logger.error({ err: e, path }, 'request failed')
+        // Saturated (the queue full, or no slot by the deadline): the client retries later.
+        if (e instanceof SaturatedError && !res.headersSent) res.setHeader('Retry-After', String(e.retryAfterS))
+        const status = e instanceof SaturatedError ? 429 : e instanceof HttpError ? e.status : e instanceof EmptyPromptError || e instanceof ShardInputError ? 400 : e instanceof NoRouteError ? 503 : 500
+        if (status >= 500 && status !== 503 && status !== 504) logger.error({ err: e, path }, 'request failed')
         else logger.warn({ path, status, message: (e as Error).message }, 'request refused')
         if (e instanceof HttpError && !res.headersSent) for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v)
         fail(status, (e as Error).message)

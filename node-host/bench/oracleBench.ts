@@ -26,12 +26,17 @@ export type OracleBenchOptions = {
   /** World events between a silent failure and the Oracle dropping the node. @default 5 */
   detectAfter?: number
   models?: OracleBenchModel[]
+  /** Assignment modes to simulate, side by side: 'spare' (agents beyond `replicas` chains idle) and 'grow' (the Oracle's: every agent that can serve does). @default ['spare', 'grow'] */
+  modes?: OracleBenchMode[]
 }
+
+export type OracleBenchMode = 'spare' | 'grow'
 
 type Stats = { mean: number; p50: number; p99: number; max: number }
 
 export type OracleBenchRow = {
   model: string
+  mode: OracleBenchMode
   numLayers: number
   /** Oracle decisions (joins, leaves, detected failures). */
   decisions: number
@@ -47,12 +52,22 @@ export type OracleBenchRow = {
   survivesOneLossPct: number
   /** Layers newly loaded per Oracle decision. */
   moved: Stats
+  /** Of those, layers loaded by agents that already held a range (reshuffles; a newcomer's first range is not one). */
+  reshuffled: Stats
   /** Wall time of one `assignLayers` call, ms. */
   decideMs: Stats
+  /** CPU time (this process, user + system) of one `assignLayers` call, ms: less swayed than wall time by other load on the machine. */
+  decideCpuMs: Stats
   replans: number
   /** Mean agents online (Oracle's view) and mean serving a range. */
   online: number
   serving: number
+  /** Mean share of online agents holding a range, %. */
+  servingPct: number
+  /** Mean share of online agents whose range some route over [0, L) can go through, %. */
+  routablePct: number
+  /** Mean whole, node-disjoint pipelines. */
+  pipelines: number
   /** One decision for all agents at once from nothing, ms. */
   coldMs: number
 }
@@ -127,7 +142,26 @@ const routes = (peers: PeerShard[], L: number, exclude?: Set<string>) => {
   }
 }
 
-function simulate(model: OracleBenchModel, w: { agents: Agent[]; events: WorldEvent[] }, replicas: number, detectAfter: number): OracleBenchRow {
+/** Ranges a route over [0, L) can go through: the start reached from layer 0, the end reaching L. */
+function routableCount(ranges: Iterable<LayerRange>, L: number): number {
+  const list = [...ranges]
+  const from = new Set([0])
+  for (const r of [...list].sort((a, b) => a.start - b.start)) if (from.has(r.start)) from.add(r.end)
+  const to = new Set([L])
+  for (const r of [...list].sort((a, b) => b.end - a.end)) if (to.has(r.end)) to.add(r.start)
+  return list.filter((r) => from.has(r.start) && to.has(r.end)).length
+}
+
+const planned = (peers: PeerShard[], L: number): PeerShard[] => {
+  try {
+    return planRoute(peers, L)
+  } catch {
+    return []
+  }
+}
+
+function simulate(model: OracleBenchModel, w: { agents: Agent[]; events: WorldEvent[] }, replicas: number, detectAfter: number, mode: OracleBenchMode): OracleBenchRow {
+  const grow = mode === 'grow'
   const L = model.numLayers
   // The Oracle's view: registered nodes and their ranges. Truth: which of them are alive.
   const registered = new Map<string, AssignmentNode>()
@@ -136,14 +170,25 @@ function simulate(model: OracleBenchModel, w: { agents: Agent[]; events: WorldEv
   let chains = 0
   const pendingDrops = new Map<number, string[]>()
   const moved: number[] = []
+  const reshuffled: number[] = []
   const decideMs: number[] = []
+  const decideCpuMs: number[] = []
   let replans = 0
   let clock = 0
   const decide = () => {
+    const c0 = process.cpuUsage()
     const t0 = performance.now()
-    const r = assignLayers({ ...model, nodes: [...registered.values()], current: ranges, replicas })
+    const r = assignLayers({ ...model, nodes: [...registered.values()], current: ranges, replicas, grow })
     decideMs.push(performance.now() - t0)
+    const c = process.cpuUsage(c0)
+    decideCpuMs.push((c.user + c.system) / 1000)
     moved.push(r.moved)
+    let re = 0
+    for (const [id, x] of r.ranges) {
+      const was = ranges.get(id)
+      if (was) re += x.end - x.start - Math.max(0, Math.min(x.end, was.end) - Math.max(x.start, was.start))
+    }
+    reshuffled.push(re)
     if (r.replanned) replans++
     ranges = r.ranges
     chains = r.chains!.length
@@ -155,6 +200,9 @@ function simulate(model: OracleBenchModel, w: { agents: Agent[]; events: WorldEv
   let survives = 0
   let onlineSum = 0
   let servingSum = 0
+  let servingShare = 0
+  let routableShare = 0
+  let pipelineSum = 0
   w.events.forEach((ev, t) => {
     const agent = w.agents[ev.agent]!
     if (ev.kind === 'join') {
@@ -182,20 +230,27 @@ function simulate(model: OracleBenchModel, w: { agents: Agent[]; events: WorldEv
     const min = Math.min(...copies)
     minCopies.push(min)
     const peers = peersOf(live)
-    if (routes(peers, L)) covered++
+    const route = planned(peers, L)
+    if (route.length > 0) covered++
     if (min >= 2) two++
-    if (min >= 1 && live.every(([id]) => routes(peers, L, new Set([id])))) survives++
+    // Losing a node off the planned route leaves that route: only the route's own nodes need a check.
+    if (route.length > 0 && route.every((p) => routes(peers, L, new Set([p.peerId])))) survives++
     onlineSum += registered.size
     servingSum += ranges.size
+    const routable = routableCount(ranges.values(), L)
+    servingShare += registered.size ? ranges.size / registered.size : 0
+    routableShare += registered.size ? routable / registered.size : 0
+    pipelineSum += chains
   })
   const steps = minCopies.length
   const pct = (n: number) => (steps === 0 ? 0 : (100 * n) / steps)
   const everyone = w.agents.map((a, i) => ({ id: a.id, memoryBytes: a.memoryBytes, score: a.score, joinedAt: i }))
   const t0 = performance.now()
-  assignLayers({ ...model, nodes: everyone, current: new Map(), replicas })
+  assignLayers({ ...model, nodes: everyone, current: new Map(), replicas, grow })
   const coldMs = performance.now() - t0
   return {
     model: model.name,
+    mode,
     numLayers: L,
     decisions: moved.length,
     warmupEvents: warmup,
@@ -204,10 +259,15 @@ function simulate(model: OracleBenchModel, w: { agents: Agent[]; events: WorldEv
     twoCopiesPct: pct(two),
     survivesOneLossPct: pct(survives),
     moved: stats(moved),
+    reshuffled: stats(reshuffled),
     decideMs: stats(decideMs),
+    decideCpuMs: stats(decideCpuMs),
     replans,
     online: steps ? onlineSum / steps : 0,
     serving: steps ? servingSum / steps : 0,
+    servingPct: steps ? (100 * servingShare) / steps : 0,
+    routablePct: steps ? (100 * routableShare) / steps : 0,
+    pipelines: steps ? pipelineSum / steps : 0,
     coldMs,
   }
 }
@@ -219,15 +279,17 @@ export function runOracleBench(options: OracleBenchOptions = {}): OracleBenchRep
   const replicas = options.replicas ?? 2
   const detectAfter = options.detectAfter ?? 5
   const w = world(agents, events, seed)
-  const rows = (options.models ?? ORACLE_BENCH_MODELS).map((m) => simulate(m, w, replicas, detectAfter))
+  const modes = options.modes ?? ['spare', 'grow']
+  const rows = (options.models ?? ORACLE_BENCH_MODELS).flatMap((m) => modes.map((mode) => simulate(m, w, replicas, detectAfter, mode)))
   return { bench: 'oracle', agents, events, seed, replicas, detectAfter, rows }
 }
 
 export function formatOracleTable(report: OracleBenchReport): string {
   const f = (n: number, d = 2) => n.toFixed(d)
-  const head = ['model', 'L', 'decisions', 'warm-up', 'copies min|mean', 'covered %', '≥2 copies %', '1-loss safe %', 'moved mean|p50|p99|max', 'decide ms mean|p99|max', 'replans', 'online|serving', 'cold ms']
+  const head = ['model', 'mode', 'L', 'decisions', 'warm-up', 'copies min|mean', 'covered %', '≥2 copies %', '1-loss safe %', 'moved mean|p50|p99|max', 'reshuffled mean|p99|max', 'decide ms mean|p99|max', 'decide cpu ms mean|p50|p99', 'replans', 'online|serving', 'cold ms']
   const body = report.rows.map((r) => [
     r.model,
+    r.mode,
     String(r.numLayers),
     String(r.decisions),
     String(r.warmupEvents),
@@ -236,15 +298,22 @@ export function formatOracleTable(report: OracleBenchReport): string {
     f(r.twoCopiesPct),
     f(r.survivesOneLossPct),
     `${f(r.moved.mean)}|${r.moved.p50}|${r.moved.p99}|${r.moved.max}`,
+    `${f(r.reshuffled.mean)}|${r.reshuffled.p99}|${r.reshuffled.max}`,
     `${f(r.decideMs.mean, 3)}|${f(r.decideMs.p99, 3)}|${f(r.decideMs.max, 3)}`,
+    `${f(r.decideCpuMs.mean, 2)}|${f(r.decideCpuMs.p50, 2)}|${f(r.decideCpuMs.p99, 2)}`,
     String(r.replans),
     `${f(r.online, 0)}|${f(r.serving, 1)}`,
+    f(r.servingPct, 1),
+    f(r.routablePct, 1),
+    f(r.pipelines, 1),
     f(r.coldMs, 1),
   ])
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)))
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')
   const note =
     `${report.agents} agents (2–80 GB, score 1–100), ${report.events} world events (seed ${report.seed}), replicas ${report.replicas}; ` +
-    `failures noticed ${report.detectAfter} events late. Coverage columns count world events after warm-up, on nodes truly alive.`
+    `failures noticed ${report.detectAfter} events late. Coverage columns count world events after warm-up, on nodes truly alive. ` +
+    `Modes: spare = agents beyond the replicas' chains idle; grow = every agent that can serve does (the Oracle's). ` +
+    `serving % = online agents holding a range; routable % = those a route over [0, L) can go through.`
   return [note, line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n')
 }

@@ -32,6 +32,7 @@ test('parses its flags with defaults', () => {
   assert.equal(parseOracleArgs(['--reconnect-grace-s', '2']).reconnectGraceS, 2)
   assert.ok(Number.isInteger(replicas) && replicas >= 1)
   assert.equal(parseOracleArgs(['--replicas', '3']).replicas, 3)
+  assert.equal(parseOracleArgs(['--idle-spares']).idleSpares, true)
   assert.match(o.db, /oracle\.db$/)
   assert.throws(() => parseOracleArgs(['--port', 'x']), /--port/)
 })

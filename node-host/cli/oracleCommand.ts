@@ -15,7 +15,9 @@ import { parseOptions } from './usageError.ts'
 export const ORACLE_USAGE = `usage: shardmesh oracle [--port 3100] [--host 127.0.0.1] [--db <file>] [--model <folder|url|owner/name>]… [--silence-s 600] [--reconnect-grace-s 5] [--replicas 2]
        (--db defaults to $SHARDMESH_HOME/oracle.db, ~/.shardmesh/oracle.db; --model to the shipped docs-llama-7m;
         --reconnect-grace-s: how long an agent whose connection dropped keeps its layers before they are re-planned;
-        --replicas: pipelines planned when capacity allows, so every layer survives the loss of one peer.)
+        --replicas: pipelines planned when capacity allows, so every layer survives the loss of one peer;
+        beyond them every agent that can serve does (more pipelines, copies of the busiest stretches)
+        unless --idle-spares keeps the rest idle.)
        [--epoch-fund-wei <wei>] [--chain-poll-s 5] [--pricing <file.json>]
        --pricing (ORACLE_PRICING_FILE): Orban pricing per GPU class, e.g. {"base_rate_usd_per_hour": 0.5,
         "classes": {"H100": 4, "A100": 3, "RTX 4090": 1.6}, "default_multiplier": 1, "cpu_multiplier": 0.1}
@@ -38,6 +40,7 @@ const optionsSchema = z.object({
   epochFundWei: z.string().regex(/^\d+$/, 'a whole number of wei').transform(BigInt).optional(),
   chainPollS: z.coerce.number().positive().optional(),
   pricing: z.string().optional(),
+  idleSpares: z.boolean().optional(),
 })
 
 export type OracleOptions = z.infer<typeof optionsSchema>
@@ -56,6 +59,7 @@ export function parseOracleArgs(argv: string[]): OracleOptions {
       'epoch-fund-wei': { type: 'string' },
       'chain-poll-s': { type: 'string' },
       pricing: { type: 'string' },
+      'idle-spares': { type: 'boolean' },
     },
     strict: true,
   })
@@ -63,7 +67,8 @@ export function parseOracleArgs(argv: string[]): OracleOptions {
   const poll = values['chain-poll-s']
   const pricing = values.pricing ?? process.env.ORACLE_PRICING_FILE
   // absent flags stay absent (not undefined-valued keys)
-  return parseOptions(optionsSchema, { ...values, silenceS: values['silence-s'], reconnectGraceS: values['reconnect-grace-s'], ...(pricing !== undefined ? { pricing } : {}), ...(poll !== undefined ? { chainPollS: poll } : {}), ...(fund !== undefined ? { epochFundWei: fund } : {}) })
+  const { 'idle-spares': idle, ...rest } = values
+  return parseOptions(optionsSchema, { ...rest, ...(idle !== undefined ? { idleSpares: idle } : {}), silenceS: values['silence-s'], reconnectGraceS: values['reconnect-grace-s'], ...(pricing !== undefined ? { pricing } : {}), ...(poll !== undefined ? { chainPollS: poll } : {}), ...(fund !== undefined ? { epochFundWei: fund } : {}) })
 }
 
 /** The reward reporter's settings from ORACLE_PRIVATE_KEY and the chain's variables; undefined without a key. */
@@ -83,7 +88,7 @@ export async function startOracle(opts: OracleOptions, logger: Logger = createLo
   await mkdir(dirname(opts.db), { recursive: true })
   const chain = await oracleChainFromEnv(opts)
   const pricing = opts.pricing === undefined ? undefined : await loadGpuPricing(opts.pricing)
-  return createOracle({ pricing, db: opts.db, models, port: opts.port, host: opts.host, silenceMs: opts.silenceS * 1000, reconnectGraceMs: opts.reconnectGraceS * 1000, replicas: opts.replicas, jwtSecret: process.env.ORACLE_JWT_SECRET, logger, chain })
+  return createOracle({ pricing, db: opts.db, models, port: opts.port, host: opts.host, silenceMs: opts.silenceS * 1000, reconnectGraceMs: opts.reconnectGraceS * 1000, replicas: opts.replicas, grow: !opts.idleSpares, jwtSecret: process.env.ORACLE_JWT_SECRET, logger, chain })
 }
 
 /** `shardmesh oracle`: serves the Plumise Oracle API until SIGINT/SIGTERM. */

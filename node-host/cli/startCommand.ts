@@ -12,6 +12,7 @@ import { createNodeHost, type NodeHost, type NodeHostInit } from '../host/create
 import { createLogger, type Logger } from '../logger.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { loadOrCreateIdentity } from '../mesh/fileIdentity.ts'
+import { lockIdentity } from '../mesh/identityLock.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
 import type { ModelSource } from '../../shared/model/modelSource.ts'
 import type { PlumiseServer } from '../plumise/plumiseServer.ts'
@@ -103,6 +104,8 @@ export function parseStartArgs(argv: string[]): StartOptions {
  */
 export async function runStart(opts: StartOptions): Promise<void> {
   const logger = createLogger('shardmesh:host')
+  // One process per identity: a second host on this machine without its own --identity is refused here.
+  await lockIdentity(opts.identity)
   if (opts.plumise) {
     // DEVICE from the environment applies unless --device names one
     const device = opts.device === 'auto' ? undefined : opts.device

@@ -57,6 +57,9 @@ export type HostGeneration = { model: string; prompt: string; text: string; toke
 /** Served-work counters, cumulative since start: what metrics reports and proofs are made of. */
 export type HostCounters = { tokensProcessed: number; requestCount: number; totalLatencyMs: number }
 
+/** Generation requests that wait (fairly, per client) for one of the API's slots before 429 says the network is saturated. */
+const API_QUEUE = 32
+
 /**
  * A node host for one model: the libp2p forward protocol and the info protocol, a layer range
  * that can be (re)assigned while it runs, and optionally the HTTP APIs as an origin.
@@ -101,7 +104,7 @@ export async function createNodeHost(init: NodeHostInit) {
       const tokenizerConfig = await readTokenizerConfig(source)
       server = createServer(
         createHttpApi(
-          { model: source.name, address: peerId, layers: () => ({ start: range?.start ?? 0, end: range?.end ?? 0, total: spec.numLayers }), apiSecret: process.env.API_SECRET, tokenizerConfig },
+          { model: source.name, address: peerId, layers: () => ({ start: range?.start ?? 0, end: range?.end ?? 0, total: spec.numLayers }), apiSecret: process.env.API_SECRET, tokenizerConfig, maxQueuedGenerations: API_QUEUE },
           {
             logger: log,
             generator: () => (originReady ? generator : null),

@@ -202,7 +202,7 @@ test('an agent that stops (a clean close, 1000) leaves at once; one whose socket
 })
 
 test('a dropped channel keeps its range for the reconnect grace, a reconnect in time keeps it; after the grace a connected spare gets it; a clean close leaves at once', async (t) => {
-  const graced = await createOracle({ db: join(dir, 'grace.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, reconnectGraceMs: 1500, logger: createLogger('oracle', 'silent') })
+  const graced = await createOracle({ db: join(dir, 'grace.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, grow: false, reconnectGraceMs: 1500, logger: createLogger('oracle', 'silent') })
   t.after(() => graced.close())
   const tasks = new Map<string, OrbanTaskController[]>()
   const start = async (reconnectMs: number) => {
@@ -251,7 +251,7 @@ test('a dropped channel keeps its range for the reconnect grace, a reconnect in 
 })
 
 test('an agent whose socket stays open but sends nothing is dropped at the heartbeat timeout, and its range goes to a connected spare', async (t) => {
-  const quiet = await createOracle({ db: join(dir, 'quiet.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, heartbeatTimeoutMs: 800, silenceMs: 3_600_000, logger: createLogger('oracle', 'silent') })
+  const quiet = await createOracle({ db: join(dir, 'quiet.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, grow: false, heartbeatTimeoutMs: 800, silenceMs: 3_600_000, logger: createLogger('oracle', 'silent') })
   t.after(() => quiet.close())
   const start = async (heartbeatIntervalMs: number) => {
     const key = randomBytes(32)
@@ -274,4 +274,24 @@ test('an agent whose socket stays open but sends nothing is dropped at the heart
   await waitFor('the mute agent dropped', () => quiet.core.node(mute.agentId) === undefined, 5000)
   assert.ok(quiet.orban.agents().some((a) => a.agentId === mute.agentId), 'its socket is still open')
   await waitFor('the spare serves the range', () => quiet.core.node(spare.agentId)?.ready && quiet.core.rangeOf(spare.agentId)?.end === 8)
+})
+
+test('a host agent\'s HEARTBEAT carries its mesh load; the topology shows it', async (t) => {
+  const oracle = await createOracle({ db: join(dir, 'load.db'), models: [await readModelInfo(undefined)], port: 0, replicas: 1, logger: createLogger('oracle', 'silent') })
+  t.after(() => oracle.close())
+  const key = randomBytes(32)
+  let load = { activeSessions: 0, queueDepth: 0 }
+  const agent = await createOrbanAgent({
+    url: oracle.url,
+    key,
+    heartbeatIntervalMs: 100,
+    meshLoad: () => load,
+    registration: await registration(100, key),
+    onTask: (_task, c) => (queueMicrotask(() => c.progress({ progress: 1, stage: 'serving' })), { accept: true }),
+  })
+  t.after(() => agent.stop())
+  await waitFor('it joins', () => oracle.core.node(agent.agentId))
+  load = { activeSessions: 5, queueDepth: 2 }
+  const node = await waitFor('the topology shows its load', () => oracle.core.topology('docs-llama-7m').nodes.find((n) => n.nodeAddress === agent.agentId && n.activeSessions === 5))
+  assert.equal(node.queueDepth, 2)
 })

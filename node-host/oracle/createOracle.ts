@@ -33,6 +33,8 @@ export type OracleInit = {
   silenceMs?: number
   /** Copies of each layer the assignment aims for. @default 2 */
   replicas?: number
+  /** Every node that can serve does (pipelines beyond `replicas`); false keeps the rest idle as spares. @default true */
+  grow?: boolean
   /** Orban heartbeat timeout: a quiet agent whose socket stays open is dropped and its layers reassigned. @default 90_000 */
   heartbeatTimeoutMs?: number
   /**
@@ -77,7 +79,7 @@ export async function createOracle(init: OracleInit) {
   const bindings =
     init.chain &&
     createWalletBindings({ config: init.chain.chain.config, client: createPublicClient({ chain: init.chain.chain.chain, transport: chainHttp(init.chain.chain.rpcUrl) }), logger })
-  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, reconnectGraceMs: init.reconnectGraceMs, replicas: init.replicas, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf, excludedPeer: verify.banned })
+  const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, reconnectGraceMs: init.reconnectGraceMs, replicas: init.replicas, grow: init.grow, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf, excludedPeer: verify.banned })
   coreRef = core
   const modelFolders = new Map(init.models.flatMap((m) => (m.folder ? [[m.name, m.folder] as const] : [])))
   // The channel is made after the server (it upgrades the server's sockets): read lazily.
@@ -214,8 +216,9 @@ export async function createOracle(init: OracleInit) {
         return join(agent)
       },
       // An agent dropped for silence that speaks again (a long network outage) joins again.
-      async onHeartbeat(agent) {
+      async onHeartbeat(agent, heartbeat) {
         if (!core.touch(agent.agentId) && !joining.has(agent.agentId)) await join(agent)
+        if (heartbeat.mesh_load) core.reportLoad(agent.agentId, { activeSessions: heartbeat.mesh_load.active_sessions, queueDepth: heartbeat.mesh_load.queue_depth })
       },
       onMetrics(agentId) {
         core.touch(agentId)

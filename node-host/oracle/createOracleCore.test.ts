@@ -29,10 +29,10 @@ function record(core: OracleCore) {
   return seen
 }
 
-async function setup(file: string, t0: number, opts: { silenceMs?: number; replicas?: number } = {}) {
+async function setup(file: string, t0: number, opts: { silenceMs?: number; replicas?: number; grow?: boolean } = {}) {
   const clock = { t: t0 }
   const store = createSqliteOracleStore({ path: join(dir, file) })
-  const core = await createOracleCore({ store, models: [llama, big], logger: silentLogger, now: () => clock.t, silenceMs: opts.silenceMs ?? 600_000, replicas: opts.replicas ?? 1, sweepIntervalMs: 3_600_000 })
+  const core = await createOracleCore({ store, models: [llama, big], logger: silentLogger, now: () => clock.t, silenceMs: opts.silenceMs ?? 600_000, replicas: opts.replicas ?? 1, grow: opts.grow, sweepIntervalMs: 3_600_000 })
   return { clock, store, core }
 }
 
@@ -339,7 +339,8 @@ const host = (id: string) => ({ id, kind: 'orban' as const, model: 'docs-llama-7
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 test('a closed channel: the range is kept for the reconnect grace, then re-planned; an idle connected node takes it, never an absent one', async () => {
-  const { core, store } = await setup('grace.db', 1_000_000)
+  // Spares kept idle (grow off): the hand-over to an idle node is what this checks.
+  const { core, store } = await setup('grace.db', 1_000_000, { grow: false })
   const seen = record(core)
   for (const id of ['host-a', 'host-b', 'host-c', 'host-d']) await core.join(host(id))
   const a = core.rangeOf('host-a')
@@ -393,6 +394,40 @@ test('a node that reconnects within the grace keeps its range; the sweep drops o
   clock.t += 30_000
   assert.deepEqual(await core.sweep(), ['host-b'])
   assert.ok(core.rangeOf('host-c'), 'the spare took over')
+  await core.close()
+  await store.close()
+})
+
+test('every node that can serve does: four hosts for one wanted copy make two pipelines; a Plumise agent joining them gets a range a route goes on from', async () => {
+  const { core, store } = await setup('grow.db', 1_000_000)
+  for (const id of ['host-a', 'host-b', 'host-c', 'host-d']) await core.join(host(id))
+  for (const id of ['host-a', 'host-b', 'host-c', 'host-d']) assert.ok(core.rangeOf(id), `${id} serves`)
+  // Two node-disjoint pipelines over the 8 layers: every layer twice.
+  const copies = new Array<number>(8).fill(0)
+  for (const n of core.nodes('docs-llama-7m')) for (let l = n.range!.start; l < n.range!.end; l++) copies[l]!++
+  assert.deepEqual(copies, new Array(8).fill(2))
+  // A small Plumise agent (3 MB: no pipeline's stretch fits it) still gets layers, ending where a host starts or at the end.
+  const joined = await core.join({ id: '0x' + 'ab'.repeat(20), kind: 'plumise', model: 'docs-llama-7m', ramMb: 3, vramMb: 0, device: 'cpu', grpcEndpoint: 'http://p:50051', httpEndpoint: 'http://p:31331' })
+  assert.ok(joined.range && joined.range.end > joined.range.start, 'a non-empty range')
+  const starts = new Set(core.nodes('docs-llama-7m').map((n) => n.range?.start))
+  assert.ok(joined.range.end === 8 || starts.has(joined.range.end), `its range ${joined.range.start}-${joined.range.end} ends where a route goes on`)
+  await core.close()
+  await store.close()
+})
+
+test('a node\'s reported load shows in the topology (sessions open, steps queued); unknown until reported, gone when it leaves', async () => {
+  const { core, store } = await setup('load.db', 1_000_000)
+  for (const id of ['host-a', 'host-b']) await core.join(host(id))
+  const nodeOf = (id: string) => core.topology('docs-llama-7m').nodes.find((n) => n.nodeAddress === id)
+  assert.equal(nodeOf('host-a')!.activeSessions, undefined)
+  assert.equal(core.reportLoad('host-a', { activeSessions: 3, queueDepth: 1 }), true)
+  assert.equal(core.reportLoad('host-unknown', { activeSessions: 1, queueDepth: 0 }), false)
+  assert.equal(nodeOf('host-a')!.activeSessions, 3)
+  assert.equal(nodeOf('host-a')!.queueDepth, 1)
+  assert.equal(nodeOf('host-b')!.queueDepth, undefined)
+  await core.leave('host-a', 'test')
+  await core.join(host('host-a'))
+  assert.equal(nodeOf('host-a')!.activeSessions, undefined)
   await core.close()
   await store.close()
 })

@@ -24,6 +24,11 @@ export type OracleCoreInit = {
   restartGraceMs?: number
   /** Copies of each layer the assignment aims for. @default assignLayers' default */
   replicas?: number
+  /**
+   * Use every node that can serve (`assignLayers`' `grow`): pipelines beyond `replicas`, copies of
+   * the weakest stretches; false leaves nodes beyond `replicas` pipelines idle as spares. @default true
+   */
+  grow?: boolean
   logger: Logger
   /** Clock, unix ms. @default Date.now */
   now?: () => number
@@ -143,6 +148,8 @@ export type OracleCore = {
   ready(id: string): Promise<void>
   /** Liveness: the node was heard from. False when unknown. */
   touch(id: string): boolean
+  /** The node's load as it reported it (heartbeat), shown in the topology. False when unknown. */
+  reportLoad(id: string, load: { activeSessions: number; queueDepth: number }): boolean
   /** Drops a node and reassigns its layers. False when unknown. */
   leave(id: string, reason: string): Promise<boolean>
   /**
@@ -296,6 +303,8 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
   events.setMaxListeners(0)
   const nodes = new Map<string, LiveNode>()
   const ranges = new Map<string, LayerRange>()
+  /** Each node's load as its last heartbeat said (memory only: a restart forgets it until the next). */
+  const loads = new Map<string, { activeSessions: number; queueDepth: number }>()
 
   const modelInfo = (name: string) => {
     const m = models.get(name)
@@ -417,6 +426,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
         kind: n.kind,
         peerId: n.peerId,
         multiaddrs: n.multiaddrs,
+        ...loads.get(n.id),
       }
     })
     return { model, nodes: list, count: list.length, totalLayers: info.numLayers }
@@ -439,9 +449,11 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
         layerBytes: info.layerBytes,
         embedBytes: info.embedBytes,
         headBytes: info.headBytes,
-        nodes: live.map((n) => ({ id: n.id, memoryBytes: capacityBytes(n), score: n.benchmarkTokPerSec, joinedAt: n.createdAt })),
+        // Plumise agents cannot run with an empty range: they always get one that a route continues from.
+        nodes: live.map((n) => ({ id: n.id, memoryBytes: capacityBytes(n), score: n.benchmarkTokPerSec, joinedAt: n.createdAt, mustServe: n.kind === 'plumise' })),
         current,
         replicas: init.replicas,
+        grow: init.grow ?? true,
       })
       next = result.ranges
       const uncovered = result.copies.flatMap((c, layer) => (c === 0 ? [layer] : []))
@@ -485,6 +497,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
     clearGrace(id)
     await store.deleteNode(id)
     nodes.delete(id)
+    loads.delete(id)
     const previous = ranges.get(id)
     ranges.delete(id)
     logger.info({ id, model: n.model, reason }, 'node left')
@@ -619,6 +632,11 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
         events.emit('nodeStatus', { address: id, model: n.model, ready: true, timestamp: t })
         events.emit('topology', { ...topology(n.model), timestamp: t })
       }),
+    reportLoad: (id, load) => {
+      if (!nodes.has(id)) return false
+      loads.set(id, { activeSessions: load.activeSessions, queueDepth: load.queueDepth })
+      return true
+    },
     touch: (id) => {
       const n = nodes.get(id)
       if (!n) return false

@@ -507,6 +507,18 @@ export declare type PeerInfo = Message<"shardmesh.mesh.v1.PeerInfo"> & {
    * @generated from field: repeated shardmesh.mesh.v1.Hop known = 6;
    */
   known: Hop[];
+
+  /**
+   * Load, so origins spread sessions: sessions open on this peer's shard, and steps waiting for it.
+   *
+   * @generated from field: uint32 active_sessions = 7;
+   */
+  activeSessions: number;
+
+  /**
+   * @generated from field: uint32 queue_depth = 8;
+   */
+  queueDepth: number;
 };
 
 /**

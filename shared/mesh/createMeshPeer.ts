@@ -72,7 +72,7 @@ export async function createMeshPeer(init: MeshPeerInit) {
   const service = createForwardService({ node, model: init.model, hiddenSize: init.hiddenSize, shard: init.shard, stepTimeoutMs: init.stepTimeoutMs, logger: init.logger, stepLog: init.stepLog, spotChecker: init.spotChecker })
   await service.start()
   try {
-    await serveInfo(node, () => ({ model: init.model, numLayers, range: range(), known: init.shareKnown ? table.peers().filter((p) => p.peerId !== peerId) : [] }), log)
+    await serveInfo(node, () => ({ model: init.model, numLayers, range: range(), known: init.shareKnown ? table.peers().filter((p) => p.peerId !== peerId) : [], load: service.load() }), log)
   } catch (e) {
     await service.stop()
     throw e

@@ -8,6 +8,7 @@ import { FORWARD_PROTOCOL } from './frames.ts'
 import { MeshError, frame, newSessionId, toWireSampling, type ForwardStreams, type Lp, type MeshNode } from './forwardStreams.ts'
 import { p2pAddresses, planDial, type DialPlan } from './peerAddress.ts'
 import { planRoute, type PeerShard } from './planRoute.ts'
+import type { ShardLoad } from './shardLoad.ts'
 
 export type MeshGenerateParameters = {
   /** Peers that serve the model's layers; a route is planned through them, and re-planned on failure. */
@@ -51,6 +52,8 @@ export type ForwardOriginInit = {
   logger: Logger
   /** Longest wait for a token. */
   timeoutMs: number
+  /** This origin's open sessions per peer, weighed into route choice (load-aware routes). */
+  load?: ShardLoad
   /** Spot checks: samples committed steps and checks them beside the generation (shared/verify). */
   spotChecker?: SpotChecker
 }
@@ -146,7 +149,8 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
     }
     for (;;) {
       if (params.waitForRoute && !routable()) await params.waitForRoute(routable)
-      const route = planRoute(params.peers(), params.numLayers, excluded)
+      const route = planRoute(init.load ? init.load.weigh(params.peers()) : params.peers(), params.numLayers, excluded)
+      const leave = init.load?.enter(route) ?? (() => undefined)
       routes.push(route.map((p) => p.peerId))
       const sessionId = newSessionId(self)
       const inbox: Frame[] = []
@@ -226,6 +230,8 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
         for (const f of failed) excluded.add(f)
         failovers++
         await params.beforeReplan?.().catch(() => undefined)
+      } finally {
+        leave()
       }
     }
   }

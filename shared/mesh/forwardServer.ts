@@ -10,6 +10,7 @@ import { BadTensorError, MalformedFrameError, decodeHidden, encodeHidden, type W
 import { UnplannedAddressError, planDial, type DialPlan } from './peerAddress.ts'
 import { createPeerLimit } from './peerLimits.ts'
 import { MeshError, frame, fromWireSampling, stepSeed, type ForwardStreams, type Lp } from './forwardStreams.ts'
+import type { ShardLoad } from './shardLoad.ts'
 
 /** Served-work counters of one peer's shard, cumulative since the service started. */
 export type ForwardServiceStats = {
@@ -70,6 +71,8 @@ export type ForwardServerInit = {
   maxStreamsPerPeer: number
   /** Token and error frames opening a stream: for the origin side. */
   receiveTokens(lp: Lp, first: Frame, remote: string): Promise<void>
+  /** Counts the steps waiting for the shard (reported as load). */
+  load?: ShardLoad
   /** Spot checks: commits to every served step and keeps it auditable (shared/verify). */
   stepLog?: StepLog
 }
@@ -227,7 +230,8 @@ export function createForwardServer(init: ForwardServerInit, io: ForwardStreams)
             : { hidden: decodeHidden(fw.input.case === 'hidden' ? fw.input.value : undefined, init.hiddenSize) }
         // Counted before the call: a shard in a worker may take the input's buffer (transferred, not copied).
         const positions = input.tokens ? input.tokens.length : input.hidden!.length / init.hiddenSize
-        const out = await shard.forward(key, input, { reset: start, owner: remote })
+        const run = shard.forward(key, input, { reset: start, owner: remote })
+        const out = await (init.load ? init.load.step(run) : run)
         const computeMs = performance.now() - t0
         served.processedTokens += positions
         served.steps++

@@ -5,6 +5,7 @@ import { FORWARD_PROTOCOL } from './frames.ts'
 import { createForwardOrigin } from './forwardOrigin.ts'
 import { createForwardServer, type ForwardServiceStats } from './forwardServer.ts'
 import { createForwardStreams, type MeshNode } from './forwardStreams.ts'
+import { createShardLoad } from './shardLoad.ts'
 import type { ShardSession } from '../engine/shardSession.ts'
 import type { Logger } from '../logger.ts'
 import type { WireDtype } from './frames.ts'
@@ -52,7 +53,9 @@ export function createForwardService(init: ForwardServiceInit) {
   const timeoutMs = init.stepTimeoutMs ?? 30_000
   let handlerInstalled = false
   const io = createForwardStreams({ node, logger, maxFrameBytes: maxFrame, timeoutMs, serveLocal: (stream) => void server.handleStream(stream, io.self) })
-  const origin = createForwardOrigin({ node, model: init.model, logger, timeoutMs, spotChecker: init.spotChecker }, io)
+  /** Steps waiting for the shard (reported to origins) and this origin's sessions per peer (routes spread by load). */
+  const load = createShardLoad()
+  const origin = createForwardOrigin({ node, model: init.model, logger, timeoutMs, spotChecker: init.spotChecker, load }, io)
   const server = createForwardServer(
     {
       model: init.model,
@@ -66,6 +69,7 @@ export function createForwardService(init: ForwardServiceInit) {
       maxSessionsPerPeer: init.maxSessionsPerPeer ?? 128,
       maxStreamsPerPeer: init.maxStreamsPerPeer ?? 256,
       receiveTokens: origin.receiveTokens,
+      load,
       stepLog: init.stepLog,
     },
     io,
@@ -86,6 +90,8 @@ export function createForwardService(init: ForwardServiceInit) {
       await server.stop()
     },
     activeSessions: server.activeSessions,
+    /** This peer's load as the info protocol reports it. */
+    load: () => load.report(server.activeSessions()),
     stats: (): ForwardServiceStats => server.stats(),
     shard: server.shard,
     setShard: server.setShard,

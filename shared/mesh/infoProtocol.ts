@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from '../logger.ts'
 import type { MeshNode } from './forwardService.ts'
 import { MAX_ADDRESS_LENGTH, p2pAddresses, planDial, type DialPlan } from './peerAddress.ts'
 import type { PeerShard } from './planRoute.ts'
+import type { PeerLoad } from './routeCost.ts'
 
 export const INFO_PROTOCOL = '/shardmesh/info/1.0.0'
 
@@ -16,6 +17,8 @@ export const MAX_INFO_BYTES = 128 << 10
 export const MAX_KNOWN_PEERS = 64
 /** Layer counts and indices above this are not a model's. */
 const MAX_LAYERS = 100_000
+/** Reported session and queue counts are capped here (a peer cannot make itself infinitely busy or negative). */
+const MAX_LOAD = 1_000_000
 
 /** A peer another peer says it knows: where to ask, nothing more (its range is not trusted). */
 export type PeerHint = { peerId: string; multiaddrs: string[] }
@@ -30,12 +33,14 @@ export type PeerInfoAnswer = {
   numLayers: number
   /** Second-hand peers (at most MAX_KNOWN_PEERS): hints to ask, not peers to route through. */
   known: PeerHint[]
+  /** Its load as it says (peers of older versions say nothing: zeros). */
+  load: PeerLoad
 }
 
 /** Answers info requests with what this peer serves and the peers it knows. */
 export async function serveInfo(
   node: MeshNode,
-  info: () => { model: string; numLayers: number; range?: { start: number; end: number }; known: PeerShard[] },
+  info: () => { model: string; numLayers: number; range?: { start: number; end: number }; known: PeerShard[]; load?: PeerLoad },
   logger: Logger = silentLogger,
 ): Promise<void> {
   await node.handle(
@@ -52,6 +57,8 @@ export async function serveInfo(
           range: i.range,
           numLayers: i.numLayers,
           known: i.known.slice(0, MAX_KNOWN_PEERS).map((k) => ({ peerId: k.peerId, multiaddrs: p2pAddresses(k.peerId, k.multiaddrs), range: { start: k.start, end: k.end } })),
+          activeSessions: i.load?.activeSessions ?? 0,
+          queueDepth: i.load?.queueDepth ?? 0,
         })
         await lp.write(toBinary(PeerInfoSchema, message), { signal: AbortSignal.timeout(5000) })
         await stream.close()
@@ -92,5 +99,6 @@ export async function fetchInfo(node: MeshNode, target: string | DialPlan, signa
       .slice(0, MAX_KNOWN_PEERS)
       .filter((k) => k.peerId && k.peerId !== peerId && k.peerId.length <= 128)
       .map((k) => ({ peerId: k.peerId, multiaddrs: p2pAddresses(k.peerId, k.multiaddrs.slice(0, 64)) })),
+    load: { activeSessions: Math.min(info.activeSessions, MAX_LOAD), queueDepth: Math.min(info.queueDepth, MAX_LOAD) },
   }
 }

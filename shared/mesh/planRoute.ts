@@ -1,3 +1,5 @@
+import { hopCost, type PeerLoad } from './routeCost.ts'
+
 /** A peer serving a layer range of a model, as the origin knows it. */
 export type PeerShard = {
   peerId: string
@@ -6,6 +8,8 @@ export type PeerShard = {
   end: number
   /** Measured round trip to the peer, ms (unknown: treated as 5). */
   latencyMs?: number
+  /** Its load as last reported (and this origin's own sessions on it); unknown: unloaded. */
+  load?: PeerLoad
 }
 
 export class NoRouteError extends Error {
@@ -16,8 +20,9 @@ export class NoRouteError extends Error {
 }
 
 /**
- * The route of peers covering `[0, L)` with the lowest expected latency: a shortest path over
- * layer boundaries where each peer is an edge from its start to its end (Petals-style routing).
+ * The route of peers covering `[0, L)` with the lowest expected latency, load included: a shortest
+ * path over layer boundaries where each peer is an edge from its start to its end (Petals-style
+ * routing), weighted by `hopCost`.
  */
 export function planRoute(peers: PeerShard[], numLayers: number, exclude: ReadonlySet<string> = new Set()): PeerShard[] {
   const usable = peers.filter((p) => !exclude.has(p.peerId) && p.start < p.end && p.end <= numLayers)
@@ -28,8 +33,8 @@ export function planRoute(peers: PeerShard[], numLayers: number, exclude: Readon
     if (cost[layer] === Infinity) continue
     for (const p of usable) {
       if (p.start !== layer) continue
-      // Fewer hops win ties; latency dominates.
-      const c = cost[layer]! + (p.latencyMs ?? 5) + 0.001
+      // Latency and load (routeCost.ts); fewer hops win ties.
+      const c = cost[layer]! + hopCost(p)
       if (c < cost[p.end]!) {
         cost[p.end] = c
         via[p.end] = p

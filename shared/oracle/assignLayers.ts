@@ -31,12 +31,21 @@
  * node when one can hold it (no hops, and a chain of k nodes breaks k times as often), otherwise
  * with the fastest nodes (benchmark score; memory when no score is known) until they hold it, and
  * its layers are split in proportion to score, capped by capacity (faster nodes get more layers).
- * Nodes beyond `replicas` chains stay spare: they cost nothing and repair the next departure.
+ * Without `grow`, nodes beyond `replicas` chains stay spare: they cost nothing and repair the next
+ * departure. With `grow` (the Oracle's default) the capacity that joins is used: step 3 goes on past
+ * `replicas` and builds every further whole chain the remaining nodes can hold (each one more
+ * pipeline serving requests in parallel), the leftover nodes start the next chain from layer 0, and
+ * any node still without a range gets a copy of the busiest stretch between existing cut points that
+ * it can hold (`placeSpares`), so routes can use it at once. Re-plans (step 4) still only chase
+ * `replicas`; chains beyond it are built incrementally, so a departure still moves at most what it held
+ * (fragments of a broken chain, and the copies, fill its hole first).
  * Deterministic: the same nodes and current ranges (in any order) give the same answer.
  */
 
 /** A half-open layer range `[start, end)`. */
 export type LayerRange = { start: number; end: number }
+
+import { placeSpares } from './placeSpares.ts'
 
 export type AssignmentNode = {
   id: string
@@ -46,6 +55,11 @@ export type AssignmentNode = {
   score: number
   /** Join order: earlier joiners come first in the pipeline (ms timestamp or a counter). */
   joinedAt: number
+  /**
+   * With `grow`: give it a range that ends where a route goes on, even where no route reaches its
+   * start. For Plumise agents, which cannot run with an empty range. @default false
+   */
+  mustServe?: boolean
 }
 
 export type AssignLayersInput = {
@@ -63,6 +77,8 @@ export type AssignLayersInput = {
   current: ReadonlyMap<string, LayerRange>
   /** Target copies of every layer (node-disjoint chains). @default 2 */
   replicas?: number
+  /** Use every node: whole chains beyond `replicas`, then copies of stretches (see the top of the file). @default false */
+  grow?: boolean
 }
 
 export type AssignLayersResult = {
@@ -112,6 +128,7 @@ export function coverageOf(ranges: ReadonlyMap<string, LayerRange> | Iterable<La
 type Cand = {
   id: string
   joinedAt: number
+  mustServe: boolean
   /** Share of work: score, or the median known score when unknown, or memory when no score is known. */
   weight: number
   /** Layers it can hold in the middle, with layer 0, with layer L-1, with both. */
@@ -234,6 +251,28 @@ function disjointChains(kept: Cand[], L: number): Seg[][] {
   const out: number[][] = Array.from({ length: L + 1 }, () => [])
   const into: number[][] = Array.from({ length: L + 1 }, () => [])
   edges.forEach((e, i) => (out[e.from]!.push(i), into[e.to]!.push(i)))
+  // A greedy start: depth-first paths over unused edges, each boundary's edges tried once (ranges
+  // only go forward, so a boundary that led nowhere stays a dead end). With hundreds of whole chains
+  // kept (a grown network) this finds nearly all of them in one sweep; the augmenting search below
+  // then only corrects what greed got wrong, instead of running once per chain.
+  const next = new Int32Array(L + 1)
+  const stack: number[] = []
+  for (let v = 0; ; ) {
+    if (v === L) {
+      for (const i of stack) edges[i]!.used = true
+      stack.length = 0
+      v = 0
+      continue
+    }
+    const list = out[v]!
+    if (next[v]! < list.length) {
+      const i = list[next[v]!]!
+      next[v]!++
+      stack.push(i)
+      v = edges[i]!.to
+    } else if (stack.length === 0) break
+    else v = edges[stack.pop()!]!.from
+  }
   const via = new Int32Array(L + 1)
   const seen = new Uint8Array(L + 1)
   const queue = new Int32Array(L + 1)
@@ -262,12 +301,19 @@ function disjointChains(kept: Cand[], L: number): Seg[][] {
     }
   }
   const chains: Seg[][] = []
+  // Each boundary's edges are handed out in order, once each.
+  next.fill(0)
+  const take = (v: number) => {
+    const list = out[v]!
+    while (!edges[list[next[v]!]!]!.used) next[v]!++
+    return list[next[v]!++]!
+  }
   for (const first of out[0]!) {
-    if (!edges[first]!.used) continue
+    if (!edges[first]!.used || edges[first]!.taken) continue
     const chain: Seg[] = []
     let v = 0
     while (v < L) {
-      const i = out[v]!.find((j) => edges[j]!.used && !edges[j]!.taken)!
+      const i = v === 0 ? first : take(v)
       const e = edges[i]!
       e.taken = true
       chain.push({ c: e.c, start: e.from, end: e.to })
@@ -509,6 +555,7 @@ export function assignLayers(input: AssignLayersInput): AssignLayersResult {
     .map((n): Cand => ({
       id: n.id,
       joinedAt: n.joinedAt,
+      mustServe: n.mustServe === true,
       // Unknown scores count as the median known one; with no score at all, memory decides.
       weight: known.length === 0 ? n.memoryBytes : n.score > 0 ? n.score : median,
       mid: layersFit(n.memoryBytes, 0, layerBytes),
@@ -518,12 +565,14 @@ export function assignLayers(input: AssignLayersInput): AssignLayersResult {
     }))
     .sort(byJoin)
 
-  let decision = decide(cands, current, L, target)
-  // Short of the target, a repair can leave a fragment with room that a second look would grow
-  // (or trimmed layers it would take back for free); settle here so that the answer is a fixed
-  // point and the next call, with nothing changed, moves nothing.
-  for (let round = 0; round < 4 && decision.chains.length < target; round++) {
-    const next = decide(cands, decision.ranges, L, target)
+  const grow = input.grow === true
+  let decision = decide(cands, current, L, target, grow)
+  // Short of the target (always, when growing), a repair can leave a fragment with room that a
+  // second look would grow (or trimmed layers it would take back for free); settle here so that the
+  // answer is a fixed point and the next call, with nothing changed, moves nothing.
+  // (An answer equal to its input is one already: the pass is deterministic.)
+  for (let round = 0; round < 4 && (grow || decision.chains.length < target) && !sameRanges(decision.ranges, current); round++) {
+    const next = decide(cands, decision.ranges, L, target, grow)
     if (sameRanges(next.ranges, decision.ranges)) break
     decision = { ...next, replanned: decision.replanned || next.replanned }
   }
@@ -547,21 +596,22 @@ function sameRanges(a: ReadonlyMap<string, LayerRange>, b: ReadonlyMap<string, L
 }
 
 /** One pass of the algorithm from the given current ranges. */
-function decide(all: Cand[], current: ReadonlyMap<string, LayerRange>, L: number, target: number): { ranges: Map<string, LayerRange>; chains: string[][]; replanned: boolean } {
+function decide(all: Cand[], current: ReadonlyMap<string, LayerRange>, L: number, target: number, grow: boolean): { ranges: Map<string, LayerRange>; chains: string[][]; replanned: boolean } {
   const cands = all.map((c): Cand => {
     const r = current.get(c.id)
     const valid = isRange(r) && r.start >= 0 && r.start < r.end && r.end <= L && r.end - r.start <= capOf(c, r.start === 0, r.end === L)
-    return { ...c, kept: valid ? { start: r.start, end: r.end } : undefined }
+    // Fields spelled out, not spread: this runs for every node twice a decision.
+    return { id: c.id, joinedAt: c.joinedAt, mustServe: c.mustServe, weight: c.weight, mid: c.mid, first: c.first, last: c.last, both: c.both, kept: valid ? { start: r.start, end: r.end } : undefined }
   })
   const usable = cands.filter((c) => c.mid >= 1).sort(byRank)
-  const incremental = repair(cands, usable, L, target, true)
+  const incremental = repair(cands, usable, L, target, true, grow)
   let plan = incremental
   // 4. Re-plan only when the repair fell short of the target and a re-plan reaches more whole
   // chains: first with today's whole chains opened up to repair, then from scratch; the fewer
   // moved layers decide between re-plans that reach as many.
   if (incremental.chains.length < target) {
     const whole = (p: Plan) => Math.min(p.chains.length, target)
-    for (const alt of [repair(cands, usable, L, target, false), planFromScratch(usable, target, L)]) {
+    for (const alt of [repair(cands, usable, L, target, false, grow), planFromScratch(usable, target, L)]) {
       if (whole(alt) > whole(plan) || (plan !== incremental && whole(alt) === whole(plan) && movedBy(alt) < movedBy(plan))) plan = alt
     }
   }
@@ -569,7 +619,29 @@ function decide(all: Cand[], current: ReadonlyMap<string, LayerRange>, L: number
   for (const chain of plan.chains) for (const s of chain) ranges.set(s.c.id, { start: s.start, end: s.end })
   for (const s of plan.partial) ranges.set(s.c.id, { start: s.start, end: s.end })
   for (const c of plan.leftover) ranges.set(c.id, { ...c.kept! })
+  if (grow) {
+    // A Plumise agent outside the whole chains whose range ends where no route goes on would
+    // forward to nobody (it finds its next node by the range starting at its end): once the
+    // network holds its `replicas` chains it is placed like a spare instead (short of them, the
+    // partial chain it is in is the one the next joiner completes).
+    if (plan.chains.length >= target) {
+      const inChain = new Set(plan.chains.flat().map((s) => s.c.id))
+      for (const c of all) if (c.mustServe && !inChain.has(c.id) && ranges.has(c.id) && !endsOnRoute(ranges, ranges.get(c.id)!.end, L)) ranges.delete(c.id)
+    }
+    const spares = usable.filter((c) => !ranges.has(c.id))
+    if (spares.length > 0) {
+      const weight = new Map(all.map((c) => [c.id, c.weight]))
+      for (const [id, r] of placeSpares(L, ranges, spares, (id) => weight.get(id) ?? 0)) ranges.set(id, r)
+    }
+  }
   return { ranges, chains: plan.chains.map((chain) => chain.map((s) => s.c.id)), replanned: plan !== incremental }
+}
+
+/** Whether a route goes on from cut point `at` to layer L over these ranges. */
+function endsOnRoute(ranges: ReadonlyMap<string, LayerRange>, at: number, L: number): boolean {
+  const to = new Set([L])
+  for (const r of [...ranges.values()].sort((a, b) => b.end - a.end)) if (to.has(r.end)) to.add(r.start)
+  return to.has(at)
 }
 
 /** Layers a plan makes nodes load that their kept ranges do not hold. */
@@ -586,7 +658,7 @@ function movedBy(plan: Plan): number {
  * Steps 1-3: keep the whole chains among current ranges (when `lock`), then build chains from
  * fragments, spares and, to complete one, relocated fragments, up to the target.
  */
-function repair(cands: Cand[], usable: Cand[], L: number, target: number, lock: boolean): Plan {
+function repair(cands: Cand[], usable: Cand[], L: number, target: number, lock: boolean, grow: boolean): Plan {
   const kept = cands.filter((c) => c.kept)
   const chains = lock ? disjointChains(kept, L) : []
   const inChain = new Set(chains.flat().map((s) => s.c))
@@ -600,7 +672,8 @@ function repair(cands: Cand[], usable: Cand[], L: number, target: number, lock: 
       frags = rest
       continue
     }
-    if (chains.length >= target) break
+    // Growing builds chains until the nodes run out; only `replicas` of them are worth a re-plan.
+    if (chains.length >= target && !grow) break
     const done = completeChain(segs, free, L) ?? completeChain(segs, [...free, ...rest], L)
     if (done) {
       chains.push(done.segs)
@@ -608,6 +681,9 @@ function repair(cands: Cand[], usable: Cand[], L: number, target: number, lock: 
       frags = rest.filter((c) => !done.used.has(c))
       continue
     }
+    // Past `replicas`, the leftovers become copies of stretches routes use (`placeSpares`), not a
+    // partial chain no route goes through.
+    if (chains.length >= target) break
     const part = partialChain(segs, free, L)
     free = free.filter((c) => !part.used.has(c))
     frags = rest

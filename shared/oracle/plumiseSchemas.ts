@@ -114,6 +114,9 @@ export const topologyNodeSchema = z.object({
   kind: z.enum(['plumise', 'orban']),
   peerId: z.string().nullable(),
   multiaddrs: z.array(z.string()),
+  /** Its load as its last heartbeat said (absent until one did): sessions open on its shard, steps queued. */
+  activeSessions: uint.optional(),
+  queueDepth: uint.optional(),
 })
 export type TopologyNode = z.infer<typeof topologyNodeSchema>
 

@@ -108,6 +108,8 @@ export type CreateOrbanAgentInit = {
   onTask?: (task: OrbanTask, controller: OrbanTaskController) => OrbanTaskDecision | Promise<OrbanTaskDecision>
   /** Live GPU readings for heartbeats. @default none */
   gpuStatus?: () => OrbanGpuStatus[] | Promise<OrbanGpuStatus[]>
+  /** The mesh host's load, sent in each HEARTBEAT (`mesh_load`) when known. */
+  meshLoad?: () => { activeSessions: number; queueDepth: number } | undefined
   /** Sent in POW_RESPONSE. @default { device_uuid: 'unknown', cuda_version: null } */
   gpuSignature?: { device_uuid: string; cuda_version?: string | null }
   /** @default 30000 */
@@ -256,6 +258,11 @@ export async function createOrbanAgent(init: CreateOrbanAgentInit): Promise<Orba
     else outbox.push(text)
   }
 
+  const meshLoad = () => {
+    const load = init.meshLoad?.()
+    return load ? { mesh_load: { active_sessions: load.activeSessions, queue_depth: load.queueDepth } } : {}
+  }
+
   async function heartbeat(): Promise<boolean> {
     if (!readyNow) return false
     let gpus: OrbanGpuStatus[] = []
@@ -271,6 +278,7 @@ export async function createOrbanAgent(init: CreateOrbanAgentInit): Promise<Orba
       current_task_id: working?.task.task_id ?? null,
       gpu_status: gpus,
       uptime_sec: Math.floor((Date.now() - startedAt) / 1000),
+      ...meshLoad(),
     })
     if (sent) lastHeartbeat = new Date()
     return sent

@@ -266,6 +266,8 @@ export const orbanPayloadSchemas = {
     current_task_id: id.nullable().default(null),
     gpu_status: z.array(gpuStatus).max(64),
     uptime_sec: uint64,
+    /** shardmesh's extension (upstream agents omit it): the node host's load, for the Oracle's topology and load-aware routes. */
+    mesh_load: z.object({ active_sessions: uint32, queue_depth: uint32 }).optional(),
   }),
   METRICS_BATCH: z.object({
     agent_id: id,
