@@ -92,7 +92,7 @@ export async function createOracle(init: OracleInit) {
   let orbanRef: OrbanChannel | undefined
   let serverRef: OracleServer | undefined
   const metrics = createOracleMetrics({ core, server: () => serverRef?.stats(), orban: () => orbanRef, served })
-  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders, metrics: () => metrics.render(), served })
+  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders, metrics: () => metrics.render(), served, bookedEpoch: rewards && (() => rewards.epoch()) })
   serverRef = server
   /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
   const sent = new Map<string, { taskId: string; range: LayerRange; model: string }>()

@@ -9,6 +9,8 @@ import type { OracleStore } from './oracleStore.ts'
 import { OracleHttpError, createPlumiseRoutes, type RefusalReason } from './plumiseRoutes.ts'
 import { createRateLimiter } from './rateLimiter.ts'
 import { SERVED_PATH } from '../../shared/oracle/servedThroughput.ts'
+import { BOOKED_PATH } from '../../shared/oracle/bookedWork.ts'
+import { bookedWorkOf } from './bookedWork.ts'
 import type { ServedLedger } from './servedLedger.ts'
 import { streamServed } from './servedStream.ts'
 
@@ -46,6 +48,8 @@ export type OracleServerInit = {
   metrics?: () => Promise<{ contentType: string; body: string }>
   /** What the agents served (`GET /api/v1/network/served`, and `network:served` on the event stream). */
   served?: Pick<ServedLedger, 'events' | 'snapshot'>
+  /** The reward epoch bookings go to now (`GET /api/v1/rewards/booked` answers only when given). */
+  bookedEpoch?: () => number
 }
 
 /** The checkpoint files a host reads; nothing else in a model folder is served. */
@@ -191,6 +195,12 @@ export async function createOracleServer(init: OracleServerInit): Promise<Oracle
     'POST /api/v1/pipeline/ready': async (req, res) => json(res, 200, await routes.ready(await readJson(req, limit))),
     'GET /api/v1/pipeline/topology': (_req, res, query) => json(res, 200, routes.topology(query)),
     'GET /api/v1/pipeline/events': (req, res, query, ip) => subscribe(ip, query, req, res),
+    [`GET ${BOOKED_PATH}`]: async (_req, res, query) => {
+      if (!init.bookedEpoch) throw new OracleHttpError(404, 'not_found', 'this Oracle books no rewards (no chain)')
+      const booked = await bookedWorkOf(init.store, query.get('address') ?? '', init.bookedEpoch())
+      if (!booked) throw new OracleHttpError(400, 'invalid_body', 'address must be a 0x wallet address')
+      json(res, 200, booked)
+    },
     [`GET ${SERVED_PATH}`]: (_req, res) => {
       if (!init.served) throw new OracleHttpError(404, 'not_found', 'this server counts no served throughput')
       json(res, 200, init.served.snapshot())

@@ -14,6 +14,7 @@ import { registerAgent } from '../../shared/chain/registerAgent.ts'
 import { transact } from '../../shared/chain/transact.ts'
 import { silentLogger } from '../../shared/logger.ts'
 import { createOrbanAgent, type OrbanAgent, type OrbanTaskController } from '../../shared/oracle/orban/createOrbanAgent.ts'
+import { BOOKED_PATH, bookedWorkSchema } from '../../shared/oracle/bookedWork.ts'
 import { SERVED_PATH, servedSnapshotSchema } from '../../shared/oracle/servedThroughput.ts'
 import { startDevnet, type DevAccount, type Devnet } from '../chain/startDevnet.ts'
 import { createOracle, type Oracle } from './createOracle.ts'
@@ -141,6 +142,12 @@ test('served throughput is counted per agent and in total, the page\'s work is b
   const totals = await waitFor('bob booked', async () => (await oracle.store.epochTotals(epoch)).find((t) => t.agent === bob.address.toLowerCase() && t.tokens >= 40))
   assert.ok(totals.tokens <= lied.tokens)
   assert.equal((await oracle.store.epochTotals(epoch)).some((t) => t.agent === stranger.address.toLowerCase()), false)
+  // what the Wallet view reads: the work booked to the wallet this epoch, before the report
+  const booked = bookedWorkSchema.parse(await (await fetch(new URL(`${BOOKED_PATH}?address=${bob.address}`, oracle.url))).json())
+  assert.equal(booked.epoch, epoch)
+  assert.equal(booked.epochs[0]?.epoch, epoch)
+  assert.ok(booked.epochs[0]!.tokens >= 40)
+  assert.equal((await fetch(new URL(`${BOOKED_PATH}?address=nope`, oracle.url))).status, 400)
   // the Oracle keeps bob active: an operator heartbeat for him through the agentHeartbeat precompile
   const beats = await waitFor('a heartbeat for bob', async () => {
     const logs = await getLogs(devnet.walletClient(reader), { address: devnet.contracts.agentRegistry, event: agentRegistryAbi.find((x) => x.type === 'event' && x.name === 'Heartbeat')! as never, args: { agent: bob.address } as never, fromBlock: 0n })
