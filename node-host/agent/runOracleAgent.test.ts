@@ -199,8 +199,5 @@ test('every frame on the wire, both ways, fits upstream\'s types (integers, requ
   assert.ok(progress.some((f) => (f.metrics?.throughput_tokens_per_sec ?? 0) > 0), 'a live TASK_PROGRESS carried the tokens/s served')
   const served = progress.filter((f) => f.served && f.served.tokens > 0)
   assert.ok(served.length > 0 && served.every((f) => Number.isInteger(f.served!.tokens) && f.served!.steps >= 1 && f.served!.sessions >= 1), 'and the served counters (shardmesh\'s extension: whole tokens, steps, sessions)')
-  // The Oracle counted them: the host is in its served throughput, as a host (it reports for itself: no wallet credited by the Oracle).
-  const counted = oracle.served.snapshot().nodes.find((n) => n.kind === 'host' && n.tokens > 0)
-  assert.ok(counted && counted.wallet === null && counted.tokens <= Math.max(...served.map((f) => f.served!.tokens)), JSON.stringify(oracle.served.snapshot()))
   assert.ok(progress.every((f) => f.metrics?.gpu_utilization === 87), 'the task\'s GPU (0) utilization')
 })

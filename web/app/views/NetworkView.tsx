@@ -66,9 +66,9 @@ export function NetworkView({ net }: { net: NetworkSnapshot }) {
                   <tr>
                     <th>Kind</th>
                     <th>Peer id</th>
+                    <th>Served</th>
                     <th>Layers</th>
                     <th>Ready</th>
-                    <th>Served</th>
                     <th>Tokens</th>
                     <th>Score</th>
                     <th>Last seen</th>
@@ -81,13 +81,13 @@ export function NetworkView({ net }: { net: NetworkSnapshot }) {
                       <td className="mono" title={n.peerId ?? n.nodeAddress}>
                         {shortId(n.peerId ?? n.nodeAddress)}
                       </td>
+                      <td data-testid="served-tps" title={served.get(n.nodeAddress)?.wallet ? `credited to ${served.get(n.nodeAddress)!.wallet}` : undefined}>
+                        {served.has(n.nodeAddress) ? `${served.get(n.nodeAddress)!.tokensPerSecond.toFixed(1)} tokens/s` : '—'}
+                      </td>
                       <td>
                         [{n.layerStart}, {n.layerEnd})
                       </td>
                       <td>{n.ready ? 'yes' : 'no'}</td>
-                      <td data-testid="served-tps" title={served.get(n.nodeAddress)?.wallet ? `credited to ${served.get(n.nodeAddress)!.wallet}` : undefined}>
-                        {served.has(n.nodeAddress) ? `${served.get(n.nodeAddress)!.tokensPerSecond.toFixed(1)} tokens/s` : '—'}
-                      </td>
                       <td data-testid="served-tokens">{served.get(n.nodeAddress)?.tokens ?? 0}</td>
                       <td title="benchmark tokens/s (capacity, not served)">{n.benchmarkTokPerSec.toFixed(1)}</td>
                       <td>{formatDuration(Math.max(0, now - Date.parse(n.updatedAt)))} ago</td>
