@@ -2,8 +2,8 @@ import type { Libp2p } from 'libp2p'
 import type { PrivateKey } from '@libp2p/interface'
 import type { DeviceOption } from '../../shared/engine/runtime.ts'
 import type { LayerRange, WeightFormat } from '../../shared/model/shardGraph.ts'
-import { createOrbanAgent, type OrbanAgent, type OrbanTask, type OrbanTaskController, type OrbanTaskDecision } from '../../shared/oracle/orban/createOrbanAgent.ts'
-import { shardRangeProblem, shardTaskConfigSchema } from '../../shared/oracle/shardTask.ts'
+import { createOrbanAgent, type OrbanAgent, type OrbanTask, type OrbanTaskController } from '../../shared/oracle/orban/createOrbanAgent.ts'
+import { createShardTaskAgent } from '../../shared/oracle/shardTaskAgent.ts'
 import { createNodeHost, type HostGeneration, type NodeHost } from '../host/createNodeHost.ts'
 import type { Logger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
@@ -12,6 +12,7 @@ import type { EarningsStore } from './earningsStore.ts'
 import { createGpuTelemetry, type GpuTelemetry } from './gpuTelemetry.ts'
 import { readHardwareProfile } from './hardwareProfile.ts'
 import { orbanGpuStatus, orbanTaskMetrics } from './orbanTelemetry.ts'
+import { topologySchema } from '../../shared/oracle/plumiseSchemas.ts'
 
 export type OracleAgentInit = {
   /** The Oracle's base URL (`http://127.0.0.1:3100`). */
@@ -63,27 +64,25 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
   log.info({ score: score.tokensPerSecond, device: score.device, memoryMb, gpus: profile.gpus.length }, 'agent: hardware measured; connecting to the oracle')
 
   let host: NodeHost | undefined
-  let hostModel: string | undefined
   let creating: Promise<NodeHost> | undefined
-  /** The task whose range is served now: completed when a newer one replaces it. */
-  let serving: { controller: OrbanTaskController; since: number; tokensAt: number; sampledAt: number } | undefined
+  /** The served task's last live-metrics sample: tokens this host's shard had computed, and when. */
+  let sample = { tokensAt: 0, sampledAt: 0 }
   /** Energy and utilization of the task being served (the telemetry's own window is METRICS_BATCH's). */
   let taskEnergyKwh = 0
   let taskUtil: { sum: number; seconds: number } = { sum: 0, seconds: 0 }
   let taskPeakGb = 0
-  let chain: Promise<unknown> = Promise.resolve()
-  /** What METRICS_BATCH aggregates: tasks ended, seconds served, earnings the Oracle recorded. */
-  const counts = { completed: 0, failed: 0, servedSeconds: 0 }
   let earnings = 0
 
   const topologyAddresses = (model: string) => async (): Promise<string[]> => {
     const res = await fetch(new URL(`/api/v1/pipeline/topology?model=${encodeURIComponent(model)}`, init.oracle), { signal: AbortSignal.timeout(5000) })
     if (!res.ok) return []
-    const body = (await res.json()) as { nodes?: Array<{ peerId?: string | null; multiaddrs?: string[] }> }
+    // The Oracle's answer is untrusted: a document that is not a topology names no peers.
+    const parsed = topologySchema.safeParse(await res.json().catch(() => undefined))
+    if (!parsed.success) return []
     const self = node.peerId.toString()
-    return (body.nodes ?? [])
-      .filter((n) => n.peerId && n.peerId !== self && n.multiaddrs?.length)
-      .map((n) => [...n.multiaddrs!].sort((a, b) => Number(a.includes('/ws')) - Number(b.includes('/ws')))[0]!)
+    return parsed.data.nodes
+      .filter((n) => n.peerId && n.peerId !== self && n.multiaddrs.length)
+      .map((n) => [...n.multiaddrs].sort((a, b) => Number(a.includes('/ws')) - Number(b.includes('/ws')))[0]!)
   }
 
   const hostFor = (task: OrbanTask, model: string): Promise<NodeHost> => {
@@ -98,70 +97,54 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
     // A host that could not be set up (a model it cannot read, a port in use) is tried afresh by the next task.
     creating.catch(() => {
       creating = undefined
-      if (!host) hostModel = undefined
+      if (!host) tasks.forgetModel()
     })
     return creating
   }
 
-  async function load(task: OrbanTask, controller: OrbanTaskController, model: string, range: LayerRange): Promise<void> {
-    const t0 = performance.now()
-    try {
-      const h = await hostFor(task, model)
-      const held = h.range()
-      if (!held || held.start !== range.start || held.end !== range.end) {
-        const gpuNow = () => orbanTaskMetrics(telemetry.latest(), controller.gpu, null)
-        controller.progress({ progress: 0, stage: 'loading', metrics: gpuNow() })
-        let last = 0
-        await h.serve(range, {
-          signal: controller.signal,
-          onProgress: (done, total) => {
-            const p = Math.min(0.99, done / total)
-            if (p - last >= 0.1) controller.progress({ progress: (last = p), stage: 'loading', metrics: gpuNow() })
-          },
-        })
-      }
-      const previous = serving
-      const taskEnergy = { kwh: taskEnergyKwh, util: taskUtil, peak: taskPeakGb }
-      taskEnergyKwh = 0
-      taskUtil = { sum: 0, seconds: 0 }
-      taskPeakGb = 0
-      serving = { controller, since: Date.now(), tokensAt: h.counters().tokensProcessed, sampledAt: Date.now() }
-      controller.progress({ progress: 1, stage: 'serving', metrics: orbanTaskMetrics(telemetry.latest(), controller.gpu, null) })
-      log.info({ model, layers: `${range.start}-${range.end}`, ms: Math.round(performance.now() - t0) }, 'agent: serving the assigned range')
-      if (previous && previous.controller !== controller) {
-        const seconds = (Date.now() - previous.since) / 1000
-        previous.controller.complete({
-          result: { output_url: '', output_hash: '', execution_time_sec: seconds, gpu_time_sec: onGpu ? seconds : 0 },
-          metrics: {
-            avg_gpu_utilization: taskEnergy.util.seconds > 0 ? taskEnergy.util.sum / taskEnergy.util.seconds : 0,
-            peak_memory_gb: taskEnergy.peak,
-            energy_kwh: taskEnergy.kwh,
-          },
-        })
-        counts.completed++
-        counts.servedSeconds += seconds
-      }
-    } catch (e) {
-      const err = e as Error
-      log.error({ err: err.message, model, layers: `${range.start}-${range.end}` }, 'agent: loading the assigned range failed')
-      controller.fail({ code: 'LOAD_FAILED', message: err.message })
-      counts.failed++
+  const loadStarted = new WeakMap<OrbanTaskController, number>()
+
+  /** This host's part of a task: the range loaded into its one host, unless it holds it already. */
+  async function loadRange(task: OrbanTask, controller: OrbanTaskController, model: string, range: LayerRange): Promise<void> {
+    loadStarted.set(controller, performance.now())
+    const h = await hostFor(task, model)
+    const held = h.range()
+    if (!held || held.start !== range.start || held.end !== range.end) {
+      const gpuNow = () => orbanTaskMetrics(telemetry.latest(), controller.gpu, null)
+      controller.progress({ progress: 0, stage: 'loading', metrics: gpuNow() })
+      let last = 0
+      await h.serve(range, {
+        signal: controller.signal,
+        onProgress: (done, total) => {
+          const p = Math.min(0.99, done / total)
+          if (p - last >= 0.1) controller.progress({ progress: (last = p), stage: 'loading', metrics: gpuNow() })
+        },
+      })
     }
   }
 
-  function onTask(task: OrbanTask, controller: OrbanTaskController): OrbanTaskDecision {
-    const parsed = shardTaskConfigSchema.safeParse(task.payload.config)
-    if (!parsed.success) return { accept: false, reason: 'unsupported_task', details: 'this agent serves shardmesh layer ranges only' }
-    const cfg = parsed.data
-    const problem = shardRangeProblem(cfg)
-    if (problem) return { accept: false, reason: 'bad_range', details: problem }
-    // One model per host process: the first task fixes it.
-    hostModel ??= cfg.model
-    if (cfg.model !== hostModel) return { accept: false, reason: 'other_model', details: `this host serves "${hostModel}"` }
-    // Loads run one at a time, in the order the oracle sent them.
-    chain = chain.then(() => load(task, controller, cfg.model, { start: cfg.layer_start, end: cfg.layer_end }))
-    return { accept: true }
-  }
+  const tasks = createShardTaskAgent({
+    self: 'this host',
+    loadRange,
+    completion: (_previous, seconds) => ({
+      gpuTimeSec: onGpu ? seconds : 0,
+      metrics: {
+        avg_gpu_utilization: taskUtil.seconds > 0 ? taskUtil.sum / taskUtil.seconds : 0,
+        peak_memory_gb: taskPeakGb,
+        energy_kwh: taskEnergyKwh,
+      },
+    }),
+    servingMetrics: (controller) => orbanTaskMetrics(telemetry.latest(), controller.gpu, null),
+    onServing({ controller, model, range }) {
+      taskEnergyKwh = 0
+      taskUtil = { sum: 0, seconds: 0 }
+      taskPeakGb = 0
+      sample = { tokensAt: host?.counters().tokensProcessed ?? 0, sampledAt: Date.now() }
+      log.info({ model, layers: `${range.start}-${range.end}`, ms: Math.round(performance.now() - (loadStarted.get(controller) ?? performance.now())) }, 'agent: serving the assigned range')
+    },
+    onLoadFailed: (err, model, range) => log.error({ err: err.message, model, layers: `${range.start}-${range.end}` }, 'agent: loading the assigned range failed'),
+  })
+  const counts = tasks.counts
 
   const agent = await createOrbanAgent({
     url: init.oracle,
@@ -170,7 +153,7 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
     gpuStatus: () => orbanGpuStatus(telemetry.latest()),
     WebSocket: init.WebSocket,
     logger: log,
-    onTask,
+    onTask: tasks.onTask,
     registration: () => ({
       hardware: {
         // Upstream's GpuInfo has whole GB of VRAM (u32): rounded down, never claiming more than there is.
@@ -185,7 +168,7 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
       mesh: {
         peer_id: node.peerId.toString(),
         multiaddrs: node.getMultiaddrs().map(String),
-        model: hostModel ?? preferred?.name,
+        model: tasks.model() ?? preferred?.name,
         device: score.device,
         memory_mb: memoryMb,
         benchmark_tok_per_sec: score.tokensPerSecond,
@@ -196,15 +179,15 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
   // readings and the tokens/s this host's shard computed since the last report.
   const liveTimer = setInterval(() => {
     const h = host
+    const serving = tasks.serving()
     if (!serving || !h) return
     const now = Date.now()
     const tokens = h.counters().tokensProcessed
-    const seconds = (now - serving.sampledAt) / 1000
-    const rate = seconds > 0 ? (tokens - serving.tokensAt) / seconds : null
-    serving.tokensAt = tokens
-    serving.sampledAt = now
+    const seconds = (now - sample.sampledAt) / 1000
+    const rate = seconds > 0 ? (tokens - sample.tokensAt) / seconds : null
+    sample = { tokensAt: tokens, sampledAt: now }
     const readings = telemetry.latest()
-    const g = readings?.find((r) => r.index === serving!.controller.gpu)
+    const g = readings?.find((r) => r.index === serving.controller.gpu)
     if (g?.utilization != null) taskUtil = { sum: taskUtil.sum + g.utilization * seconds, seconds: taskUtil.seconds + seconds }
     if (g?.memoryUsedMiB != null) taskPeakGb = Math.max(taskPeakGb, g.memoryUsedMiB / 1024)
     if (g?.powerDrawW != null) taskEnergyKwh += (g.powerDrawW * seconds) / 3_600_000
@@ -215,6 +198,7 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
   // Aggregates every 5 minutes, as the Orban protocol asks: tasks ended, hours spent serving, and
   // the GPUs' energy (integrated from power draw) and mean utilization over the batch's window.
   const metricsTimer = setInterval(() => {
+    const serving = tasks.serving()
     const servingNow = serving ? (Date.now() - serving.since) / 1000 : 0
     const w = telemetry.takeWindow()
     agent.sendMetrics({

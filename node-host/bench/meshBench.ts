@@ -9,8 +9,7 @@ import { FrameSchema } from '../../proto/gen/mesh_pb.js'
 import { generate } from '../../shared/engine/generate.ts'
 import { loadShards } from '../../shared/engine/loadShards.ts'
 import { encodeFrame, encodeHidden } from '../../shared/mesh/frames.ts'
-import { createForwardService } from '../../shared/mesh/forwardService.ts'
-import { createPeerTable } from '../../shared/mesh/peerTable.ts'
+import { createMeshPeer } from '../../shared/mesh/createMeshPeer.ts'
 import { parseModelConfig, type ModelSpec } from '../../shared/model/modelSpec.ts'
 import type { WeightFormat } from '../../shared/model/shardGraph.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
@@ -109,11 +108,9 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
     )
     const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519'), relay: false, listen: ['/ip4/127.0.0.1/tcp/0'] })
     try {
-      const service = createForwardService({ node, model: source.name, hiddenSize: spec.hiddenSize, stepTimeoutMs: 120_000 })
-      await service.start()
-      const table = createPeerTable({ node, model: source.name, bootstrap: ports.map((p) => `/ip4/127.0.0.1/tcp/${p}`) })
-      await table.refresh()
-      const run = (n: number) => service.generate({ peers: () => table.peers(), numLayers: spec.numLayers, inputIds: prompt, maxNewTokens: n, maxFailovers: 0 })
+      const mesh = await createMeshPeer({ node, model: source.name, numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, stepTimeoutMs: 120_000, bootstrap: ports.map((p) => `/ip4/127.0.0.1/tcp/${p}`) })
+      await mesh.refresh()
+      const run = (n: number) => mesh.generate({ inputIds: prompt, maxNewTokens: n, maxFailovers: 0 })
       await run(2)
       const b = await run(tokens)
       const stats = (r: { decodeMsPerToken: number; prefillMs: number }) => ({ decodeMsPerToken: r.decodeMsPerToken, tokensPerSecond: 1000 / r.decodeMsPerToken, ttftMs: r.prefillMs })

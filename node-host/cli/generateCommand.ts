@@ -4,8 +4,7 @@ import { z } from 'zod'
 import { UsageError, parseOptions } from './usageError.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { generate, type GenerateParameters, type GenerateResult } from '../../shared/engine/generate.ts'
-import { createForwardService } from '../../shared/mesh/forwardService.ts'
-import { createPeerTable } from '../../shared/mesh/peerTable.ts'
+import { createMeshPeer } from '../../shared/mesh/createMeshPeer.ts'
 import type { ModelSource } from '../../shared/model/modelSource.ts'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
@@ -104,15 +103,13 @@ async function localPipeline(opts: GenerateOptions, source: ModelSource): Promis
 async function meshPipeline(opts: GenerateOptions, source: ModelSource, numLayers: number, hiddenSize: number): Promise<Pipeline> {
   if (opts.logitsOut) throw new UsageError('--logits-out needs the shards in this process; it cannot be used with --peer')
   const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519'), relay: false, listen: ['/ip4/127.0.0.1/tcp/0'] })
-  const service = createForwardService({ node, model: source.name, hiddenSize })
-  await service.start()
-  const table = createPeerTable({ node, model: source.name, bootstrap: opts.peer })
-  await table.refresh()
-  const byId = () => new Map(table.peers().map((p) => [p.peerId, p]))
+  const mesh = await createMeshPeer({ node, model: source.name, numLayers, hiddenSize, bootstrap: opts.peer })
+  await mesh.refresh()
+  const byId = () => new Map(mesh.table.peers().map((p) => [p.peerId, p]))
   return {
     device: 'mesh',
     run: async (params) => {
-      const r = await service.generate({ ...params, peers: () => table.peers(), numLayers, beforeReplan: () => table.refresh() })
+      const r = await mesh.generate(params)
       const known = byId()
       return { ...r, stages: r.routes.at(-1)!.map((id) => [known.get(id)?.start ?? -1, known.get(id)?.end ?? -1]) }
     },

@@ -4,10 +4,7 @@ import { loadShards } from '../../shared/engine/loadShards.ts'
 import type { DeviceOption } from '../../shared/engine/runtime.ts'
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
 import { createTextGenerator, type TextGenerator } from '../../shared/engine/textGenerator.ts'
-import { createForwardService } from '../../shared/mesh/forwardService.ts'
-import { INFO_PROTOCOL, serveInfo } from '../../shared/mesh/infoProtocol.ts'
-import { createPeerTable } from '../../shared/mesh/peerTable.ts'
-import { NoRouteError, planRoute, type PeerShard } from '../../shared/mesh/planRoute.ts'
+import { createMeshPeer } from '../../shared/mesh/createMeshPeer.ts'
 import type { ModelSource } from '../../shared/model/modelSource.ts'
 import { parseModelConfig, type ModelSpec } from '../../shared/model/modelSpec.ts'
 import type { LayerRange, WeightFormat } from '../../shared/model/shardGraph.ts'
@@ -18,15 +15,6 @@ import { answerClientErrors } from '../net/guardListener.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import type { GpuReading } from '../agent/gpuTelemetry.ts'
 import { createHostMetrics } from '../metrics/hostMetrics.ts'
-
-const hasRoute = (peers: PeerShard[], numLayers: number) => {
-  try {
-    planRoute(peers, numLayers)
-    return true
-  } catch {
-    return false
-  }
-}
 
 export type NodeHostInit = {
   node: Libp2p
@@ -72,30 +60,19 @@ export async function createNodeHost(init: NodeHostInit) {
   const peerId = node.peerId.toString()
   let range: LayerRange | undefined
   let loading: LayerRange | undefined
-  const self = () => (range && service.shard() ? { peerId, multiaddrs: node.getMultiaddrs().map(String), start: range.start, end: range.end, latencyMs: 0 } : undefined)
-  const table = createPeerTable({ node, model: source.name, bootstrap: init.bootstrap, discover: init.discover, self, logger: log })
-  const service = createForwardService({ node, model: source.name, hiddenSize: spec.hiddenSize, logger: log })
-  await service.start()
-  await serveInfo(node, () => ({ model: source.name, numLayers: spec.numLayers, range: service.shard() ? range : undefined, known: table.peers().filter((p) => p.peerId !== peerId) }), log)
-  table.start(10_000)
-
-  const routeWaitMs = init.routeWaitMs ?? 20_000
-  // Every waiting generation shares one refresh in flight, so a burst of requests asks each peer once.
-  let refreshing: Promise<void> | undefined
-  const refreshOnce = () => (refreshing ??= table.refresh().finally(() => (refreshing = undefined)))
-  /** Polls what is known of the peers until `routable()` or the deadline (then NoRouteError). */
-  const waitForRoute = async (routable: () => boolean, deadline: number, signal?: AbortSignal) => {
-    log.info({ waitS: Math.max(0, Math.round((deadline - Date.now()) / 1000)) }, 'no route covers the layers: waiting for a repair')
-    for (;;) {
-      await refreshOnce().catch(() => undefined)
-      if (routable()) return
-      signal?.throwIfAborted()
-      if (Date.now() >= deadline) {
-        throw new NoRouteError(`no route covers layers [0, ${spec.numLayers}) after waiting ${Math.round(routeWaitMs / 1000)} s for a repair (peers: ${table.peers().map((p) => `${p.start}-${p.end}`).join(', ') || 'none'})`)
-      }
-      await new Promise((r) => setTimeout(r, Math.min(500, Math.max(0, deadline - Date.now()))))
-    }
-  }
+  const mesh = await createMeshPeer({
+    node,
+    model: source.name,
+    numLayers: spec.numLayers,
+    hiddenSize: spec.hiddenSize,
+    bootstrap: init.bootstrap,
+    discover: init.discover,
+    shareKnown: true,
+    refreshMs: 10_000,
+    routeWaitMs: init.routeWaitMs ?? 20_000,
+    logger: log,
+  })
+  const { table, service } = mesh
   const metrics = createHostMetrics({
     shard: () => (service.shard() ? service.stats() : undefined),
     kvBytes: () => service.shard()?.kvBytes(),
@@ -129,27 +106,13 @@ export async function createNodeHost(init: NodeHostInit) {
         tokenizer,
         eosTokenIds: spec.eosTokenIds,
         onGenerated: init.onGenerated && ((req, r) => init.onGenerated!({ model: source.name, prompt: req.prompt, text: r.text, tokenCount: r.outputIds.length })),
-        run: async (params) => {
-          // Learn about peers that joined (or were moved) since the last refresh when what is known has no route.
-          if (!hasRoute(table.peers(), spec.numLayers)) await refreshOnce()
-          // Waiting for a repair is bounded per generation, however many failovers it takes.
-          const deadline = Date.now() + routeWaitMs
-          return service.generate({
-            ...params,
-            peers: () => table.peers(),
-            numLayers: spec.numLayers,
-            beforeReplan: () => refreshOnce(),
-            waitForRoute: (routable) => waitForRoute(routable, deadline, params.signal),
-          })
-        },
+        run: (params) => mesh.generate(params),
       })
       log.info({ url: `http://${init.apiHost ?? '127.0.0.1'}:${(server.address() as { port: number }).port}` }, 'HTTP API ready')
     }
   } catch (e) {
-    table.stop()
     server?.close()
-    await service.stop()
-    await node.unhandle(INFO_PROTOCOL).catch(() => undefined)
+    await mesh.stop()
     throw e
   }
 

@@ -8,7 +8,7 @@ import { silentLogger } from '../../shared/logger.ts'
 import { createOracleCore, NodeIdSpaceError, pipelineOrder, UnknownModelError, UnknownNodeError, type OracleCore, type OracleCoreEvents } from './createOracleCore.ts'
 import { readModelInfo, type ModelInfo } from './modelInfo.ts'
 import { openOracleDatabase, MIGRATIONS, schemaVersion } from './oracleDatabase.ts'
-import { inferenceProofHash } from './proofHash.ts'
+import { inferenceProofHash } from '../../shared/chain/proofHash.ts'
 import { createSqliteOracleStore } from './sqliteOracleStore.ts'
 
 let dir: string

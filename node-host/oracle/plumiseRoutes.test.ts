@@ -15,7 +15,7 @@ import { createOracleCore, type OracleCore } from './createOracleCore.ts'
 import { createOracleServer, type OracleServer } from './createOracleServer.ts'
 import { readModelInfo } from './modelInfo.ts'
 import type { OracleStore } from './oracleStore.ts'
-import { inferenceProofHash } from './proofHash.ts'
+import { inferenceProofHash } from '../../shared/chain/proofHash.ts'
 import { createSqliteOracleStore } from './sqliteOracleStore.ts'
 
 let dir: string

@@ -15,7 +15,7 @@ import {
 import { javascriptMessage, metricsMessage, readyMessage, recoverPlumiseSigner, registerMessage } from '../../shared/oracle/plumiseSigning.ts'
 import { UnknownModelError, UnknownNodeError, type OracleCore, type OracleCoreEvents } from './createOracleCore.ts'
 import type { OracleStore } from './oracleStore.ts'
-import { inferenceProofHash } from './proofHash.ts'
+import { inferenceProofHash } from '../../shared/chain/proofHash.ts'
 import type { RateLimiter } from './rateLimiter.ts'
 import { WalletBindingUnavailableError } from './walletBindings.ts'
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { keccak_256 } from '@noble/hashes/sha3.js'
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
-import { computeProofHash, createInferenceProof, normalizeInferenceProof, ProofHashMismatchError } from './proofHash.ts'
+import { computeProofHash, createInferenceProof, inferenceProofHash, normalizeInferenceProof, ProofHashMismatchError } from './proofHash.ts'
 
 // The reference: @noble/hashes' keccak over the spec's byte layout, assembled by hand.
 const k = (bytes: Uint8Array) => `0x${bytesToHex(keccak_256(bytes))}`
@@ -44,4 +44,12 @@ test('normalizeInferenceProof accepts both upstream shapes and rejects a proofHa
   assert.throws(() => normalizeInferenceProof(full, '0x0000000000000000000000000000000000000001'), /not 0x0000/)
   assert.throws(() => normalizeInferenceProof({ ...full, modelHash: '0x12' }))
   assert.throws(() => normalizeInferenceProof({ ...full, tokenCount: -1 }))
+})
+
+test('inferenceProofHash (the Oracle store\'s plain-string fields, agent in any case) is the proof\'s proofHash', () => {
+  const agent = '0x70997970C51812dc3A010C7d01b50e0d17dc79C8'
+  const proof = createInferenceProof({ model: 'm', prompt: 'p', output: 'o', agentAddress: agent, tokenCount: 3 })
+  assert.equal(inferenceProofHash({ ...proof, agent: agent.toLowerCase() }), proof.proofHash)
+  assert.equal(inferenceProofHash({ ...proof, agent: agent.toUpperCase().replace('0X', '0x') }), proof.proofHash)
+  assert.notEqual(inferenceProofHash({ ...proof, outputHash: proof.inputHash, agent }), proof.proofHash)
 })

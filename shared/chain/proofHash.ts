@@ -68,3 +68,11 @@ export function normalizeInferenceProof(input: unknown, agentAddress?: Address):
   if (p.proofHash !== undefined && p.proofHash.toLowerCase() !== proofHash) throw new ProofHashMismatchError(p.proofHash, proofHash)
   return { ...fields, tokenCount: p.tokenCount, proofHash }
 }
+
+/**
+ * {@link computeProofHash} over fields as the Oracle's store and routes hold them (plain strings,
+ * `agent` in any case): the same 128-byte keccak256.
+ */
+export function inferenceProofHash(p: { modelHash: string; inputHash: string; outputHash: string; agent: string }): Hex {
+  return computeProofHash({ modelHash: p.modelHash as Hex, inputHash: p.inputHash as Hex, outputHash: p.outputHash as Hex, agentAddress: p.agent as Address })
+}

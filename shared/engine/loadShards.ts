@@ -1,7 +1,7 @@
 import { assertLayerRange, buildShardGraph } from '../model/buildShardGraph.ts'
 import type { ModelSource } from '../model/modelSource.ts'
 import { parseModelConfig, type ModelSpec } from '../model/modelSpec.ts'
-import { openSafetensors } from '../model/safetensors.ts'
+import { openSafetensors, type SafetensorsIndex } from '../model/safetensors.ts'
 import type { Int4AccuracyLevel, LayerRange, WeightFormat } from '../model/shardGraph.ts'
 import type { DeviceOption, ShardRuntime } from './runtime.ts'
 import { createShardSession, type ShardSession } from './shardSession.ts'
@@ -48,17 +48,33 @@ export type LoadShardsParameters = {
   kvBudgetBytes?: number
   /** Progress of reading and building, across all shards. */
   onProgress?: (done: number, total: number) => void
+  /** Progress of one shard: each piece read and built, then its session (the last step). */
+  onRangeProgress?: (range: LayerRange, done: number, total: number) => void
+  /**
+   * Reads the checkpoint's config and safetensors headers: a caller that loads from one checkpoint
+   * again and again (the page's engine worker) passes its cache here. @default readCheckpoint
+   */
+  openCheckpoint?: (source: ModelSource, signal?: AbortSignal) => Promise<Checkpoint>
   signal?: AbortSignal
+}
+
+/** What every shard of one checkpoint is built from: its config and its tensors' index. */
+export type Checkpoint = { spec: ModelSpec; index: SafetensorsIndex }
+
+/** Reads `config.json` and the safetensors headers (small: no tensor data). */
+export async function readCheckpoint(source: ModelSource, signal?: AbortSignal): Promise<Checkpoint> {
+  const spec = parseModelConfig(await source.readText('config.json', signal))
+  return { spec, index: await openSafetensors(source, signal) }
 }
 
 /** Reads config and safetensors headers, builds each shard's graph and opens its session. */
 export async function loadShards(params: LoadShardsParameters): Promise<{ spec: ModelSpec; shards: ShardSession[] }> {
   const { source, runtime, signal } = params
-  const spec = parseModelConfig(await source.readText('config.json', signal))
+  const { spec, index } = await (params.openCheckpoint ?? readCheckpoint)(source, signal)
+  signal?.throwIfAborted()
   const ranges = params.ranges ?? [{ start: 0, end: spec.numLayers }]
   if (params.requireCoverage) assertCoverage(ranges, spec.numLayers)
   else for (const r of ranges) assertLayerRange(r, spec.numLayers)
-  const index = await openSafetensors(source, signal)
   const pieces = ranges.map((r) => r.end - r.start + (r.start === 0 ? 1 : 0) + (r.end === spec.numLayers ? 1 : 0))
   const total = pieces.reduce((a, b) => a + b, 0)
   let before = 0
@@ -66,12 +82,21 @@ export async function loadShards(params: LoadShardsParameters): Promise<{ spec: 
   try {
     for (const [k, range] of ranges.entries()) {
       const offset = before
-      const graph = await buildShardGraph({ spec, index, range, signal, weights: params.weights, int4AccuracyLevel: params.int4AccuracyLevel, onProgress: (done) => params.onProgress?.(offset + done, total) })
+      let steps = 1
+      const onProgress = (done: number, n: number) => {
+        steps = n + 1
+        params.onProgress?.(offset + done, total)
+        params.onRangeProgress?.(range, done, steps)
+      }
+      const graph = await buildShardGraph({ spec, index, range, signal, weights: params.weights, int4AccuracyLevel: params.int4AccuracyLevel, onProgress })
       before += pieces[k]!
       shards.push(await createShardSession({ spec, graph, runtime, device: params.device, kvBudgetBytes: params.kvBudgetBytes }))
+      params.onRangeProgress?.(range, steps, steps)
+      signal?.throwIfAborted()
     }
   } catch (e) {
-    await Promise.all(shards.map((s) => s.dispose()))
+    // allSettled: a failing dispose must not hide why the load failed.
+    await Promise.allSettled(shards.map((s) => s.dispose()))
     throw e
   }
   return { spec, shards }

@@ -1,13 +1,14 @@
 import type { PrivateKey } from '@libp2p/interface'
 import type { ForwardService } from '../../shared/mesh/forwardService.ts'
 import type { LayerRange } from '../../shared/model/shardGraph.ts'
-import { shardRangeProblem, shardTaskConfigSchema } from '../../shared/oracle/shardTask.ts'
+import { createShardTaskAgent } from '../../shared/oracle/shardTaskAgent.ts'
 import { createServedSampler } from '../../shared/oracle/servedSampler.ts'
-import { createOrbanAgent, type OrbanAgent, type OrbanTask, type OrbanTaskController, type OrbanTaskDecision } from '../../shared/oracle/orban/createOrbanAgent.ts'
+import { createOrbanAgent, type OrbanAgent, type OrbanTask, type OrbanTaskController } from '../../shared/oracle/orban/createOrbanAgent.ts'
 import type { EngineClient } from '../engine/engineClient.ts'
 import type { DeviceOption } from '../../shared/engine/runtime.ts'
 import { asShardSession, workerShard } from '../mesh/workerShard.ts'
 import { readPageHardwareProfile } from './pageHardwareProfile.ts'
+import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 
 export type PageOracleAgentInit = {
   /** The Oracle's base URL. */
@@ -41,8 +42,8 @@ export type PageOracleAgentInit = {
 
 /** Decode tokens/s of the reference model whole in the engine worker: the page's score. */
 async function measurePageScore(engine: EngineClient, url: string, device: DeviceOption): Promise<{ tokensPerSecond: number; device: string }> {
-  const config = (await (await fetch(new URL('config.json', new URL(url, location.href)))).json()) as { num_hidden_layers: number }
-  const whole = await engine.load({ baseUrl: url, ranges: [{ start: 0, end: config.num_hidden_layers }], device })
+  const spec = parseModelConfig(await (await fetch(new URL('config.json', new URL(url, location.href)))).json())
+  const whole = await engine.load({ baseUrl: url, ranges: [{ start: 0, end: spec.numLayers }], device })
   const shard = whole.shards[0]!
   try {
     const session = 'benchmark'
@@ -69,50 +70,31 @@ export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{
   const memoryBytes = init.memoryBytes ?? profile.memoryBytes
   init.onStage?.('connecting')
   let range: LayerRange | undefined
-  let current: { controller: OrbanTaskController; shardId: string; since: number } | undefined
-  let chain: Promise<unknown> = Promise.resolve()
+  let shardId: string | undefined
 
-  async function load(controller: OrbanTaskController, next: LayerRange): Promise<void> {
-    try {
-      const previous = current
-      if (previous && range && range.start === next.start && range.end === next.end) {
-        // The range it already serves (a reconnect, an Oracle restart): no reload, the new task takes over.
-        current = { ...previous, controller, since: Date.now() }
-      } else {
-        controller.progress({ progress: 0, stage: 'loading' })
-        const loaded = await init.engine.load({ baseUrl: init.modelUrl, ranges: [next], device: init.device }, { onProgress: init.onLoadProgress })
-        const handle = loaded.shards[0]!
-        range = next
-        current = { controller, shardId: handle.id, since: Date.now() }
-        // Sessions open on the previous shard finish there; it is released once they have.
-        void init.service.setShard(asShardSession(workerShard(init.engine, loaded, handle)), previous ? 30_000 : 0).then(() => {
-          if (previous) void init.engine.dispose({ shards: [previous.shardId] })
-        })
-      }
-      controller.progress({ progress: 1, stage: 'serving' })
-      init.onRange?.(next)
-      if (previous) previous.controller.complete({ result: { output_url: '', output_hash: '', execution_time_sec: (Date.now() - previous.since) / 1000, gpu_time_sec: 0 } })
-    } catch (e) {
-      controller.fail({ code: 'LOAD_FAILED', message: (e as Error).message })
-    }
+  /** The page's part of a task: the range loaded in the worker and put on the mesh, unless it is the one served. */
+  async function loadRange(_task: OrbanTask, controller: OrbanTaskController, _model: string, next: LayerRange): Promise<void> {
+    // The range it already serves (a reconnect, an Oracle restart): no reload, the new task takes over.
+    if (shardId !== undefined && range && range.start === next.start && range.end === next.end) return
+    controller.progress({ progress: 0, stage: 'loading' })
+    const loaded = await init.engine.load({ baseUrl: init.modelUrl, ranges: [next], device: init.device }, { onProgress: init.onLoadProgress })
+    const handle = loaded.shards[0]!
+    const previousShard = shardId
+    range = next
+    shardId = handle.id
+    // Sessions open on the previous shard finish there; it is released once they have.
+    void init.service.setShard(asShardSession(workerShard(init.engine, loaded, handle)), previousShard !== undefined ? 30_000 : 0).then(() => {
+      if (previousShard !== undefined) void init.engine.dispose({ shards: [previousShard] })
+    })
   }
 
-  function onTask(task: OrbanTask, controller: OrbanTaskController): OrbanTaskDecision {
-    const parsed = shardTaskConfigSchema.safeParse(task.payload.config)
-    if (!parsed.success) return { accept: false, reason: 'unsupported_task', details: 'this agent serves shardmesh layer ranges only' }
-    const cfg = parsed.data
-    const problem = shardRangeProblem(cfg)
-    if (problem) return { accept: false, reason: 'bad_range', details: problem }
-    if (cfg.model !== init.model) return { accept: false, reason: 'other_model', details: `this page serves "${init.model}"` }
-    chain = chain.then(() => load(controller, { start: cfg.layer_start, end: cfg.layer_end }))
-    return { accept: true }
-  }
+  const tasks = createShardTaskAgent({ model: init.model, self: 'this page', loadRange, onServing: (served) => init.onRange?.(served.range) })
 
   const agent = await createOrbanAgent({
     url: init.oracle,
     key: init.privateKey.raw,
     heartbeatIntervalMs: init.heartbeatIntervalMs,
-    onTask,
+    onTask: tasks.onTask,
     registration: () => ({
       hardware: { gpus: profile.gpus, cpu: profile.cpu, memory_gb: profile.memory_gb, storage_available_gb: profile.storage_available_gb },
       capabilities: { supported_frameworks: ['onnxruntime-web'], max_batch_size: 1, fp16_support: profile.adapter?.shaderF16 ?? false, int8_support: false },
@@ -133,7 +115,7 @@ export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{
   const sampler = createServedSampler(() => init.service.stats())
   const servedTimer = setInterval(() => {
     const { throughput, served } = sampler.sample()
-    current?.controller.progress({ progress: 1, stage: 'serving', metrics: { throughput_tokens_per_sec: throughput }, served })
+    tasks.serving()?.controller.progress({ progress: 1, stage: 'serving', metrics: { throughput_tokens_per_sec: throughput }, served })
   }, init.servedIntervalMs ?? 10_000)
   agent.on('stopped', () => clearInterval(servedTimer))
   return { agent, range: () => range, score: score.tokensPerSecond, device: score.device }

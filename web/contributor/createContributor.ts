@@ -3,6 +3,8 @@ import type { LayerRange } from '../../shared/model/shardGraph.ts'
 import { rangeBytes } from '../../shared/oracle/assignLayers.ts'
 import { startPageOracleAgent } from '../agent/pageOracleAgent.ts'
 import { createEngineClient, type EngineClient } from '../engine/engineClient.ts'
+import { EngineWorkerCrashedError, EngineWorkerError } from '../engine/engineErrors.ts'
+import { RelayUnreachableError } from '../mesh/relayUnreachableError.ts'
 import { sharedPageMesh } from '../mesh/sharedPageMesh.ts'
 import type { PageMesh } from '../mesh/startPageMesh.ts'
 import { readModelSizes, type ModelSizes } from './readModelSizes.ts'
@@ -196,7 +198,7 @@ function describe(e: unknown, config: AppConfig): string {
   const err = e as Error & { stop?: { reason?: string } }
   const message = err?.message ?? String(e)
   if (/WebSocket|agent stopped|reconnect|handshake/i.test(message)) return `the Oracle at ${config.oracle} is unreachable: ${message}`
-  if (err?.name === 'RelayUnreachableError') return `no relay could be reached, so no peer can reach this tab: ${message}`
-  if (err?.name === 'EngineWorkerError' || err?.name === 'EngineWorkerCrashedError') return `loading the model in this tab failed: ${message}`
+  if (e instanceof RelayUnreachableError) return `no relay could be reached, so no peer can reach this tab: ${message}`
+  if (e instanceof EngineWorkerError || e instanceof EngineWorkerCrashedError) return `loading the model in this tab failed: ${message}`
   return message
 }

@@ -1,10 +1,8 @@
 import { generate, type ShardStage } from '../../shared/engine/generate.ts'
 import type { ShardRuntime } from '../../shared/engine/runtime.ts'
-import { createShardSession, type ShardSession } from '../../shared/engine/shardSession.ts'
-import { assertLayerRange, buildShardGraph } from '../../shared/model/buildShardGraph.ts'
-import { httpModelSource } from '../../shared/model/modelSource.ts'
-import { parseModelConfig, type ModelSpec } from '../../shared/model/modelSpec.ts'
-import { openSafetensors, type SafetensorsIndex } from '../../shared/model/safetensors.ts'
+import { loadShards, readCheckpoint, type Checkpoint } from '../../shared/engine/loadShards.ts'
+import type { ShardSession } from '../../shared/engine/shardSession.ts'
+import { httpModelSource, type ModelSource } from '../../shared/model/modelSource.ts'
 import { EngineRequestError, StageChainError, UnknownShardError } from './engineErrors.ts'
 import {
   serializeError,
@@ -59,7 +57,6 @@ function yieldingStage(session: ShardSession): ShardStage {
   }
 }
 
-type Checkpoint = { baseUrl: string; spec: ModelSpec; index: SafetensorsIndex }
 type LoadedShard = { session: ShardSession; checkpoint: Checkpoint }
 
 /** The engine as a worker holds it: checkpoints by URL, shard sessions by id. */
@@ -70,14 +67,10 @@ export function createEngineHost(init: EngineHostInit): EngineHost {
   let nextShard = 0
 
   // Shared by concurrent loads, so no one caller's signal cancels it (config and headers only: small).
-  const openCheckpoint = (baseUrl: string): Promise<Checkpoint> => {
+  const openCheckpoint = (baseUrl: string, source: ModelSource): Promise<Checkpoint> => {
     let p = checkpoints.get(baseUrl)
     if (!p) {
-      p = (async () => {
-        const source = httpModelSource({ baseUrl, fetch: init.fetch })
-        const spec = parseModelConfig(await source.readText('config.json'))
-        return { baseUrl, spec, index: await openSafetensors(source) }
-      })()
+      p = readCheckpoint(source)
       checkpoints.set(baseUrl, p)
       p.catch(() => checkpoints.delete(baseUrl))
     }
@@ -92,29 +85,20 @@ export function createEngineHost(init: EngineHostInit): EngineHost {
 
   const load = async (id: number, params: LoadParams, signal: AbortSignal): Promise<LoadResult> => {
     const baseUrl = new URL(params.baseUrl, globalThis.location?.href).href.replace(/\/+$/, '')
-    const checkpoint = await openCheckpoint(baseUrl)
-    signal.throwIfAborted()
-    const { spec, index } = checkpoint
-    for (const range of params.ranges) assertLayerRange(range, spec.numLayers)
-    const created: [string, LoadedShard][] = []
-    try {
-      for (const range of params.ranges) {
-        // Steps of a shard: each piece read and built, then its session (the last step).
-        let steps = 1
-        const onProgress = (done: number, pieces: number) => {
-          steps = pieces + 1
-          init.post({ type: 'progress', id, range, done, total: steps })
-        }
-        const graph = await buildShardGraph({ spec, index, range, signal, onProgress })
-        const session = await createShardSession({ spec, graph, runtime: init.runtime, device: params.device, kvBudgetBytes: params.kvBudgetBytes })
-        created.push([`shard-${nextShard++}`, { session, checkpoint }])
-        init.post({ type: 'progress', id, range, done: steps, total: steps })
-        signal.throwIfAborted()
-      }
-    } catch (e) {
-      await Promise.allSettled(created.map(([, s]) => s.session.dispose()))
-      throw e
-    }
+    const source = httpModelSource({ baseUrl, fetch: init.fetch })
+    // The cached object itself: the stages of one generate must come from one checkpoint.
+    let checkpoint: Checkpoint | undefined
+    const { spec, shards: sessions } = await loadShards({
+      source,
+      runtime: init.runtime,
+      ranges: params.ranges,
+      device: params.device,
+      kvBudgetBytes: params.kvBudgetBytes,
+      openCheckpoint: async () => (checkpoint = await openCheckpoint(baseUrl, source)),
+      onRangeProgress: (range, done, total) => init.post({ type: 'progress', id, range, done, total }),
+      signal,
+    })
+    const created: [string, LoadedShard][] = sessions.map((session) => [`shard-${nextShard++}`, { session, checkpoint: checkpoint! }])
     for (const [shardId, s] of created) shards.set(shardId, s)
     const onGpu = created.some(([, s]) => s.session.device === 'webgpu')
     return {

@@ -4,8 +4,8 @@
  * Not the app; the React app comes later.
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { createForwardService, type ForwardService, type MeshGenerateResult } from '../../shared/mesh/forwardService.ts'
-import { serveInfo } from '../../shared/mesh/infoProtocol.ts'
+import { createMeshPeer, type MeshPeer } from '../../shared/mesh/createMeshPeer.ts'
+import type { MeshGenerateResult } from '../../shared/mesh/forwardService.ts'
 import type { PeerShard } from '../../shared/mesh/planRoute.ts'
 import { createEngineClient, type EngineClient } from '../engine/engineClient.ts'
 import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from '../mesh/createBrowserLibp2p.ts'
@@ -13,6 +13,7 @@ import { asShardSession, workerShard } from '../mesh/workerShard.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreateBrowserIdentity } from '../mesh/indexedDbIdentity.ts'
 import { startPageOracleAgent } from '../agent/pageOracleAgent.ts'
+import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 
 export type MeshPeerStartParams = {
   /** Folder URL of the checkpoint, e.g. `/models/docs-llama-7m/`. */
@@ -59,7 +60,7 @@ declare global {
 
 let engine: EngineClient | undefined
 let node: BrowserLibp2p | undefined
-let service: ForwardService | undefined
+let mesh: MeshPeer | undefined
 let oracleAgent: Awaited<ReturnType<typeof startPageOracleAgent>> | undefined
 
 window.meshPeer = {
@@ -70,7 +71,7 @@ window.meshPeer = {
     if (node) throw new Error('already started')
     engine = createEngineClient()
     // The config gives the model's shape even on an origin-only peer.
-    const config = (await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json()) as { num_hidden_layers: number; hidden_size: number }
+    const spec = parseModelConfig(await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json())
     let shard
     let device: string | undefined
     if (params.range) {
@@ -81,17 +82,15 @@ window.meshPeer = {
     node = await createBrowserLibp2p({ privateKey: await loadOrCreateBrowserIdentity() })
     const addrs = await connectRelay(node, params.relay)
     for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
-    const hiddenSize = config.hidden_size
-    const numLayers = config.num_hidden_layers
-    service = createForwardService({ node, model: params.model, hiddenSize, shard: shard && asShardSession(shard), stepTimeoutMs: 20_000 })
-    await service.start()
-    await serveInfo(node, () => ({ model: params.model, numLayers, range: params.range, known: [] }))
+    const hiddenSize = spec.hiddenSize
+    const numLayers = spec.numLayers
+    mesh = await createMeshPeer({ node, model: params.model, numLayers, hiddenSize, shard: shard && asShardSession(shard), range: () => params.range, stepTimeoutMs: 20_000 })
     document.getElementById('status')!.textContent = `serving ${params.range ? `${params.range.start}-${params.range.end}` : 'nothing (origin)'} as ${node.peerId}`
     return { peerId: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String).length ? node.getMultiaddrs().map(String) : addrs, numLayers, hiddenSize, device }
   },
   async generate(params) {
-    if (!service) throw new Error('not started')
-    return service.generate({ ...params, peers: () => params.peers })
+    if (!mesh) throw new Error('not started')
+    return mesh.generate({ ...params, peers: () => params.peers })
   },
   connections() {
     return (node?.getConnections() ?? []).map((c) => ({ peerId: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString(), direct: c.direct, limited: c.limits != null }))
@@ -99,15 +98,13 @@ window.meshPeer = {
   async joinOracle(params) {
     if (node) throw new Error('already started')
     engine = createEngineClient()
-    const config = (await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json()) as { hidden_size: number; num_hidden_layers: number }
+    const spec = parseModelConfig(await (await fetch(new URL('config.json', new URL(params.modelUrl, location.href)))).json())
     const privateKey = await loadOrCreateBrowserIdentity()
     node = await createBrowserLibp2p({ privateKey })
     const relayed = await connectRelay(node, params.relay)
     for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
-    service = createForwardService({ node, model: params.model, hiddenSize: config.hidden_size, stepTimeoutMs: 20_000 })
-    await service.start()
     // Peers learn the page's range (and that it serves none yet) over the info protocol, like a Node host's.
-    await serveInfo(node, () => ({ model: params.model, numLayers: config.num_hidden_layers, range: oracleAgent?.range(), known: [] }))
+    mesh = await createMeshPeer({ node, model: params.model, numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, range: () => oracleAgent?.range(), stepTimeoutMs: 20_000 })
     const multiaddrs = () => (node!.getMultiaddrs().length ? node!.getMultiaddrs().map(String) : relayed)
     oracleAgent = await startPageOracleAgent({
       oracle: params.oracle,
@@ -115,7 +112,7 @@ window.meshPeer = {
       model: params.model,
       benchmarkUrl: params.modelUrl,
       engine,
-      service,
+      service: mesh.service,
       privateKey,
       peerId: node.peerId.toString(),
       multiaddrs,
@@ -132,7 +129,8 @@ window.meshPeer = {
   async stop() {
     await oracleAgent?.agent.stop()
     oracleAgent = undefined
-    await service?.stop()
+    await mesh?.stop()
+    mesh = undefined
     await node?.stop()
     engine?.terminate()
     node = undefined

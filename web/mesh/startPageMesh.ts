@@ -1,11 +1,13 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { PrivateKey } from '@libp2p/interface'
-import { createForwardService, type ForwardService } from '../../shared/mesh/forwardService.ts'
-import { serveInfo } from '../../shared/mesh/infoProtocol.ts'
-import { createPeerTable, type PeerTable } from '../../shared/mesh/peerTable.ts'
+import { createMeshPeer } from '../../shared/mesh/createMeshPeer.ts'
+import type { ForwardService } from '../../shared/mesh/forwardService.ts'
+import type { PeerTable } from '../../shared/mesh/peerTable.ts'
 import type { LayerRange } from '../../shared/model/shardGraph.ts'
 import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from './createBrowserLibp2p.ts'
 import { loadOrCreateBrowserIdentity } from './indexedDbIdentity.ts'
+import { RelayUnreachableError } from './relayUnreachableError.ts'
+import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 
 export type PageMeshInit = {
   model: string
@@ -42,12 +44,7 @@ export type PageMesh = {
   stop(): Promise<void>
 }
 
-export class RelayUnreachableError extends Error {
-  constructor(relays: string[], cause: string) {
-    super(`no relay answered (${relays.length ? relays.join(', ') : 'none configured'}): ${cause}`)
-    this.name = 'RelayUnreachableError'
-  }
-}
+export { RelayUnreachableError }
 
 export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
   const configUrl = new URL('config.json', new URL(init.modelUrl, location.href))
@@ -55,7 +52,7 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
     throw new Error(`the model's files at ${configUrl.origin} are unreachable (${e.message}): is the Oracle up?`)
   })
   if (!configRes.ok) throw new Error(`the model's config.json could not be read (HTTP ${configRes.status} from ${init.modelUrl})`)
-  const config = (await configRes.json()) as { num_hidden_layers: number; hidden_size: number }
+  const spec = parseModelConfig(await configRes.json())
   const privateKey = await loadOrCreateBrowserIdentity()
   const node = await createBrowserLibp2p({ privateKey })
   let relayed: string[] = []
@@ -84,20 +81,22 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
     )
   }
   await dialMore(init.relays)
-  const service = createForwardService({ node, model: init.model, hiddenSize: config.hidden_size, stepTimeoutMs: 20_000 })
-  await service.start()
   let range: LayerRange | undefined
   const peerId = node.peerId.toString()
   const multiaddrs = () => (node.getMultiaddrs().length ? node.getMultiaddrs().map(String) : relayed)
-  const table = createPeerTable({
+  const mesh = await createMeshPeer({
     node,
     model: init.model,
+    numLayers: spec.numLayers,
+    hiddenSize: spec.hiddenSize,
+    stepTimeoutMs: 20_000,
+    range: () => range,
+    multiaddrs,
     bootstrap: init.relays,
     discover: init.discover,
-    self: () => (range ? { peerId, multiaddrs: multiaddrs(), start: range.start, end: range.end, latencyMs: 0 } : undefined),
+    refreshMs: 15_000,
   })
-  await serveInfo(node, () => ({ model: init.model, numLayers: config.num_hidden_layers, range, known: [] }))
-  table.start(15_000)
+  const { service, table } = mesh
   return {
     node,
     service,
@@ -106,15 +105,14 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
     peerId,
     model: init.model,
     modelUrl: init.modelUrl,
-    numLayers: config.num_hidden_layers,
-    hiddenSize: config.hidden_size,
+    numLayers: spec.numLayers,
+    hiddenSize: spec.hiddenSize,
     multiaddrs,
     setRange: (r) => (range = r),
     range: () => range,
     dialMore,
     async stop() {
-      table.stop()
-      await service.stop()
+      await mesh.stop()
       await node.stop()
     },
   }

@@ -1,5 +1,6 @@
 import type { ShardInput, ShardOutput, ShardSession } from '../../shared/engine/shardSession.ts'
-import { UnknownSessionError } from '../../shared/engine/shardSession.ts'
+import { ShardInputError, UnknownSessionError } from '../../shared/engine/shardSession.ts'
+import { EngineWorkerError } from '../engine/engineErrors.ts'
 import type { LayerRange } from '../../shared/model/shardGraph.ts'
 import type { EngineClient } from '../engine/engineClient.ts'
 import type { LoadResult, ShardHandle } from '../engine/engineMessages.ts'
@@ -27,11 +28,13 @@ export function workerShard(engine: EngineClient, loaded: LoadResult, handle: Sh
         lengths.set(sessionId, out.length)
         return out
       } catch (e) {
-        // The worker's errors cross as plain names: keep the ones the forward service tells apart.
-        if ((e as Error).name === 'UnknownSessionError') {
+        // The worker's errors cross as names (EngineWorkerError keeps the worker's class name): this
+        // boundary rebuilds the classes the forward service tells apart by instanceof.
+        if (e instanceof EngineWorkerError && e.name === 'UnknownSessionError') {
           lengths.delete(sessionId)
           throw new UnknownSessionError(sessionId)
         }
+        if (e instanceof EngineWorkerError && e.name === 'ShardInputError') throw new ShardInputError(e.message)
         throw e
       }
     },

@@ -1,6 +1,8 @@
 import { useCallback, useRef, useState } from 'react'
 import type { AppConfig } from '../../../shared/app/appConfig.ts'
 import type { ChatReply, ChatSettings, PageChat } from '../../chat/createPageChat.ts'
+import { NoRouteError } from '../../../shared/mesh/planRoute.ts'
+import { RelayUnreachableError } from '../../mesh/relayUnreachableError.ts'
 
 export type ChatTurn = { prompt: string; text: string; reply?: ChatReply; error?: string; streaming: boolean; tokenIds: number[] }
 
@@ -49,7 +51,7 @@ export function useChat(config: AppConfig | undefined): UseChat {
 }
 
 function describeChatError(e: Error): string {
-  if (e.name === 'NoRouteError') return `no route through the network covers every layer yet: ${e.message}`
-  if (e.name === 'RelayUnreachableError') return `this tab could not reach the network: ${e.message}`
+  if (e instanceof NoRouteError) return `no route through the network covers every layer yet: ${e.message}`
+  if (e instanceof RelayUnreachableError) return `this tab could not reach the network: ${e.message}`
   return e.message
 }

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { after, before, describe, test } from 'node:test'
+import { loadShards } from '../engine/loadShards.ts'
+import { nodeRuntime } from '../../node-host/engine/nodeRuntime.ts'
+import { createNodeLibp2p, type NodeLibp2p } from '../../node-host/mesh/createNodeLibp2p.ts'
+import { fileModelSource } from '../../node-host/model/fileModelSource.ts'
+import { loadFixture, type Fixture } from '../../node-host/testing/fixtures.ts'
+import { createMeshPeer, type MeshPeer } from './createMeshPeer.ts'
+import { fetchInfo } from './infoProtocol.ts'
+import { NoRouteError } from './planRoute.ts'
+
+describe('mesh peer: forward service, info protocol, peer table and origin runner in one', () => {
+  let fixture: Fixture
+  const nodes: NodeLibp2p[] = []
+  const hosts: MeshPeer[] = []
+
+  before(async () => {
+    fixture = await loadFixture('docs-llama-7m')
+    const source = fileModelSource(fixture.dir)
+    for (const range of [{ start: 0, end: 4 }, { start: 4, end: 8 }]) {
+      const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519') })
+      const { spec, shards } = await loadShards({ source, runtime: nodeRuntime(), device: 'cpu', ranges: [range] })
+      nodes.push(node)
+      hosts.push(await createMeshPeer({ node, model: 'docs-llama-7m', numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, shard: shards[0], shareKnown: true, stepTimeoutMs: 5000 }))
+    }
+  })
+  after(async () => {
+    for (const h of hosts) await h.stop()
+    for (const n of nodes) await n.stop()
+  })
+
+  test('an origin peer learns the hosts from its bootstrap addresses and gives the reference greedy tokens', async () => {
+    const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519'), relay: false })
+    nodes.push(node)
+    const first = nodes[0]!.getMultiaddrs().map(String)[0]!
+    const second = nodes[1]!.getMultiaddrs().map(String)[0]!
+    const origin = await createMeshPeer({ node, model: 'docs-llama-7m', numLayers: 8, hiddenSize: 256, bootstrap: [first, second], stepTimeoutMs: 5000 })
+    try {
+      await origin.refresh()
+      assert.deepEqual(origin.table.peers().map((p) => [p.start, p.end]).sort((a, b) => a[0]! - b[0]!), [[0, 4], [4, 8]])
+      const info = await fetchInfo(node, first)
+      assert.deepEqual(info.range, { start: 0, end: 4 }, 'a host says the range of the shard it serves')
+      const p = fixture.prompts[0]!
+      const r = await origin.generate({ inputIds: p.input_ids, maxNewTokens: p.new_tokens })
+      assert.deepEqual(r.outputIds, p.greedy_new_ids.slice(0, r.outputIds.length))
+      assert.equal(r.outputIds.length, p.greedy_new_ids.indexOf(0) >= 0 ? p.greedy_new_ids.indexOf(0) + 1 : p.new_tokens)
+      assert.deepEqual(r.routes[0], hosts.map((h) => h.peerId))
+    } finally {
+      await origin.stop()
+    }
+  })
+
+  test('with routeWaitMs, a missing range is waited for and then a NoRouteError naming the wait', async () => {
+    const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519'), relay: false })
+    nodes.push(node)
+    const origin = await createMeshPeer({ node, model: 'docs-llama-7m', numLayers: 8, hiddenSize: 256, bootstrap: [nodes[0]!.getMultiaddrs().map(String)[0]!], routeWaitMs: 600, stepTimeoutMs: 5000 })
+    try {
+      const t0 = Date.now()
+      await assert.rejects(origin.generate({ inputIds: [1, 2, 3], maxNewTokens: 2 }), (e: Error) => e instanceof NoRouteError && /after waiting 1 s for a repair/.test(e.message))
+      assert.ok(Date.now() - t0 >= 600, 'it waited')
+    } finally {
+      await origin.stop()
+    }
+  })
+})
