@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { topologySchema, type Topology } from '../shared/oracle/plumiseSchemas.ts'
+import { SERVED_PATH, servedSnapshotSchema } from '../shared/oracle/servedThroughput.ts'
 import { loadFixture, type Fixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
 import { CHROMIUM_PATH } from './launchChromium.ts'
 import { startAppNetwork, type AppNetwork } from './startAppNetwork.ts'
@@ -173,6 +174,17 @@ describe('the contributor app on an npm start network', () => {
     assert.match(await card.locator('tbody tr').filter({ hasNotText: pagePeerId.slice(-6) }).first().innerText(), /^host/)
     assert.equal(await card.locator('tbody tr').count(), t.nodes.length)
     assert.match(await card.getByTestId('network-tps').innerText(), /tokens\/s/)
+    // What the page served (the completion and the chat above went through it), as the Oracle
+    // counted it from the page's TASK_PROGRESS reports: in its API, and in the view, per node and in total.
+    const served = servedSnapshotSchema.parse(await (await fetch(`${net.oracleUrl}${SERVED_PATH}`)).json())
+    const mine = served.nodes.find((n) => n.peerId === pagePeerId)
+    assert.ok(mine && mine.kind === 'page' && mine.tokens > 0 && mine.steps > 0 && mine.sessions >= 1, `the Oracle counted the page's work: ${JSON.stringify(mine)}`)
+    assert.ok(mine.tokensPerSecond > 0 && served.totalTokensPerSecond >= mine.tokensPerSecond, `served tokens/s: ${JSON.stringify(served)}`)
+    const row = card.locator(`tr[data-peer-id="${pagePeerId}"]`)
+    await page.waitForFunction((peer) => Number(document.querySelector(`tr[data-peer-id="${peer}"] [data-testid="served-tokens"]`)?.textContent) > 0, pagePeerId, { timeout: 15_000 })
+    assert.match(await row.getByTestId('served-tps').innerText(), /^\d+\.\d tokens\/s$/)
+    assert.ok(Number.parseFloat(await card.getByTestId('network-tps').innerText()) > 0, await card.getByTestId('network-tps').innerText())
+    assert.ok(Number.parseFloat(await page.getByTestId('network-served-total').innerText()) > 0)
   })
 
   test('"Stop" leaves cleanly: the Oracle reassigns within 5 s (no silence window)', async () => {

@@ -8,6 +8,14 @@ import { loadFixture, type FixturePrompt } from '../node-host/testing/fixtures.t
 import { freePort } from '../node-host/net/freePort.ts'
 import { readBrowserMemory } from '../node-host/farm/browserMemory.ts'
 import type { FarmStatus } from '../node-host/farm/farmStatusServer.ts'
+import { createPublicClient, http, numberToHex, parseEther, type Address, type Hex } from 'viem'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { getBalance } from 'viem/actions'
+import { verifyAgentBinding } from '../shared/chain/agentBinding.ts'
+import { getAgent } from '../shared/chain/getAgent.ts'
+import { SERVED_PATH, servedSnapshotSchema } from '../shared/oracle/servedThroughput.ts'
+import { pageChainOf } from '../web/wallet/pageChain.ts'
+import { parsePromText, promValue } from '../node-host/testing/promText.ts'
 import { spawnCli, waitFor, type CliProcess } from './cliProcess.ts'
 import { CHROMIUM_PATH } from './launchChromium.ts'
 import { startAppNetwork, type AppNetwork } from './startAppNetwork.ts'
@@ -37,6 +45,8 @@ let net: AppNetwork
 let farm: CliProcess
 let profiles: string
 let statusUrl: string
+/** The farm wallet (PLUMISE_PRIVATE_KEY of the farm process): the pages' rewards are claimed into it. */
+let farmKey: Hex
 const logs = () => `${net?.logs().slice(-3000) ?? ''}\n--- farm ---\n${farm?.log.join('').slice(-6000) ?? ''}`
 
 before(async () => {
@@ -44,7 +54,14 @@ before(async () => {
   profiles = await mkdtemp(join(tmpdir(), 'shardmesh-farm-'))
   const statusPort = await freePort()
   statusUrl = `http://127.0.0.1:${statusPort}/status`
-  farm = spawnCli(['farm', '--workers', '3', '--oracle', net.oracleUrl, '--gpu', 'off', '--chromium', CHROMIUM_PATH, '--profiles', profiles, '--status-port', String(statusPort), '--memory-mb', '8000'])
+  const chain = net.config.chain!
+  farmKey = generatePrivateKey()
+  await fetch(chain.rpcUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'anvil_setBalance', params: [privateKeyToAccount(farmKey).address, numberToHex(parseEther('10'))] }) })
+  farm = spawnCli(['farm', '--workers', '3', '--oracle', net.oracleUrl, '--gpu', 'off', '--chromium', CHROMIUM_PATH, '--profiles', profiles, '--status-port', String(statusPort), '--memory-mb', '8000', '--payout-s', '5'], {
+    PLUMISE_PRIVATE_KEY: farmKey,
+    PLUMISE_CHAIN_ID: String(chain.id),
+    PLUMISE_RPC_URL: chain.rpcUrl,
+  })
 })
 
 after(async () => {
@@ -104,6 +121,39 @@ test('a farm of 3 pages serves docs-llama-7m with a host; a crashed page comes b
   const second = await complete()
   assert.equal(second.choices[0]!.text, p.greedy_text)
   assert.equal(second.usage.completion_tokens, expected(p).length)
+
+  // What the pages served, as the Oracle counted it, in the farm's status and /metrics; each serving
+  // page bound to its worker wallet (the farm wallet's), which the Oracle credits; the rewards claimed into the farm wallet.
+  const pc = pageChainOf(net.config.chain!)
+  const reader = createPublicClient({ chain: pc.chain, transport: http(net.config.chain!.rpcUrl) })
+  const credited = await waitFor('a serving page counted by the Oracle and bound to its worker wallet', async () => {
+    const s = await status()
+    const w = s.workers.find((x) => x.phase === 'serving' && x.wallet && (x.served?.tokens ?? 0) > 0 && x.served?.wallet === x.wallet)
+    return w && s.servedTokensPerSecond > 0 ? w : undefined
+  }, 120_000, logs)
+  const record = (await getAgent(reader, { config: pc.config, agent: credited.wallet as Address }))!
+  assert.equal((await verifyAgentBinding({ chainId: pc.config.chainId, agent: record })).peerId, credited.peerId, 'the worker wallet is bound to its page\'s peer on chain')
+  assert.notEqual(credited.wallet, privateKeyToAccount(farmKey).address, 'a wallet of its own (one peer per wallet in the registry)')
+  const oracleCount = servedSnapshotSchema.parse(await (await fetch(`${net.oracleUrl}${SERVED_PATH}`)).json()).nodes.find((n) => n.peerId === credited.peerId)
+  assert.equal(oracleCount?.wallet, credited.wallet)
+  const metrics = parsePromText(await (await fetch(statusUrl.replace(/\/status$/, '/metrics'))).text())
+  assert.ok((promValue(metrics, 'shardmesh_farm_worker_served_tokens_per_second', { worker: String(credited.worker) }) ?? 0) > 0)
+  assert.ok((promValue(metrics, 'shardmesh_farm_served_tokens_per_second') ?? 0) > 0)
+  assert.equal(promValue(metrics, 'shardmesh_farm_worker_up', { worker: String(credited.worker), state: 'serving' }), 1)
+  const farmBefore = await getBalance(reader, { address: privateKeyToAccount(farmKey).address })
+  // Epochs close (mined ahead here), the Oracle reports and distributes; the farm claims and forwards.
+  const perEpoch = 30n
+  const claimed = await waitFor('rewards claimed into the farm wallet', async () => {
+    await reader.request({ method: 'anvil_mine', params: [numberToHex(perEpoch / 3n), '0x0'] } as never)
+    await new Promise((r) => setTimeout(r, 2000))
+    const w = (await status()).wallet
+    return w && BigInt(w.claimedWei) > 0n ? BigInt(w.claimedWei) : undefined
+  }, 240_000, logs)
+  process.stdout.write(`# farm claimed ${claimed} wei for its pages\n`)
+  const forwarded = [...farm.log.join('').matchAll(/"forwardedWei":"(\d+)"/g)].reduce((sum, m) => sum + BigInt(m[1]!), 0n)
+  assert.ok(forwarded >= claimed, `forwarded ${forwarded} to the farm wallet`)
+  // It received them (less what it paid for the workers' gas: 0.02 ETH a worker at most, and their transactions).
+  assert.ok((await getBalance(reader, { address: privateKeyToAccount(farmKey).address })) > farmBefore - parseEther('0.1'))
 
   // SIGTERM: every page tells the Oracle it leaves, the farm exits 0, no Chromium is left.
   assert.ok((await chromiumsUnder(profiles)).length > 0)

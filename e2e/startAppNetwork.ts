@@ -28,7 +28,7 @@ export async function startAppNetwork(options: { hosts: number }): Promise<AppNe
     const firstLine = logs().split('\n').find((l) => l.trim() && !l.startsWith('shardmesh local: building'))
     if (!firstLine?.startsWith('App: ')) throw new Error(`the app URL is not the first line printed: ${logs().slice(0, 500)}`)
     const oracleUrl = `http://127.0.0.1:${oraclePort}`
-    await waitFor('the Oracle', async () => ((await fetch(`${oracleUrl}/health`)).ok ? true : undefined), 60_000, logs)
+    await waitFor('the Oracle', async () => ((await fetch(`${oracleUrl}/health`)).ok ? true : undefined), 120_000, logs)
     // Built (a 503 "building" page until then).
     await waitFor('the built app', async () => ((await fetch(appUrl)).status === 200 ? true : undefined), 300_000, logs)
     const config = await waitFor('a configuration with a relay', async () => {

@@ -13,6 +13,7 @@ import { predictEpochRewards } from '../shared/chain/predictEpochRewards.ts'
 import { reportContributions } from '../shared/chain/reportContributions.ts'
 import { contributionFromMetrics } from '../shared/chain/rewardFormula.ts'
 import { transact, type ChainClient } from '../shared/chain/transact.ts'
+import { SERVED_PATH, servedSnapshotSchema } from '../shared/oracle/servedThroughput.ts'
 import { pageChainOf } from '../web/wallet/pageChain.ts'
 import { CHROMIUM_PATH } from './launchChromium.ts'
 import { startAppNetwork, type AppNetwork } from './startAppNetwork.ts'
@@ -167,6 +168,68 @@ describe('the Wallet view on an npm start network', () => {
     assert.equal(afterClaim, before + pending - receipt.gasUsed * receipt.effectiveGasPrice)
     assert.equal(await getPendingReward(reader, { config, agent: wallet.address }), 0n)
     await page.getByTestId('pending').filter({ hasText: /^0 ETH$/ }).waitFor({ timeout: 15_000 })
+    assert.deepEqual(pageErrors, [])
+  })
+
+  test('the tab serves a completion; the Oracle credits its served work to the bound wallet with no prompt, its rewards rise above 0 and Claim pays them', async () => {
+    const config = pageChainOf(net.config.chain!).config
+    const peerId = (await page.getByTestId('peer-id').filter({ hasText: /^12D3Koo/ }).textContent())!
+    // What would prompt a person: transactions and signatures (reads like eth_chainId do not).
+    const prompting = () => wallet.requests.filter((r) => /^(eth_sendTransaction|eth_sign|personal_sign|eth_signTypedData)/.test(r.method)).length
+    const prompts = prompting()
+    await page.getByRole('link', { name: 'Contribute' }).click()
+    await page.getByRole('button', { name: 'Contribute' }).click()
+    await page.locator('[data-phase="serving"]').waitFor({ timeout: 240_000 })
+    // The host holds ~55% of the model: every completion goes through the tab.
+    let done = false
+    for (let i = 0; i < 60 && !done; i++) {
+      const r = await fetch(`${net.apiUrl}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: 'The capital of France is', max_tokens: 8, temperature: 0 }) })
+      done = r.ok
+      if (!done) await new Promise((res) => setTimeout(res, 1000))
+    }
+    assert.ok(done, `a completion; logs: ${net.logs().slice(-2000)}`)
+    // The Oracle counted the tab's work from its reports and knows the wallet bound to its peer.
+    const counted = await (async () => {
+      for (let i = 0; i < 60; i++) {
+        const s = servedSnapshotSchema.parse(await (await fetch(`${net.oracleUrl}${SERVED_PATH}`)).json())
+        const n = s.nodes.find((x) => x.peerId === peerId)
+        if (n && n.tokens > 0 && n.wallet === wallet.address) return n
+        await new Promise((res) => setTimeout(res, 1000))
+      }
+    })()
+    assert.ok(counted, 'the Oracle counted the tab\'s served tokens and credits them to its wallet')
+    // The Wallet view shows the work booked to the wallet before the epoch's report.
+    await page.getByRole('link', { name: 'Wallet' }).click()
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="booked"]')?.getAttribute('data-tokens')) > 0, undefined, { timeout: 30_000 })
+    // Epochs close (30 blocks; mined ahead here), the Oracle reports the booked work and distributes: a pending reward.
+    const perEpoch = await readContract(reader, { address: config.contracts.rewardPool, abi: rewardPoolAbi, functionName: 'BLOCKS_PER_EPOCH' })
+    let pending = 0n
+    for (let i = 0; i < 40 && pending === 0n; i++) {
+      await reader.request({ method: 'anvil_mine', params: [numberToHex(perEpoch / 3n), '0x0'] } as never)
+      await new Promise((res) => setTimeout(res, 3000))
+      pending = await getPendingReward(reader, { config, agent: wallet.address })
+    }
+    assert.ok(pending > 0n, `the Oracle's report paid the tab's wallet; logs: ${net.logs().slice(-2000)}`)
+    assert.equal(prompting(), prompts, 'no wallet prompt while the tab served')
+
+    await page.getByRole('link', { name: 'Wallet' }).click()
+    await page.waitForFunction(() => BigInt(document.querySelector('[data-testid="pending"]')?.getAttribute('data-wei') ?? '0') > 0n, undefined, { timeout: 30_000 })
+    const oldHash = await page.getByTestId('claim-hash').textContent().catch(() => null)
+    await page.getByRole('button', { name: 'Claim' }).click()
+    await page.waitForFunction((old) => {
+      const h = document.querySelector('[data-testid="claim-hash"]')?.textContent
+      return !!h && h !== old
+    }, oldHash, { timeout: 30_000 })
+    const hash = (await page.getByTestId('claim-hash').textContent()) as Hex
+    const receipt = await getTransactionReceipt(reader, { hash })
+    assert.equal(receipt.status, 'success')
+    const pendingAt = (blockNumber: bigint) => readContract(reader, { address: config.contracts.rewardPool, abi: rewardPoolAbi, functionName: 'getPendingReward', args: [wallet.address], blockNumber })
+    const claimed = await pendingAt(receipt.blockNumber - 1n)
+    assert.equal(await pendingAt(receipt.blockNumber), 0n)
+    const before = await getBalance(reader, { address: wallet.address, blockNumber: receipt.blockNumber - 1n })
+    const afterClaim = await getBalance(reader, { address: wallet.address, blockNumber: receipt.blockNumber })
+    assert.ok(claimed > 0n)
+    assert.equal(afterClaim, before + claimed - receipt.gasUsed * receipt.effectiveGasPrice)
     assert.deepEqual(pageErrors, [])
   })
 })

@@ -195,7 +195,9 @@ test('every frame on the wire, both ways, fits upstream\'s types (integers, requ
   for (const t of ['AUTH_CHALLENGE', 'AUTH_SUCCESS', 'REGISTER_ACK', 'TASK_ASSIGN', 'POW_CHALLENGE', 'EARNINGS_RECORD'] as const) assert.ok(types.has(t), `the Oracle sent ${t}`)
   const register = JSON.parse(tap.sent.find((f) => f.includes('"AGENT_REGISTER"'))!) as { hardware: { gpus: Array<{ model: string; vram_gb: number }> } }
   assert.deepEqual(register.hardware.gpus.map((g) => [g.model, g.vram_gb]), [['NVIDIA H100 80GB HBM3', 79], ['NVIDIA H100 80GB HBM3', 79]])
-  const progress = tap.sent.map((f) => JSON.parse(f) as { type: string; metrics?: { throughput_tokens_per_sec: number | null; gpu_utilization: number } }).filter((f) => f.type === 'TASK_PROGRESS')
+  const progress = tap.sent.map((f) => JSON.parse(f) as { type: string; metrics?: { throughput_tokens_per_sec: number | null; gpu_utilization: number }; served?: { tokens: number; steps: number; sessions: number } }).filter((f) => f.type === 'TASK_PROGRESS')
   assert.ok(progress.some((f) => (f.metrics?.throughput_tokens_per_sec ?? 0) > 0), 'a live TASK_PROGRESS carried the tokens/s served')
+  const served = progress.filter((f) => f.served && f.served.tokens > 0)
+  assert.ok(served.length > 0 && served.every((f) => Number.isInteger(f.served!.tokens) && f.served!.steps >= 1 && f.served!.sessions >= 1), 'and the served counters (shardmesh\'s extension: whole tokens, steps, sessions)')
   assert.ok(progress.every((f) => f.metrics?.gpu_utilization === 87), 'the task\'s GPU (0) utilization')
 })

@@ -192,7 +192,8 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
     if (g?.utilization != null) taskUtil = { sum: taskUtil.sum + g.utilization * seconds, seconds: taskUtil.seconds + seconds }
     if (g?.memoryUsedMiB != null) taskPeakGb = Math.max(taskPeakGb, g.memoryUsedMiB / 1024)
     if (g?.powerDrawW != null) taskEnergyKwh += (g.powerDrawW * seconds) / 3_600_000
-    serving.controller.progress({ progress: 1, stage: 'serving', metrics: orbanTaskMetrics(readings, serving.controller.gpu, rate) })
+    const s = h.service.stats()
+    serving.controller.progress({ progress: 1, stage: 'serving', metrics: orbanTaskMetrics(readings, serving.controller.gpu, rate), served: { tokens: s.processedTokens, steps: s.steps, sessions: s.sessions } })
   }, init.liveMetricsIntervalMs ?? 10_000)
   liveTimer.unref?.()
   // Aggregates every 5 minutes, as the Orban protocol asks: tasks ended, hours spent serving, and

@@ -106,7 +106,8 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
   const oracleArgs = ['oracle', '--port', String(oraclePort), '--db', join(home, 'oracle.db')]
   if (values.model) oracleArgs.push('--model', values.model)
   spawnCli(oracleArgs, devnet ? { ...chainEnv(), ORACLE_PRIVATE_KEY: devnet.accounts.oracle.privateKey } : {})
-  const oracleUp = await waitUntil(async () => (await fetch(`${oracleUrl}/health`)).ok, 30_000, () => children.some((c) => c.exitCode !== null))
+  // 90 s: on a loaded 2-core machine the Oracle process alone took 19 s to answer (30 s was missed under load).
+  const oracleUp = await waitUntil(async () => (await fetch(`${oracleUrl}/health`)).ok, 90_000, () => children.some((c) => c.exitCode !== null))
   if (!oracleUp || stopping) {
     if (!stopping) process.stderr.write(`shardmesh local: the Oracle did not come up at ${oracleUrl}; stopping\n`)
     await stopAll()

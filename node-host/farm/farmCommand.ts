@@ -8,16 +8,24 @@ import { createAppServer, type AppServer } from '../app/createAppServer.ts'
 import { networkAppConfig } from '../app/networkAppConfig.ts'
 import { createLogger } from '../logger.ts'
 import { readAvailableMemory } from './browserMemory.ts'
-import type { FarmGpu, FarmWallet } from './farmPage.ts'
-import { startFarmStatusServer, summarize } from './farmStatusServer.ts'
+import { chainConfigFromEnv } from '../chain/chainConfigFromEnv.ts'
+import { loadWallet } from '../chain/loadWallet.ts'
+import { createFarmMetrics } from './farmMetrics.ts'
+import type { FarmGpu } from './farmPage.ts'
+import { startFarmPayouts, type FarmPayouts } from './farmPayouts.ts'
+import { startFarmStatusServer, summarize, type FarmStatus, type FarmWorkerStatus } from './farmStatusServer.ts'
+import { createFarmWallet, type FarmWallet } from './farmWallet.ts'
+import { watchOracleServed } from './watchOracleServed.ts'
 import { renderFarmTable } from './farmTable.ts'
 import { superviseWorker, type SupervisedWorker, type WorkerSnapshot } from './superviseWorker.ts'
 
 export const FARM_USAGE = `usage: shardmesh farm --workers N [--oracle http://127.0.0.1:3100] [--app <url>] [--chromium /usr/bin/chromium] [--gpu auto|swiftshader|off]
-                     [--profiles ~/.shardmesh/farm] [--memory-mb M] [--status-port P] [--headful]
+                     [--profiles ~/.shardmesh/farm] [--memory-mb M] [--status-port P] [--payout-s 60] [--headful]
        N headless contributor pages, each its own Chromium and profile (its peer id survives restarts), kept
        contributing: a page that crashes, hangs, loses its GPU or runs out of memory is restarted (1, 2, 4 … 60 s).
-       Without --app the farm serves the app itself. GET /status at --status-port; Ctrl-C leaves the Oracle cleanly.`
+       Without --app the farm serves the app itself. GET /status and /metrics at --status-port; Ctrl-C leaves the Oracle cleanly.
+       Payouts: with PLUMISE_PRIVATE_KEY (or PLUMISE_KEYSTORE) set, each page is bound to a wallet derived from the
+       farm's (the Oracle credits its served work there) and its rewards are claimed into the farm wallet.`
 
 export type FarmOptions = {
   workers: number
@@ -32,6 +40,8 @@ export type FarmOptions = {
   headful: boolean
   /** MB each page offers the Oracle. */
   pageMemoryMb?: number
+  /** How often the workers' pending rewards are checked and claimed into the farm wallet, seconds. @default 60 */
+  payoutS?: number
 }
 
 /**
@@ -62,6 +72,7 @@ export function parseFarmArgs(argv: string[]): FarmOptions {
       'memory-mb': { type: 'string' },
       'status-port': { type: 'string' },
       'page-memory-mb': { type: 'string' },
+      'payout-s': { type: 'string' },
       headful: { type: 'boolean' },
     },
     strict: true,
@@ -86,6 +97,7 @@ export function parseFarmArgs(argv: string[]): FarmOptions {
     statusPort,
     headful: values.headful ?? false,
     pageMemoryMb: int('page-memory-mb', values['page-memory-mb'], 1),
+    payoutS: int('payout-s', values['payout-s'], 1),
   }
 }
 
@@ -108,7 +120,13 @@ export function checkFarmMemory(workers: number, memoryMb: number): void {
   if (workers > fit) throw new FarmMemoryError(workers, fit, memoryMb)
 }
 
-export type Farm = { appUrl: string; statusUrl?: string; snapshot(): WorkerSnapshot[]; stop(): Promise<void> }
+export type Farm = { appUrl: string; statusUrl?: string; status(): FarmStatus; snapshot(): WorkerSnapshot[]; stop(): Promise<void> }
+
+/** The farm wallet from the environment (PLUMISE_PRIVATE_KEY or keystore, and the chain), or undefined when none is set. */
+export async function farmWalletFromEnv(env: Record<string, string | undefined> = process.env): Promise<FarmWallet | undefined> {
+  if (!env.PLUMISE_PRIVATE_KEY && !env.PLUMISE_KEYSTORE) return undefined
+  return createFarmWallet({ account: await loadWallet({ env }), chain: await chainConfigFromEnv(env), logger: createLogger('shardmesh:farm') })
+}
 
 /**
  * Runs the farm: checks the memory, serves the app (unless --app), starts one supervised worker a
@@ -140,7 +158,28 @@ export async function runFarm(opts: FarmOptions, components: { wallet?: FarmWall
   const tty = process.stdout.isTTY === true
   const workers: SupervisedWorker[] = []
   const snapshot = () => workers.map((w) => w.snapshot())
-  const status = await (opts.statusPort === undefined ? undefined : startFarmStatusServer({ port: opts.statusPort, status: () => summarize(snapshot()) }))
+  const wallet = components.wallet ?? (await farmWalletFromEnv())
+  const served = watchOracleServed({ oracle: opts.oracle, logger })
+  const payouts: FarmPayouts | undefined = wallet && startFarmPayouts({ wallet, workers: Array.from({ length: opts.workers }, (_, i) => i + 1), logger, pollMs: (opts.payoutS ?? 60) * 1000 })
+  // Each worker with what the Oracle counted its page served, and its wallet's pending reward.
+  const farmStatus = (): FarmStatus =>
+    summarize(
+      snapshot().map((w): FarmWorkerStatus => {
+        const n = served.of(w.peerId)
+        const pending = payouts?.pendingOf(w.worker)
+        return { ...w, ...(n ? { served: { tokensPerSecond: n.tokensPerSecond, tokens: n.tokens, wallet: n.wallet } } : {}), ...(pending !== undefined ? { pendingWei: pending.toString() } : {}) }
+      }),
+      wallet && payouts
+        ? {
+            address: wallet.address,
+            pendingWei: Array.from({ length: opts.workers }, (_, i) => payouts.pendingOf(i + 1) ?? 0n).reduce((a, b) => a + b, 0n).toString(),
+            claimedWei: payouts.claimedWei().toString(),
+          }
+        : undefined,
+    )
+  const metrics = createFarmMetrics(farmStatus)
+  const status = await (opts.statusPort === undefined ? undefined : startFarmStatusServer({ port: opts.statusPort, status: farmStatus, metrics: () => metrics.render() }))
+  if (wallet) logger.info({ farmWallet: wallet.address }, 'farm wallet: each page is bound to a wallet of its own derived from it; rewards are claimed into it')
   logger.info({ workers: opts.workers, app: appUrl, oracle: opts.oracle, status: status?.url, profiles: opts.profiles, memoryMb }, 'farm starting')
   for (let i = 1; i <= opts.workers; i++) {
     const profileDir = join(opts.profiles, `worker-${i}`)
@@ -155,7 +194,7 @@ export async function runFarm(opts: FarmOptions, components: { wallet?: FarmWall
         gpu: opts.gpu,
         headful: opts.headful,
         memoryMb: opts.pageMemoryMb,
-        wallet: components.wallet,
+        wallet,
         logger,
         onChange: (s) => {
           if (tty) return
@@ -167,13 +206,16 @@ export async function runFarm(opts: FarmOptions, components: { wallet?: FarmWall
       }),
     )
   }
-  const table = tty ? setInterval(() => process.stdout.write(`\x1b[H\x1b[2J${renderFarmTable(summarize(snapshot()))}\n${status ? `status: ${status.url}\n` : ''}`), 1000) : undefined
+  const table = tty ? setInterval(() => process.stdout.write(`\x1b[H\x1b[2J${renderFarmTable(farmStatus())}\n${status ? `status: ${status.url}\n` : ''}`), 1000) : undefined
   return {
     appUrl,
     statusUrl: status?.url,
+    status: farmStatus,
     snapshot,
     async stop() {
       clearInterval(table)
+      served.stop()
+      payouts?.stop()
       await Promise.all(workers.map((w) => w.stop()))
       await status?.close()
       await appServer?.close()

@@ -4,13 +4,6 @@ import { z } from 'zod'
 /** How a worker's Chromium offers WebGPU: `auto` the machine's GPU, `swiftshader` the software adapter, `off` the wasm backend. */
 export type FarmGpu = 'auto' | 'swiftshader' | 'off'
 
-/**
- * The farm wallet's way into a page (issue 11): called on each launch before the app loads, it
- * exposes its signing binding on the context (`context.exposeBinding`), so the key stays in this
- * Node process and never enters a page.
- */
-export type FarmWallet = { expose(context: BrowserContext, worker: number): Promise<void> }
-
 export type FarmPageInit = {
   worker: number
   appUrl: string
@@ -20,7 +13,6 @@ export type FarmPageInit = {
   headful: boolean
   /** MB each page offers the Oracle (its remembered choice); absent: the page's own default. */
   memoryMb?: number
-  wallet?: FarmWallet
 }
 
 /** The part of the page's contributor state the farm reads (window.shardmeshFarm, web/app/farmStatusHook.ts): untrusted, so parsed. */
@@ -30,6 +22,8 @@ export const pageStateSchema = z.object({
   peerId: z.string().optional(),
   range: z.object({ start: z.number(), end: z.number() }).optional(),
   tokensForwarded: z.number(),
+  /** Earnings the Oracle booked for the page (EARNINGS_RECORD), USD. */
+  earningsUsd: z.number().optional(),
   rate: z.array(z.object({ t: z.number(), tokensPerSecond: z.number() })),
 })
 export type PageState = z.infer<typeof pageStateSchema>
@@ -46,7 +40,11 @@ export type FarmPage = {
   stop(): Promise<boolean>
   /** Closes the browser without a word to the Oracle (after a crash). */
   close(): Promise<void>
+  /** The page's peer key signs its binding to `wallet` (web/agent/pageAgentBinding.ts); the wallet's key stays here. */
+  signBinding(chainId: number, wallet: `0x${string}`): Promise<{ peerId: string; signature: `0x${string}` }>
 }
+
+const bindingSchema = z.object({ peerId: z.string().min(1), signature: z.string().regex(/^0x[0-9a-fA-F]{128}$/).transform((s) => s as `0x${string}`) })
 
 const BASE_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--allow-loopback-in-peer-connection', '--use-fake-ui-for-media-stream', '--disable-renderer-backgrounding', '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows']
 const GPU_ARGS: Record<FarmGpu, string[]> = {
@@ -77,7 +75,6 @@ export async function launchFarmPage(init: FarmPageInit): Promise<FarmPage> {
   try {
     const choice = JSON.stringify({ contributing: true, ...(init.memoryMb ? { memoryMb: init.memoryMb } : {}) })
     await context.addInitScript(([key, value]) => localStorage.setItem(key, value), [CHOICE_KEY, choice] as const)
-    if (init.wallet) await init.wallet.expose(context, init.worker)
     const page = context.pages()[0] ?? (await context.newPage())
     const ended = new Promise<string>((resolve) => {
       page.once('crash', () => resolve('the renderer crashed'))
@@ -110,7 +107,14 @@ export async function launchFarmPage(init: FarmPageInit): Promise<FarmPage> {
       await close()
       return left
     }
-    return { context, page, ended, read, stop, close }
+    const signBinding = async (chainId: number, wallet: `0x${string}`) =>
+      bindingSchema.parse(
+        await page.evaluate(async ([c, w]) => {
+          if (!window.shardmeshFarm) throw new Error('the app is not loaded')
+          return window.shardmeshFarm.signAgentBinding(c, w)
+        }, [chainId, wallet] as const),
+      )
+    return { context, page, ended, read, stop, close, signBinding }
   } catch (e) {
     await context.close().catch(() => undefined)
     throw e

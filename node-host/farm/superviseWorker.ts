@@ -2,6 +2,7 @@ import type { Logger } from '../logger.ts'
 import { readBrowserMemory } from './browserMemory.ts'
 import { launchFarmPage, type FarmPage, type FarmPageInit, type PageState } from './farmPage.ts'
 import { CRASH_LOOP_FAILURES, restartBackoffMs } from './restartBackoff.ts'
+import type { FarmWallet } from './farmWallet.ts'
 
 export type WorkerState = 'launching' | 'running' | 'backoff' | 'stopping' | 'stopped'
 
@@ -24,6 +25,10 @@ export type WorkerSnapshot = {
   browserRssBytes?: number
   /** Epoch ms of the next launch while backing off. */
   nextLaunchAt?: number
+  /** Earnings the Oracle booked for the page (its EARNINGS_RECORDs), USD. */
+  earningsUsd?: number
+  /** The worker's wallet its page is bound to (the farm wallet's), once bound. */
+  wallet?: string
 }
 
 export type SuperviseWorkerInit = FarmPageInit & {
@@ -33,6 +38,8 @@ export type SuperviseWorkerInit = FarmPageInit & {
   /** How often the page is read. @default 1000 */
   pollMs?: number
   onChange?: (s: WorkerSnapshot) => void
+  /** Binds each page's peer to the worker's wallet once it serves, so the Oracle credits its work there. */
+  wallet?: FarmWallet
 }
 
 export type SupervisedWorker = { snapshot(): WorkerSnapshot; stop(): Promise<void> }
@@ -72,7 +79,29 @@ export function superviseWorker(init: SuperviseWorkerInit): SupervisedWorker {
       log.info({ profile: init.profileDir }, 'worker identity')
     }
     if (s.phase !== snap.phase || s.range?.start !== snap.range?.start || s.range?.end !== snap.range?.end) log.info({ phase: s.phase, range: s.range }, 'worker phase')
-    change({ phase: s.phase, peerId: s.peerId ?? snap.peerId, range: s.range, tokensForwarded: s.tokensForwarded, tokensPerSecond: s.rate.at(-1)?.tokensPerSecond ?? 0 })
+    change({ phase: s.phase, peerId: s.peerId ?? snap.peerId, range: s.range, tokensForwarded: s.tokensForwarded, tokensPerSecond: s.rate.at(-1)?.tokensPerSecond ?? 0, earningsUsd: s.earningsUsd })
+  }
+
+  /** The peer bound to the worker's wallet, and when binding may be tried again after a failure. */
+  let bound: string | undefined
+  let binding = false
+  let retryBindAt = 0
+  const bindWallet = (page: FarmPage, s: PageState) => {
+    const peerId = s.peerId
+    if (!init.wallet || !peerId || s.phase !== 'serving' || bound === peerId || binding || Date.now() < retryBindAt) return
+    binding = true
+    init.wallet
+      .bind(init.worker, { peerId, signBinding: page.signBinding })
+      .then((r) => {
+        bound = peerId
+        change({ wallet: r.wallet })
+        if (r.sent) log.info({ wallet: r.wallet }, 'worker bound to its wallet')
+      })
+      .catch((e: Error) => {
+        retryBindAt = Date.now() + 60_000
+        log.warn({ err: e.message.split('\n')[0] }, 'binding the worker to its wallet failed; retrying in 60 s')
+      })
+      .finally(() => (binding = false))
   }
 
   /** Runs one launch until it fails (a reason) or the farm stops (undefined). */
@@ -89,6 +118,7 @@ export function superviseWorker(init: SuperviseWorkerInit): SupervisedWorker {
       if (s) {
         lastAnswer = Date.now()
         observe(s)
+        bindWallet(page, s)
         if (s.phase === 'serving') servingSince ??= Date.now()
         // The error phase (the Oracle connection ended, the start failed), or an engine fault (the engine
         // worker died: a lost GPU device, out of memory), which leaves the phase as it was. A dropped

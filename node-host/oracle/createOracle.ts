@@ -10,7 +10,13 @@ import type { Logger } from '../../shared/logger.ts'
 import { rangeBytes, type LayerRange } from '../../shared/oracle/assignLayers.ts'
 import { ORBAN_MESH_LIMITS } from '../../shared/oracle/orban/orbanMeshClaims.ts'
 import type { ShardTaskConfig } from '../../shared/oracle/shardTask.ts'
-import { createOracleCore, type OracleCore } from './createOracleCore.ts'
+import { sendHeartbeat } from '../../shared/chain/sendHeartbeat.ts'
+import type { OrbanMessageOf } from '../../shared/oracle/orban/orbanMessages.ts'
+import { walletClientFor } from '../chain/chainConfigFromEnv.ts'
+import { createOracleCore, DEFAULT_BOOKING_BOUNDS, type OracleCore } from './createOracleCore.ts'
+import { createPageCredit, creditedByOracle } from './pageCredit.ts'
+import { createPeerWallets } from './peerWallets.ts'
+import { createServedLedger } from './servedLedger.ts'
 import { createOracleServer, type OracleServer } from './createOracleServer.ts'
 import type { ModelInfo } from './modelInfo.ts'
 import { openOracleDatabase } from './oracleDatabase.ts'
@@ -76,17 +82,32 @@ export async function createOracle(init: OracleInit) {
   if (rewards) epochOf = rewards.epoch
   await rewards?.start()
   // A wallet is credited with a node host's work only through a binding the host's key signed (checked on the registry's record).
-  const bindings =
-    init.chain &&
-    createWalletBindings({ config: init.chain.chain.config, client: createPublicClient({ chain: init.chain.chain.chain, transport: chainHttp(init.chain.chain.rpcUrl) }), logger })
+  const reader = init.chain && createPublicClient({ chain: init.chain.chain.chain, transport: chainHttp(init.chain.chain.rpcUrl) })
+  const bindings = init.chain && reader && createWalletBindings({ config: init.chain.chain.config, client: reader, logger })
   const core: OracleCore = await createOracleCore({ store, models: init.models, silenceMs: init.silenceMs, reconnectGraceMs: init.reconnectGraceMs, replicas: init.replicas, grow: init.grow, logger, epoch: rewards?.epoch, walletPeer: bindings?.peerOf, excludedPeer: verify.banned })
   coreRef = core
+  // What agents served (their TASK_PROGRESS counters), bounded like metrics bookings: capacity × headroom.
+  const served = createServedLedger({
+    maxTokensPerSecond: (id) => Math.max(core.node(id)?.benchmarkTokPerSec ?? 0, DEFAULT_BOOKING_BOUNDS.minTokPerSec) * DEFAULT_BOOKING_BOUNDS.tokenHeadroom,
+  })
+  core.events.on('nodeLeft', (e) => served.forget(e.address))
+  // Pages sign no reports: the Oracle books their served work to the wallet bound to their peer.
+  const chainInit = init.chain
+  const credit =
+    chainInit && reader && bindings
+      ? createPageCredit({
+          core,
+          wallets: createPeerWallets({ config: chainInit.chain.config, client: reader, bindings }),
+          heartbeat: (wallet) => sendHeartbeat(walletClientFor(chainInit.chain, chainInit.account), { config: chainInit.chain.config, via: 'precompile', agent: wallet }),
+          logger,
+        })
+      : undefined
   const modelFolders = new Map(init.models.flatMap((m) => (m.folder ? [[m.name, m.folder] as const] : [])))
   // The channel is made after the server (it upgrades the server's sockets): read lazily.
   let orbanRef: OrbanChannel | undefined
   let serverRef: OracleServer | undefined
-  const metrics = createOracleMetrics({ core, server: () => serverRef?.stats(), orban: () => orbanRef })
-  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders, metrics: () => metrics.render(), verify })
+  const metrics = createOracleMetrics({ core, server: () => serverRef?.stats(), orban: () => orbanRef, served })
+  const server: OracleServer = await createOracleServer({ core, store, port: init.port, host: init.host, logger, modelFolders, metrics: () => metrics.render(), served, bookedEpoch: rewards && (() => rewards.epoch()), verify })
   serverRef = server
   /** The task each Orban agent was last sent, to re-send only on a change (or a new connection). */
   const sent = new Map<string, { taskId: string; range: LayerRange; model: string }>()
@@ -151,6 +172,18 @@ export async function createOracle(init: OracleInit) {
       return
     }
     await refuse(agentId, `rejected its range: ${result.rejected}${result.details ? ` (${result.details})` : ''}`)
+  }
+
+  /** A TASK_PROGRESS's served counters: into the ledger, and a page's onto its bound wallet. */
+  async function countServed(agentId: string, progress: OrbanMessageOf<'TASK_PROGRESS'>): Promise<void> {
+    const agent = orban.agents().find((a) => a.agentId === agentId)
+    const node = core.node(agentId)
+    if (!agent || !node || sent.get(agentId)?.taskId !== progress.task_id) return
+    const who = { agentId, model: node.model, peerId: node.peerId, kind: creditedByOracle(agent.registration) ? ('page' as const) : ('host' as const), connectedAt: agent.connectedAt }
+    const booking = served.report(who, { served: progress.served, throughput: progress.metrics.throughput_tokens_per_sec })
+    if (!booking || !credit || who.kind !== 'page') return
+    const credited = await credit.credit(who, booking)
+    served.setWallet(agentId, credited?.wallet ?? null)
   }
 
   async function join(agent: OrbanConnectedAgent): Promise<void> {
@@ -237,6 +270,7 @@ export async function createOracle(init: OracleInit) {
         if (progress.stage === 'serving') refused.delete(agentId)
         const current = sent.get(agentId)
         if (current?.taskId === progress.task_id && progress.stage === 'serving' && progress.progress >= 1) await core.ready(agentId).catch(() => undefined)
+        await countServed(agentId, progress)
       },
       // A shard task ends when a newer assignment replaces it: the time it served is paid at the rate of REGISTER_ACK.
       async onTaskComplete(agentId, complete) {
@@ -315,9 +349,12 @@ export async function createOracle(init: OracleInit) {
     server,
     store,
     rewards,
+    /** What the agents served (TASK_PROGRESS counters, bounded). */
+    served,
     async close(): Promise<void> {
       closing = true
       metrics.close()
+      served.close()
       pruner.stop()
       await orban.close()
       await server.close()

@@ -72,7 +72,7 @@ export type BookingBounds = {
   budgetCapS: number
 }
 
-const DEFAULT_BOUNDS: BookingBounds = { livenessGapMs: 300_000, minTokPerSec: 100, tokenHeadroom: 32, budgetCapS: 3600 }
+export const DEFAULT_BOOKING_BOUNDS: BookingBounds = { livenessGapMs: 300_000, minTokPerSec: 100, tokenHeadroom: 32, budgetCapS: 3600 }
 
 export type JoinParameters = {
   /** Lowercase wallet for 'plumise' nodes, agent_id for 'orban' nodes. */
@@ -292,7 +292,7 @@ export async function createOracleCore(init: OracleCoreInit): Promise<OracleCore
   /** Grace of each absent node (ms), for the sweep's check by the injected clock. */
   const graceOf = new Map<string, number>()
   const epochOf = init.epoch ?? (() => 0)
-  const bounds: BookingBounds = { ...DEFAULT_BOUNDS, ...init.bounds }
+  const bounds: BookingBounds = { ...DEFAULT_BOOKING_BOUNDS, ...init.bounds }
   const models = new Map<string, ModelInfo>()
   for (const m of init.models) {
     if (models.has(m.name)) throw new Error(`model "${m.name}" is given twice`)

@@ -9,6 +9,11 @@ import type { OracleCore } from './createOracleCore.ts'
 import type { OracleStore } from './oracleStore.ts'
 import { OracleHttpError, createPlumiseRoutes, type RefusalReason } from './plumiseRoutes.ts'
 import { createRateLimiter } from './rateLimiter.ts'
+import { SERVED_PATH } from '../../shared/oracle/servedThroughput.ts'
+import { BOOKED_PATH } from '../../shared/oracle/bookedWork.ts'
+import { bookedWorkOf } from './bookedWork.ts'
+import type { ServedLedger } from './servedLedger.ts'
+import { streamServed } from './servedStream.ts'
 
 export type OracleServerInit = {
   core: OracleCore
@@ -44,6 +49,10 @@ export type OracleServerInit = {
   modelFolders?: ReadonlyMap<string, string>
   /** Prometheus text exposition for `GET /metrics` (absent: 404). */
   metrics?: () => Promise<{ contentType: string; body: string }>
+  /** What the agents served (`GET /api/v1/network/served`, and `network:served` on the event stream). */
+  served?: Pick<ServedLedger, 'events' | 'snapshot'>
+  /** The reward epoch bookings go to now (`GET /api/v1/rewards/booked` answers only when given). */
+  bookedEpoch?: () => number
 }
 
 /** The checkpoint files a host reads; nothing else in a model folder is served. */
@@ -163,6 +172,7 @@ export async function createOracleServer(init: OracleServerInit): Promise<Oracle
     if (subscriberCount >= maxSubs.total) throw new OracleHttpError(503, 'too_many_subscribers', 'too many event subscribers; poll the topology instead')
     if ((subscribers.get(ip) ?? 0) >= maxSubs.perIp) throw new OracleHttpError(429, 'too_many_subscribers', `too many event streams from ${ip}`)
     routes.events(query, req, res)
+    if (init.served) streamServed(init.served, res)
     subscriberCount++
     subscribers.set(ip, (subscribers.get(ip) ?? 0) + 1)
     res.once('close', () => {
@@ -188,6 +198,16 @@ export async function createOracleServer(init: OracleServerInit): Promise<Oracle
     'POST /api/v1/pipeline/ready': async (req, res) => json(res, 200, await routes.ready(await readJson(req, limit))),
     'GET /api/v1/pipeline/topology': (_req, res, query) => json(res, 200, routes.topology(query)),
     'GET /api/v1/pipeline/events': (req, res, query, ip) => subscribe(ip, query, req, res),
+    [`GET ${BOOKED_PATH}`]: async (_req, res, query) => {
+      if (!init.bookedEpoch) throw new OracleHttpError(404, 'not_found', 'this Oracle books no rewards (no chain)')
+      const booked = await bookedWorkOf(init.store, query.get('address') ?? '', init.bookedEpoch())
+      if (!booked) throw new OracleHttpError(400, 'invalid_body', 'address must be a 0x wallet address')
+      json(res, 200, booked)
+    },
+    [`GET ${SERVED_PATH}`]: (_req, res) => {
+      if (!init.served) throw new OracleHttpError(404, 'not_found', 'this server counts no served throughput')
+      json(res, 200, init.served.snapshot())
+    },
     'POST /api/v1/metrics/report': async (req, res) => json(res, 200, await routes.reportMetrics(await readJson(req, metricsLimit))),
     'POST /api/v1/verify/evidence': async (req, res) => {
       if (!init.verify) throw new OracleHttpError(404, 'not_found', 'this Oracle keeps no spot-check evidence')

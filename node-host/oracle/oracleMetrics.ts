@@ -2,6 +2,7 @@ import { Counter, Gauge, Registry } from 'prom-client'
 import type { OracleCore } from './createOracleCore.ts'
 import type { OracleStats } from './createOracleServer.ts'
 import type { OrbanChannel, OrbanChannelStats } from './orbanChannel.ts'
+import type { ServedLedger } from './servedLedger.ts'
 
 /**
  * The Oracle's Prometheus metrics (`GET /metrics`): nodes by state, layer coverage per model,
@@ -15,6 +16,8 @@ export type OracleMetricsSources = {
   server: () => OracleStats | undefined
   /** The Orban channel (connected agents and its counters); undefined until it exists. */
   orban: () => OrbanChannel | undefined
+  /** What the agents served, as the Oracle counted it (servedLedger.ts). */
+  served?: Pick<ServedLedger, 'snapshot' | 'acceptedTokens'>
 }
 
 export type OracleMetrics = {
@@ -165,6 +168,35 @@ export function createOracleMetrics(sources: OracleMetricsSources): OracleMetric
       const stats = sources.orban()?.stats()
       if (!stats) return
       for (const key of CHANNEL_COUNTERS) this.inc({ event: snake(key) }, stats[key])
+    },
+  })
+  new Gauge({
+    name: 'shardmesh_oracle_served_tokens_per_second',
+    help: 'Tokens/s each agent served over the last window, as the Oracle counted its reports (bounded by its capacity; not its benchmark).',
+    labelNames: ['agent', 'kind', 'model'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const n of sources.served?.snapshot().nodes ?? []) this.set({ agent: n.id, kind: n.kind, model: n.model }, n.tokensPerSecond)
+    },
+  })
+  new Gauge({
+    name: 'shardmesh_oracle_network_served_tokens_per_second',
+    help: 'Tokens/s the whole network served over the last window (the sum over agents).',
+    registers,
+    collect() {
+      this.set(sources.served?.snapshot().totalTokensPerSecond ?? 0)
+    },
+  })
+  new Counter({
+    name: 'shardmesh_oracle_served_tokens_total',
+    help: 'Tokens the agents served since the Oracle started, by kind (page, host), as accepted from their reports.',
+    labelNames: ['kind'] as const,
+    registers,
+    collect() {
+      this.reset()
+      const accepted = sources.served?.acceptedTokens()
+      if (accepted) for (const kind of ['page', 'host'] as const) this.inc({ kind }, accepted[kind])
     },
   })
 

@@ -2,6 +2,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import type { ForwardService } from '../../shared/mesh/forwardService.ts'
 import type { LayerRange } from '../../shared/model/shardGraph.ts'
 import { createShardTaskAgent } from '../../shared/oracle/shardTaskAgent.ts'
+import { createServedSampler } from '../../shared/oracle/servedSampler.ts'
 import { createOrbanAgent, type OrbanAgent, type OrbanTask, type OrbanTaskController } from '../../shared/oracle/orban/createOrbanAgent.ts'
 import type { EngineClient } from '../engine/engineClient.ts'
 import type { DeviceOption } from '../../shared/engine/runtime.ts'
@@ -35,6 +36,8 @@ export type PageOracleAgentInit = {
   score?: { tokensPerSecond: number; device: string }
   /** Told when the agent starts measuring its score and when it connects to the Oracle. */
   onStage?: (stage: 'measuring' | 'connecting') => void
+  /** TASK_PROGRESS with what the page served (tokens/s, steps, sessions) while it serves. @default 10_000 */
+  servedIntervalMs?: number
 }
 
 /** Decode tokens/s of the reference model whole in the engine worker: the page's score. */
@@ -107,5 +110,13 @@ export async function startPageOracleAgent(init: PageOracleAgentInit): Promise<{
       },
     }),
   })
+  // What the page served, every interval (the Orban live-metrics cadence): the Oracle counts it and
+  // credits it to the wallet bound to this peer; the page signs nothing for it.
+  const sampler = createServedSampler(() => init.service.stats())
+  const servedTimer = setInterval(() => {
+    const { throughput, served } = sampler.sample()
+    tasks.serving()?.controller.progress({ progress: 1, stage: 'serving', metrics: { throughput_tokens_per_sec: throughput }, served })
+  }, init.servedIntervalMs ?? 10_000)
+  agent.on('stopped', () => clearInterval(servedTimer))
   return { agent, range: () => range, score: score.tokensPerSecond, device: score.device }
 }

@@ -130,6 +130,7 @@ export function createContributor(config: AppConfig): Contributor {
         device: options.device,
         memoryBytes: options.memoryBytes,
         heartbeatIntervalMs: 5_000,
+        servedIntervalMs: 5_000,
         onStage: (stage) => set({ phase: stage }),
         onLoadProgress: (range, done, total) => {
           const totalBytes = bytesOf(range)

@@ -1,5 +1,6 @@
 import type { AppConfig } from '../../shared/app/appConfig.ts'
 import { pipelineEventSchemas, type Topology, type TopologyNode } from '../../shared/oracle/plumiseSchemas.ts'
+import { SERVED_EVENT, servedSnapshotSchema, type ServedSnapshot } from '../../shared/oracle/servedThroughput.ts'
 import { oracleRoute } from '../app/loadAppConfig.ts'
 
 /** What the Network view shows, per model. */
@@ -7,6 +8,8 @@ export type NetworkSnapshot = {
   connected: boolean
   error?: string
   topologies: Record<string, Topology>
+  /** What the agents actually served, as the Oracle counts it (absent: an Oracle that does not count it). */
+  served?: ServedSnapshot
   /** Unix ms of the last event. */
   updatedAt?: number
 }
@@ -43,6 +46,10 @@ export function subscribeNetwork(config: AppConfig, onChange: (s: NetworkSnapsho
     if (!t) return
     const nodes = t.nodes.map((n) => (n.nodeAddress === parsed.data.address ? { ...n, ready: parsed.data.ready, updatedAt: new Date(parsed.data.timestamp).toISOString() } : n))
     emit({ topologies: { ...snapshot.topologies, [t.model]: { ...t, nodes } }, updatedAt: parsed.data.timestamp })
+  })
+  source.addEventListener(SERVED_EVENT, (e) => {
+    const parsed = servedSnapshotSchema.safeParse(JSON.parse((e as MessageEvent<string>).data))
+    if (parsed.success) emit({ served: parsed.data })
   })
   return () => source.close()
 }

@@ -54,7 +54,8 @@ export type OrbanTaskController = {
   readonly gpu: number
   /** Aborted when the agent stops. */
   readonly signal: AbortSignal
-  progress(update: { progress: number; stage: string; metrics?: Partial<OrbanPayloadInput<'TASK_PROGRESS'>['metrics']> }): void
+  /** `served`: shardmesh's extension, what the shard served since the agent started. */
+  progress(update: { progress: number; stage: string; metrics?: Partial<OrbanPayloadInput<'TASK_PROGRESS'>['metrics']>; served?: OrbanPayloadInput<'TASK_PROGRESS'>['served'] }): void
   complete(report: {
     result: OrbanPayloadInput<'TASK_COMPLETE'>['result']
     proof_of_work?: OrbanPayloadInput<'TASK_COMPLETE'>['proof_of_work']
@@ -362,6 +363,7 @@ export async function createOrbanAgent(init: CreateOrbanAgentInit): Promise<Orba
           progress: update.progress,
           stage: update.stage,
           metrics: { gpu_utilization: 0, memory_used_gb: 0, throughput_tokens_per_sec: null, ...update.metrics },
+          ...(update.served ? { served: update.served } : {}),
         })
         whenAccepted(() => {
           entry.progress = update.progress

@@ -182,6 +182,20 @@ const mesh = z.object({
   benchmark_tok_per_sec: z.number().min(0).max(1e9).optional(),
 })
 
+/**
+ * shardmesh's extension to TASK_PROGRESS: what the agent's shard served, cumulative since the
+ * agent started (upstream has no field for it; an upstream platform drops it unread). The Oracle
+ * takes the rise between reports, bounded by what it observed (servedLedger.ts).
+ */
+const served = z.object({
+  /** Positions (prompt tokens and decode steps) run through the agent's layers. */
+  tokens: uint64,
+  /** Forward frames computed (a prefill chunk or one decode step each). */
+  steps: uint64,
+  /** Sessions opened on its shard. */
+  sessions: uint64,
+})
+
 const pricing = z.object({ base_rate_usd_per_hour: decimal, gpu_multiplier: decimal, effective_rate: decimal })
 
 const gpuStatus = z.object({
@@ -236,6 +250,7 @@ export const orbanPayloadSchemas = {
       memory_used_gb: decimal,
       throughput_tokens_per_sec: decimal.nullable().default(null),
     }),
+    served: served.optional(),
   }),
   TASK_COMPLETE: z.object({
     task_id: id,
@@ -348,6 +363,7 @@ export type OrbanCapabilities = z.output<typeof capabilities>
 export type OrbanLocation = z.output<typeof location>
 export type OrbanAvailability = z.output<typeof availability>
 export type OrbanMeshInfo = z.output<typeof mesh>
+export type OrbanServedCounters = z.output<typeof served>
 export type OrbanPricing = z.output<typeof pricing>
 export type OrbanGpuStatus = z.output<typeof gpuStatus>
 export type OrbanAgentStatus = OrbanPayload<'HEARTBEAT'>['status']

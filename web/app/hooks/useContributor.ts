@@ -4,6 +4,7 @@ import type { Contributor, ContributorState } from '../../contributor/createCont
 import { readCapabilities, type Capabilities } from '../../contributor/readCapabilities.ts'
 import { loadContributeChoice, saveContributeChoice } from '../contributeChoice.ts'
 import { exposeFarmStatus } from '../farmStatusHook.ts'
+import { signPageAgentBinding } from '../../agent/pageAgentBinding.ts'
 
 const IDLE: ContributorState = { phase: 'idle', peers: 0, sessions: 0, tokensForwarded: 0, steps: 0, msPerStep: null, rate: [], earningsUsd: 0, earningsRecords: 0, phaseAtMs: {} }
 const noop = () => () => {}
@@ -57,7 +58,7 @@ export function useContributor(config: AppConfig | undefined): UseContributor {
   )
 
   // A farm (`shardmesh farm`) polls this as the page's heartbeat and stops it cleanly on shutdown.
-  useEffect(() => exposeFarmStatus({ state: () => contributor?.state() ?? IDLE, stop: async () => contributor?.stop() }), [contributor])
+  useEffect(() => exposeFarmStatus({ state: () => contributor?.state() ?? IDLE, stop: async () => contributor?.stop(), signAgentBinding: signPageAgentBinding }), [contributor])
 
   // A reload resumes contributing when the person left it on.
   const resumed = useRef(false)

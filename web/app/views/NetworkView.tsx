@@ -35,6 +35,12 @@ export function NetworkView({ net }: { net: NetworkSnapshot }) {
         Live from the Oracle's event stream.{' '}
         <span className={net.connected ? 'ok' : 'warn'}>{net.connected ? 'Connected.' : 'Connecting…'}</span>
       </p>
+      {net.served && (
+        <p>
+          The network served <strong data-testid="network-served-total">{net.served.totalTokensPerSecond.toFixed(1)} tokens/s</strong> over the last {net.served.windowSeconds} s ({net.served.totalTokens} tokens
+          counted since the Oracle started).
+        </p>
+      )}
       {net.error && (
         <p role="alert" className="error">
           {net.error}
@@ -42,14 +48,16 @@ export function NetworkView({ net }: { net: NetworkSnapshot }) {
       )}
       {models.map((t) => {
         const ready = t.nodes.filter((n) => n.ready)
-        const capacity = ready.reduce((sum, n) => sum + n.benchmarkTokPerSec, 0)
+        const served = new Map((net.served?.nodes ?? []).filter((s) => s.model === t.model).map((s) => [s.id, s]))
+        const servedTotal = [...served.values()].reduce((sum, s) => sum + s.tokensPerSecond, 0)
         const covered = layerCopies(t).every((c) => c > 0)
         return (
           <div className="card" key={t.model} data-testid={`model-${t.model}`}>
             <h3>{t.model}</h3>
             <p>
               {t.nodes.length} node{t.nodes.length === 1 ? '' : 's'}, {ready.length} ready · {t.totalLayers} layers · {covered ? 'every layer served' : <span className="warn">some layers have no ready node</span>} ·
-              benchmark capacity <strong data-testid="network-tps">{capacity.toFixed(1)} tokens/s</strong>
+              served <strong data-testid="network-tps">{net.served ? `${servedTotal.toFixed(1)} tokens/s` : 'not counted by this Oracle'}</strong>
+              {net.served && <> over the last {net.served.windowSeconds} s</>}
             </p>
             <Coverage t={t} />
             <div className="table-wrap">
@@ -58,8 +66,10 @@ export function NetworkView({ net }: { net: NetworkSnapshot }) {
                   <tr>
                     <th>Kind</th>
                     <th>Peer id</th>
+                    <th>Served</th>
                     <th>Layers</th>
                     <th>Ready</th>
+                    <th>Tokens</th>
                     <th>Score</th>
                     <th>Last seen</th>
                   </tr>
@@ -71,11 +81,15 @@ export function NetworkView({ net }: { net: NetworkSnapshot }) {
                       <td className="mono" title={n.peerId ?? n.nodeAddress}>
                         {shortId(n.peerId ?? n.nodeAddress)}
                       </td>
+                      <td data-testid="served-tps" title={served.get(n.nodeAddress)?.wallet ? `credited to ${served.get(n.nodeAddress)!.wallet}` : undefined}>
+                        {served.has(n.nodeAddress) ? `${served.get(n.nodeAddress)!.tokensPerSecond.toFixed(1)} tokens/s` : '—'}
+                      </td>
                       <td>
                         [{n.layerStart}, {n.layerEnd})
                       </td>
                       <td>{n.ready ? 'yes' : 'no'}</td>
-                      <td>{n.benchmarkTokPerSec.toFixed(1)}</td>
+                      <td data-testid="served-tokens">{served.get(n.nodeAddress)?.tokens ?? 0}</td>
+                      <td title="benchmark tokens/s (capacity, not served)">{n.benchmarkTokPerSec.toFixed(1)}</td>
                       <td>{formatDuration(Math.max(0, now - Date.parse(n.updatedAt)))} ago</td>
                     </tr>
                   ))}

@@ -14,6 +14,8 @@ import { getEpochInfo, getRewardHistory } from '../../../shared/chain/getRewardS
 import type { ChainClient } from '../../../shared/chain/transact.ts'
 import { loadOrCreateBrowserIdentity } from '../../mesh/indexedDbIdentity.ts'
 import { describeWalletError } from '../../wallet/describeWalletError.ts'
+import { BOOKED_PATH, bookedWorkSchema } from '../../../shared/oracle/bookedWork.ts'
+import { oracleRoute } from '../loadAppConfig.ts'
 import { pageChainOf, type PageChain } from '../../wallet/pageChain.ts'
 
 // wagmi, react-query and this view load only when the Wallet view opens (the app's initial JS
@@ -76,13 +78,13 @@ export default function WalletView({ config }: { config: AppConfig }) {
   return (
     <WagmiProvider config={setup.wagmi}>
       <QueryClientProvider client={setup.queries}>
-        <WalletPanel pc={setup.pc} reader={setup.reader} />
+        <WalletPanel pc={setup.pc} reader={setup.reader} bookedUrl={(a) => oracleRoute(config, `${BOOKED_PATH}?address=${a}`)} />
       </QueryClientProvider>
     </WagmiProvider>
   )
 }
 
-function WalletPanel({ pc, reader }: { pc: PageChain; reader: PublicClient }) {
+function WalletPanel({ pc, reader, bookedUrl }: { pc: PageChain; reader: PublicClient; bookedUrl: (address: Address) => string }) {
   const wagmi = useConfig()
   const conn = useConnection()
   const connectors = useConnectors()
@@ -154,7 +156,7 @@ function WalletPanel({ pc, reader }: { pc: PageChain; reader: PublicClient }) {
         </p>
       )}
       {address && rightChain && <Register pc={pc} reader={reader} address={address} />}
-      <Rewards pc={pc} reader={reader} connected={rightChain ? address : undefined} />
+      <Rewards pc={pc} reader={reader} connected={rightChain ? address : undefined} bookedUrl={bookedUrl} />
     </section>
   )
 }
@@ -217,7 +219,7 @@ function Register({ pc, reader, address }: { pc: PageChain; reader: PublicClient
   )
 }
 
-function Rewards({ pc, reader, connected }: { pc: PageChain; reader: PublicClient; connected: Address | undefined }) {
+function Rewards({ pc, reader, connected, bookedUrl }: { pc: PageChain; reader: PublicClient; connected: Address | undefined; bookedUrl: (address: Address) => string }) {
   const wagmi = useConfig()
   const [typed, setTyped] = useState('')
   const [claim, setClaim] = useState<TxState>({ kind: 'idle' })
@@ -243,6 +245,17 @@ function Rewards({ pc, reader, connected }: { pc: PageChain; reader: PublicClien
     },
   })
   const s = status.data
+  // What the Oracle booked to this wallet (a page's served work is credited to the wallet bound to it), before the epoch's report.
+  const booked = useQuery({
+    queryKey: ['booked', lookup],
+    enabled: !!lookup,
+    refetchInterval: 5000,
+    queryFn: async () => {
+      const res = await fetch(bookedUrl(lookup!))
+      return res.ok ? bookedWorkSchema.parse(await res.json()) : null
+    },
+  })
+  const bookedNow = booked.data?.epochs.find((e) => e.epoch === booked.data?.epoch)
 
   async function doClaim() {
     setClaim({ kind: 'wallet' })
@@ -286,7 +299,14 @@ function Rewards({ pc, reader, connected }: { pc: PageChain; reader: PublicClien
           <dt>Work this epoch</dt>
           <dd data-testid="work">
             {s.work.processedTokens.toString()} tokens, {s.work.taskCount.toString()} tasks, {s.work.uptimeSeconds.toString()} s uptime, as the Oracle has reported it to the RewardPool so far
-            (the Oracle exposes no route for work it has booked but not yet reported)
+          </dd>
+          <dt>Booked by the Oracle</dt>
+          <dd data-testid="booked" data-tokens={bookedNow?.tokens ?? 0}>
+            {booked.data
+              ? `${bookedNow?.tokens ?? 0} tokens, ${Math.round(bookedNow?.uptimeSeconds ?? 0)} s uptime in its epoch ${booked.data.epoch}: reported to the RewardPool once that epoch closes`
+              : booked.isError || booked.data === null
+                ? 'the Oracle does not say (unreachable, or it books no rewards)'
+                : '…'}
           </dd>
         </dl>
       )}
