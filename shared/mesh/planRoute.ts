@@ -6,6 +6,8 @@ export type PeerShard = {
   end: number
   /** Measured round trip to the peer, ms (unknown: treated as 5). */
   latencyMs?: number
+  /** Weight format its shard runs, as its info answer says (absent: float32); spot checks pair formats. */
+  weights?: string
 }
 
 export class NoRouteError extends Error {
