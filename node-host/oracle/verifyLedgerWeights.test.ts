@@ -70,6 +70,7 @@ describe('verify ledger: the Oracle judges a step in the weight format the accus
     // An int4 host adding noise (10 % of the row RMS): judged in int4, still caught.
     const noisy = await evidenceFrom(noisyShard(int4, 0.1), 'int4', 'noisy')
     const r2 = await ledger.report(evidenceToJson(noisy))
+    console.log(`# honest int4 accused by a float32 row: reported distance ${ledger.status(r1.peerId).records[0]!.reportedDistance!.toExponential(2)}, int4 referee ${r1.refereeDistance!.toExponential(2)}; noisy int4: referee ${r2.refereeDistance!.toExponential(2)} (tolerance ${DEFAULT_TOLERANCE})`)
     assert.equal(r2.verdict, 'confirmed')
     assert.ok(r2.refereeDistance! > DEFAULT_TOLERANCE)
     assert.equal(ledger.withheld(r2.peerId, 3), true)
