@@ -70,7 +70,7 @@ export async function createNodeHost(init: NodeHostInit) {
   const peerId = node.peerId.toString()
   let range: LayerRange | undefined
   let loading: LayerRange | undefined
-  const verification = init.verification && createHostVerification({ ...init.verification, node, model: source.name, hiddenSize: spec.hiddenSize, shard: () => mesh.service.shard(), logger: log })
+  const verification = init.verification && createHostVerification({ ...init.verification, node, model: source.name, hiddenSize: spec.hiddenSize, shard: () => mesh.service.shard(), weights: init.weights, logger: log })
   const mesh = await createMeshPeer({
     stepLog: verification?.stepLog,
     spotChecker: verification?.spotChecker,
@@ -81,6 +81,7 @@ export async function createNodeHost(init: NodeHostInit) {
     bootstrap: init.bootstrap,
     discover: init.discover,
     shareKnown: true,
+    weights: init.weights,
     refreshMs: 10_000,
     routeWaitMs: init.routeWaitMs ?? 20_000,
     logger: log,

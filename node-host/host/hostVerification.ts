@@ -22,9 +22,9 @@ export type HostVerificationOptions = {
  * audits and recomputations; as an origin it samples its routes' steps, checks them beside the
  * generation, and sends each failure's evidence to the Oracle (which checks it itself).
  */
-export function createHostVerification(init: HostVerificationOptions & { node: Libp2p; model: string; hiddenSize: number; shard: () => ShardSession | undefined; logger: Logger }) {
-  const log = createStepLog({ signer: init.signer, model: init.model, hiddenSize: init.hiddenSize })
-  const service = createVerifyService({ node: init.node, model: init.model, log, shard: init.shard, logger: init.logger })
+export function createHostVerification(init: HostVerificationOptions & { node: Libp2p; model: string; hiddenSize: number; shard: () => ShardSession | undefined; weights?: string; logger: Logger }) {
+  const log = createStepLog({ signer: init.signer, model: init.model, hiddenSize: init.hiddenSize, weights: init.weights })
+  const service = createVerifyService({ node: init.node, model: init.model, log, shard: init.shard, weights: init.weights, logger: init.logger })
   const report = async (r: CheckResult) => {
     if (r.verdict !== 'fail' || !r.evidence || !init.oracle) return
     const res = await fetch(new URL('/api/v1/verify/evidence', init.oracle), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(evidenceToJson(r.evidence)), signal: AbortSignal.timeout(60_000) })

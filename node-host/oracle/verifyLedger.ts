@@ -5,10 +5,16 @@ import type { StepInput } from '../../proto/gen/mesh_pb.js'
 import type { Logger } from '../../shared/logger.ts'
 import { bindEvidence, evidenceFromJson, evidenceJsonSchema, EvidenceError } from '../../shared/verify/evidence.ts'
 import { DEFAULT_TOLERANCE, rowDistance } from '../../shared/verify/tolerance.ts'
+import { weightsOf } from '../../shared/verify/weightFormat.ts'
 import type { OracleStore } from './oracleStore.ts'
+import { RefereeCannotRecomputeError } from './refereeCannotRecomputeError.ts'
 
-/** Recomputes a range on inputs as a fresh session: the Oracle's own check of an accusation. */
-export type Referee = (model: string, range: { start: number; end: number }, inputs: StepInput[]) => Promise<Float32Array>
+/**
+ * Recomputes a range on inputs as a fresh session, in the weight format the accused committed to:
+ * the Oracle's own check of an accusation. Throws RefereeCannotRecomputeError for a format it does
+ * not run.
+ */
+export type Referee = (model: string, range: { start: number; end: number }, inputs: StepInput[], weights: string) => Promise<Float32Array>
 
 export type VerifyLedgerInit = {
   store: Pick<OracleStore, 'getValue' | 'setValue'>
@@ -38,6 +44,10 @@ const failureSchema = z.object({
   start: z.number().int(),
   end: z.number().int(),
   checker: z.string(),
+  /** The weight format the accused committed to, and the referee recomputed in (absent in older records: float32). */
+  weights: z.string().optional(),
+  /** Why the referee did not judge, when it could not. */
+  note: z.string().optional(),
   /** The reporting checker's distance, and the Oracle's own (null without a referee). */
   reportedDistance: z.number().nullable(),
   refereeDistance: z.number().nullable(),
@@ -103,10 +113,19 @@ export async function createVerifyLedger(init: VerifyLedgerInit) {
     if (record.records.some((r) => r.id === id)) return { verdict: 'duplicate', peerId: c.peer, refereeDistance: null }
     let refereeDistance: number | null = null
     let verdict: Verdict = 'unconfirmed'
+    let note: string | undefined
+    const weights = weightsOf(c.weights)
     if (init.referee) {
-      const row = await init.referee(c.model, { start: c.start, end: c.end }, evidence.inputs)
-      refereeDistance = rowDistance(c.row, evidence.output, row)
-      verdict = refereeDistance > tolerance ? 'confirmed' : 'rejected'
+      try {
+        // In the committed format: another one is a different model, further off than the tolerance.
+        // A hop that claims a format it did not run is caught the same way: the recomputation disagrees.
+        const row = await init.referee(c.model, { start: c.start, end: c.end }, evidence.inputs, weights)
+        refereeDistance = rowDistance(c.row, evidence.output, row)
+        verdict = refereeDistance > tolerance ? 'confirmed' : 'rejected'
+      } catch (e) {
+        if (!(e instanceof RefereeCannotRecomputeError)) throw e
+        note = e.message
+      }
     }
     const failure: FailureRecord = {
       id,
@@ -118,6 +137,8 @@ export async function createVerifyLedger(init: VerifyLedgerInit) {
       start: c.start,
       end: c.end,
       checker: evidence.checker,
+      weights,
+      ...(note ? { note } : {}),
       reportedDistance: rowDistance(c.row, evidence.output, evidence.checkerOutput),
       refereeDistance,
     }

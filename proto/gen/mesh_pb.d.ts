@@ -519,6 +519,14 @@ export declare type PeerInfo = Message<"shardmesh.mesh.v1.PeerInfo"> & {
    * @generated from field: uint32 queue_depth = 8;
    */
   queueDepth: number;
+
+  /**
+   * Weight format its shard runs ("float32", "int4"); empty means float32 (older builds). Spot
+   * checks pair a hop only with checkers of the same format (shared/verify/weightFormat.ts).
+   *
+   * @generated from field: string weights = 12;
+   */
+  weights: string;
 };
 
 /**
@@ -658,6 +666,14 @@ export declare type RecomputeRequest = Message<"shardmesh.mesh.v1.RecomputeReque
    * @generated from field: repeated shardmesh.mesh.v1.StepInput inputs = 3;
    */
   inputs: StepInput[];
+
+  /**
+   * The weight format the audited hop committed to; empty means float32. A checker running
+   * another format refuses (its row would differ by more than the tolerance).
+   *
+   * @generated from field: string weights = 4;
+   */
+  weights: string;
 };
 
 /**

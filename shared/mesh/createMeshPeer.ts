@@ -32,6 +32,8 @@ export type MeshPeerInit = {
   routeWaitMs?: number
   /** See ForwardServiceInit.stepTimeoutMs. */
   stepTimeoutMs?: number
+  /** Weight format of the served shard, as the info answer advertises it. @default 'float32' */
+  weights?: string
   /** Spot checks (shared/verify): see ForwardServiceInit.stepLog and spotChecker. */
   stepLog?: StepLog
   spotChecker?: SpotChecker
@@ -65,14 +67,14 @@ export async function createMeshPeer(init: MeshPeerInit) {
   const multiaddrs = init.multiaddrs ?? (() => node.getMultiaddrs().map(String))
   const self = (): PeerShard | undefined => {
     const r = range()
-    return r ? { peerId, multiaddrs: multiaddrs(), start: r.start, end: r.end, latencyMs: 0 } : undefined
+    return r ? { peerId, multiaddrs: multiaddrs(), start: r.start, end: r.end, latencyMs: 0, ...(init.weights ? { weights: init.weights } : {}) } : undefined
   }
   const range = init.range ?? (() => service.shard()?.range)
   const table = createPeerTable({ node, model: init.model, bootstrap: init.bootstrap ?? [], discover: init.discover, self, logger: init.logger })
   const service = createForwardService({ node, model: init.model, hiddenSize: init.hiddenSize, shard: init.shard, stepTimeoutMs: init.stepTimeoutMs, logger: init.logger, stepLog: init.stepLog, spotChecker: init.spotChecker })
   await service.start()
   try {
-    await serveInfo(node, () => ({ model: init.model, numLayers, range: range(), known: init.shareKnown ? table.peers().filter((p) => p.peerId !== peerId) : [], load: service.load() }), log)
+    await serveInfo(node, () => ({ model: init.model, numLayers, range: range(), known: init.shareKnown ? table.peers().filter((p) => p.peerId !== peerId) : [], load: service.load(), weights: init.weights }), log)
   } catch (e) {
     await service.stop()
     throw e

@@ -8,6 +8,7 @@ import type { MeshNode } from './forwardService.ts'
 import { MAX_ADDRESS_LENGTH, p2pAddresses, planDial, type DialPlan } from './peerAddress.ts'
 import type { PeerShard } from './planRoute.ts'
 import type { PeerLoad } from './routeCost.ts'
+import { DEFAULT_WEIGHTS, parseWeights } from '../verify/weightFormat.ts'
 
 export const INFO_PROTOCOL = '/shardmesh/info/1.0.0'
 
@@ -31,6 +32,8 @@ export type PeerInfoAnswer = {
   model: string
   range?: { start: number; end: number }
   numLayers: number
+  /** Weight format of its shard (PeerInfo.weights); absent: float32. */
+  weights?: string
   /** Second-hand peers (at most MAX_KNOWN_PEERS): hints to ask, not peers to route through. */
   known: PeerHint[]
   /** Its load as it says (peers of older versions say nothing: zeros). */
@@ -40,7 +43,7 @@ export type PeerInfoAnswer = {
 /** Answers info requests with what this peer serves and the peers it knows. */
 export async function serveInfo(
   node: MeshNode,
-  info: () => { model: string; numLayers: number; range?: { start: number; end: number }; known: PeerShard[]; load?: PeerLoad },
+  info: () => { model: string; numLayers: number; range?: { start: number; end: number }; known: PeerShard[]; load?: PeerLoad; weights?: string },
   logger: Logger = silentLogger,
 ): Promise<void> {
   await node.handle(
@@ -56,6 +59,8 @@ export async function serveInfo(
           model: i.model,
           range: i.range,
           numLayers: i.numLayers,
+          // float32 stays absent on the wire, as older builds send it.
+          weights: i.weights && i.weights !== DEFAULT_WEIGHTS ? i.weights : '',
           known: i.known.slice(0, MAX_KNOWN_PEERS).map((k) => ({ peerId: k.peerId, multiaddrs: p2pAddresses(k.peerId, k.multiaddrs), range: { start: k.start, end: k.end } })),
           activeSessions: i.load?.activeSessions ?? 0,
           queueDepth: i.load?.queueDepth ?? 0,
@@ -95,6 +100,7 @@ export async function fetchInfo(node: MeshNode, target: string | DialPlan, signa
     model: info.model.slice(0, 256),
     range,
     numLayers,
+    weights: parseWeights(info.weights),
     known: info.known
       .slice(0, MAX_KNOWN_PEERS)
       .filter((k) => k.peerId && k.peerId !== peerId && k.peerId.length <= 128)

@@ -63,7 +63,7 @@ export function createPeerTable(init: PeerTableInit) {
     if (info.range) {
       const before = known.get(info.peerId)?.latencyMs
       const latencyMs = before === undefined ? rtt : 0.7 * before + 0.3 * rtt
-      known.set(info.peerId, { peerId: info.peerId, multiaddrs: info.multiaddrs, start: info.range.start, end: info.range.end, latencyMs, load: info.load })
+      known.set(info.peerId, { peerId: info.peerId, multiaddrs: info.multiaddrs, start: info.range.start, end: info.range.end, latencyMs, load: info.load, ...(info.weights ? { weights: info.weights } : {}) })
     } else known.delete(info.peerId)
     for (const k of info.known) {
       if (k.peerId === self || known.has(k.peerId) || hints.has(k.peerId) || recentlyGone(k.peerId)) continue

@@ -10,6 +10,8 @@ export type PeerShard = {
   latencyMs?: number
   /** Its load as last reported (and this origin's own sessions on it); unknown: unloaded. */
   load?: PeerLoad
+  /** Weight format its shard runs, as its info answer says (absent: float32); spot checks pair formats. */
+  weights?: string
 }
 
 export class NoRouteError extends Error {

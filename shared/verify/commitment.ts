@@ -4,6 +4,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { z } from 'zod'
 import { StepInputSchema, type StepInput } from '../../proto/gen/mesh_pb.js'
+import { DEFAULT_WEIGHTS, weightFormatSchema } from './weightFormat.ts'
 
 /**
  * A hop's commitment to one step: "on this input I produced this output". It binds the step's
@@ -31,6 +32,11 @@ export const commitmentSchema = z.object({
   length: z.number().int().min(1),
   /** What the output row is: the last position's hidden state, or the top logits of the last shard (see committedRow). */
   row: z.enum(['hidden', 'top-logits']),
+  /**
+   * The weight format the hop ran the step in (weightFormat.ts); absent means float32. It is bound
+   * by the digest, so it is fixed when the step is served, not chosen when audited.
+   */
+  weights: weightFormatSchema.optional(),
   /** stepDigest hex: what the hop sent the origin with the step. */
   digest: z.string().regex(/^[0-9a-f]{64}$/),
 })
@@ -48,7 +54,9 @@ export class CommitmentError extends Error {
 }
 
 /** The step's identity in a fixed field order (the digest must not depend on how an object was built). */
-const metaBytes = (m: StepMeta) => new TextEncoder().encode(JSON.stringify([m.peer, m.session, m.origin, m.model, m.step, m.chunk, m.start, m.end, m.length, m.row]))
+// float32 adds nothing, so float32 digests stay the ones older builds compute.
+const metaBytes = (m: StepMeta) =>
+  new TextEncoder().encode(JSON.stringify([m.peer, m.session, m.origin, m.model, m.step, m.chunk, m.start, m.end, m.length, m.row, ...(m.weights && m.weights !== DEFAULT_WEIGHTS ? [m.weights] : [])]))
 
 /**
  * sha256(identity ‖ 0 ‖ input protobuf ‖ output float32 bytes): one pass over everything a step

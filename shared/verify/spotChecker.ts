@@ -6,6 +6,7 @@ import { CommitmentError, matchesCommitment, verifyCommitment, type Commitment }
 import type { Evidence } from './evidence.ts'
 import type { Sampler } from './sampler.ts'
 import { DEFAULT_TOLERANCE, rowDistance } from './tolerance.ts'
+import { weightsOf } from './weightFormat.ts'
 import { requestAudit, requestRecompute, rowFromBytes } from './verifyProtocol.ts'
 
 export type CheckVerdict =
@@ -120,14 +121,18 @@ export function createSpotChecker(init: SpotCheckerInit) {
     if (Number(last.step) !== c.step || last.chunkIndex !== c.chunk || !matchesCommitment(c, last, output)) {
       return done({ verdict: 'unverified', reason: 'the audit answer does not match the commitment' })
     }
-    const others = peers.filter((p) => p.peerId !== c.peer && p.start === c.start && p.end === c.end)
-    if (others.length === 0) return done({ verdict: 'no-checker', reason: `no other peer serves [${c.start}, ${c.end})` })
+    const weights = weightsOf(c.weights)
+    // It committed to the format it runs; advertising another one misleads routing and checker choice.
+    if (weightsOf(accused.weights) !== weights) return done({ verdict: 'unverified', reason: `the hop advertises ${weightsOf(accused.weights)} weights but committed to ${weights}` })
+    // Only a checker on the same weight format: another format is a different model, further off than the tolerance.
+    const others = peers.filter((p) => p.peerId !== c.peer && p.start === c.start && p.end === c.end && weightsOf(p.weights) === weights)
+    if (others.length === 0) return done({ verdict: 'no-checker', reason: `no other peer serves [${c.start}, ${c.end}) in ${weights} weights` })
     // Checkers in turn, so one slow or absent replica does not take every check.
     let lastError = ''
     for (let i = 0; i < others.length; i++) {
       const checker = others[(checkerTurn++ + i) % others.length]!
       try {
-        const r = await requestRecompute(init.node, checker, init.model, { start: c.start, end: c.end }, audit.inputs, init.timeoutMs)
+        const r = await requestRecompute(init.node, checker, init.model, { start: c.start, end: c.end }, audit.inputs, init.timeoutMs, weights)
         if (r.error) throw new Error(r.error)
         const reference = rowFromBytes(r.output)
         const distance = rowDistance(c.row, output, reference)

@@ -3,6 +3,7 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { AuditAnswerSchema, StepInputSchema, type AuditAnswer, type Forward, type StepInput } from '../../proto/gen/mesh_pb.js'
 import type { ShardOutput } from '../engine/shardSession.ts'
 import type { LayerRange } from '../model/shardGraph.ts'
+import { DEFAULT_WEIGHTS } from './weightFormat.ts'
 import { encodeCommitment, stepDigest, type CommitmentSigner, type StepMeta } from './commitment.ts'
 
 export type StepLogInit = {
@@ -12,6 +13,8 @@ export type StepLogInit = {
   maxBytes?: number
   /** How long a closed session's steps stay auditable. @default 300_000 */
   retainMs?: number
+  /** The weight format this host's shard runs: part of every commitment. @default 'float32' */
+  weights?: string
   /** Clock, ms. @default Date.now */
   now?: () => number
 }
@@ -125,6 +128,8 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
         end: s.range.end,
         length: s.output.length,
         row: kind,
+        // Left out for float32, so float32 commitments are byte for byte the older builds' ones.
+        ...(init.weights && init.weights !== DEFAULT_WEIGHTS ? { weights: init.weights } : {}),
       }
       const digest = stepDigest(meta, input, output)
       // The signed form is made only when audited.

@@ -6,7 +6,9 @@
  * (MatMulNBits, int8 activations) vs int4 on another thread count: ≤ 8.8e-3; int4 vs float32
  * weights: 8.9e-2 to 1.7e-1 on hidden states, 2.7e-2 to 8.8e-2 on top logits (a different model:
  * a peer claiming float32 while running int4 fails nearly every check). The cheaters the tests
- * model sit at 1e-1 and above. 3e-2 leaves 3.4× above the worst honest spread.
+ * model sit at 1e-1 and above. 3e-2 leaves 3.4× above the worst honest spread. So this tolerance
+ * holds within one weight format only: checkers and the Oracle's referee recompute in the format
+ * the hop committed to (weightFormat.ts).
  */
 export const DEFAULT_TOLERANCE = 3e-2
 

@@ -9,6 +9,7 @@ import { planDial } from '../mesh/peerAddress.ts'
 import { createPeerLimit } from '../mesh/peerLimits.ts'
 import { recomputeLastRow } from './recompute.ts'
 import type { StepLog } from './stepLog.ts'
+import { DEFAULT_WEIGHTS, weightsOf } from './weightFormat.ts'
 
 /** Audits and recomputations (one request and one answer per stream). */
 export const VERIFY_PROTOCOL = '/shardmesh/verify/1.0.0'
@@ -27,6 +28,8 @@ export type VerifyServiceInit = {
   log: StepLog
   /** The shard recomputations run on (the one this peer serves now). */
   shard: () => ShardSession | undefined
+  /** The weight format the shard runs: recomputations are taken only in this format. @default 'float32' */
+  weights?: string
   /** Largest request taken. @default 16 MiB */
   maxMessageBytes?: number
   logger?: Logger
@@ -48,6 +51,7 @@ export function rowFromBytes(bytes: Uint8Array): Float32Array {
 export function createVerifyService(init: VerifyServiceInit) {
   const logger = init.logger ?? silentLogger
   const maxBytes = init.maxMessageBytes ?? 16 << 20
+  const ownWeights = weightsOf(init.weights)
   /** Recomputations waiting or running per requesting peer: they run one at a time, at most 16 wait. */
   const perPeer = createPeerLimit(16)
   const turns = new Map<string, Promise<unknown>>()
@@ -72,6 +76,8 @@ export function createVerifyService(init: VerifyServiceInit) {
       const shard = init.shard()
       if (k.value.model !== init.model) return refuse(`this peer serves "${init.model}"`)
       if (!shard || shard.range.start !== k.value.range?.start || shard.range.end !== k.value.range?.end) return refuse('this peer does not serve that range')
+      // A row in another weight format differs by more than the tolerance: it would accuse an honest hop.
+      if (weightsOf(k.value.weights) !== ownWeights) return refuse(`this peer runs ${ownWeights} weights, not ${weightsOf(k.value.weights)}`)
       const release = perPeer.acquire(remote)
       if (!release) return refuse(`too many recomputations for this peer (at most ${perPeer.max} at once)`)
       try {
@@ -141,9 +147,10 @@ export async function requestAudit(node: MeshNode, peer: { peerId: string; multi
   return a.kind.value
 }
 
-/** Asks a peer serving the same range to run the inputs as a fresh session. */
-export async function requestRecompute(node: MeshNode, peer: { peerId: string; multiaddrs: string[] }, model: string, range: { start: number; end: number }, inputs: StepInput[], timeoutMs = 30_000): Promise<RecomputeAnswer> {
-  const a = await ask(node, peer, create(VerifyMessageSchema, { kind: { case: 'recompute', value: { model, range, inputs } } }), timeoutMs, 64 << 20)
+/** Asks a peer serving the same range in the same weight format to run the inputs as a fresh session. */
+export async function requestRecompute(node: MeshNode, peer: { peerId: string; multiaddrs: string[] }, model: string, range: { start: number; end: number }, inputs: StepInput[], timeoutMs = 30_000, weights: string = DEFAULT_WEIGHTS): Promise<RecomputeAnswer> {
+  // float32 is sent as absent: older checkers (all float32) read the same request as before.
+  const a = await ask(node, peer, create(VerifyMessageSchema, { kind: { case: 'recompute', value: { model, range, inputs, weights: weights === DEFAULT_WEIGHTS ? '' : weights } } }), timeoutMs, 64 << 20)
   if (a.kind.case !== 'recomputeAnswer') throw new VerifyProtocolError(`expected a recompute answer, got ${a.kind.case}`)
   return a.kind.value
 }
