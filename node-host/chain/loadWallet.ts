@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
 import { scryptAsync } from '@noble/hashes/scrypt.js'
 import { bytesToHex, concat, hexToBytes, keccak256, type Hex } from 'viem'
-import { privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
+import { nonceManager, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
 import { z } from 'zod'
 
 // Node wallets: a raw key from PLUMISE_PRIVATE_KEY, or a Web3 Secret Storage v3 keystore (the
@@ -113,7 +113,9 @@ function accountOf(key: string, source: string): PrivateKeyAccount {
   const k = key.trim()
   if (!/^(0x)?[0-9a-fA-F]{64}$/.test(k)) throw new WalletError(`${source} must be 32 bytes of hex (64 hex digits, 0x optional)`)
   try {
-    return privateKeyToAccount((k.startsWith('0x') ? k : `0x${k}`) as Hex)
+    // One nonce sequence per account in this process: the Oracle (reports, page-wallet heartbeats)
+    // and hosts (heartbeats, proofs) send concurrently from one account.
+    return privateKeyToAccount((k.startsWith('0x') ? k : `0x${k}`) as Hex, { nonceManager })
   } catch {
     throw new WalletError(`${source} is not a valid secp256k1 private key`)
   }
