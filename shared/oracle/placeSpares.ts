@@ -1,4 +1,4 @@
-import type { LayerRange } from './assignLayers.ts'
+import type { LayerRange } from './assignLayersTypes.ts'
 
 /** A node without a range, as `placeSpares` sees it. */
 export type SpareNode = {
