@@ -61,6 +61,7 @@ export function createOrbanConnector(init: OrbanConnectorInit, components: Orban
       let registered = false
       let stop: OrbanAgentStop | undefined
       let heartbeatTimer: ReturnType<typeof setInterval> | undefined
+      let closed = false
       setState('connecting')
       let ws: WebSocket
       try {
@@ -93,6 +94,10 @@ export function createOrbanConnector(init: OrbanConnectorInit, components: Orban
           registered = true
         },
         every(ms, tick) {
+          // A timer started after the socket closed (the first heartbeat was still being sent) would
+          // never be cleared and would tick on into later connections.
+          if (closed) return
+          clearInterval(heartbeatTimer)
           heartbeatTimer = setInterval(tick, ms)
         },
         stopWith(reason) {
@@ -113,6 +118,7 @@ export function createOrbanConnector(init: OrbanConnectorInit, components: Orban
       }
       ws.onerror = () => log.debug({ endpoint }, 'orban agent: socket error')
       ws.onclose = (event) => {
+        closed = true
         clearTimeout(handshakeTimer)
         clearInterval(heartbeatTimer)
         stopSignal.removeEventListener('abort', onAbort)
