@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { chromium, type Browser, type Page } from 'playwright-core'
-import { createPublicClient, createWalletClient, defineChain, encodeFunctionData, http, numberToHex, parseEther, type Chain, type Hex } from 'viem'
+import { createPublicClient, createWalletClient, defineChain, encodeFunctionData, http, numberToHex, parseEther, parseEventLogs, type Chain, type Hex } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { getBalance, getTransactionReceipt, readContract } from 'viem/actions'
 import { rewardPoolAbi } from '../shared/chain/abis.ts'
 import { nodeIdFromPeerId, verifyAgentBinding } from '../shared/chain/agentBinding.ts'
+import { chainHttp } from '../shared/chain/chainHttp.ts'
 import { ChainActionError } from '../shared/chain/errors.ts'
 import { getAgent } from '../shared/chain/getAgent.ts'
 import { getPendingReward } from '../shared/chain/getPendingReward.ts'
@@ -41,7 +42,7 @@ describe('the Wallet view on an npm start network', () => {
     const c = net.config.chain
     assert.ok(c, 'the network has a chain')
     chain = defineChain({ id: c.id, name: 'devnet', nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 }, rpcUrls: { default: { http: [c.rpcUrl] } } })
-    reader = createPublicClient({ chain, transport: http(c.rpcUrl), pollingInterval: 100 }) as ChainClient
+    reader = createPublicClient({ chain, transport: chainHttp(c.rpcUrl), pollingInterval: 100 }) as ChainClient
     browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS })
     page = await (await browser.newContext()).newPage()
     page.on('pageerror', (e) => pageErrors.push(e.message))
@@ -215,6 +216,11 @@ describe('the Wallet view on an npm start network', () => {
     await page.getByRole('link', { name: 'Wallet' }).click()
     await page.waitForFunction(() => BigInt(document.querySelector('[data-testid="pending"]')?.getAttribute('data-wei') ?? '0') > 0n, undefined, { timeout: 30_000 })
     const oldHash = await page.getByTestId('claim-hash').textContent().catch(() => null)
+    // Read now, not at the claim's parent block: npm start's devnet keeps no historical state, and
+    // nothing but the claim moves this wallet's balance. The pending reward may still grow (the
+    // Oracle reports each epoch that closes), so the amount paid is read from the claim's event.
+    const before = await getBalance(reader, { address: wallet.address })
+    const pendingBefore = await getPendingReward(reader, { config, agent: wallet.address })
     await page.getByRole('button', { name: 'Claim' }).click()
     await page.waitForFunction((old) => {
       const h = document.querySelector('[data-testid="claim-hash"]')?.textContent
@@ -223,12 +229,11 @@ describe('the Wallet view on an npm start network', () => {
     const hash = (await page.getByTestId('claim-hash').textContent()) as Hex
     const receipt = await getTransactionReceipt(reader, { hash })
     assert.equal(receipt.status, 'success')
-    const pendingAt = (blockNumber: bigint) => readContract(reader, { address: config.contracts.rewardPool, abi: rewardPoolAbi, functionName: 'getPendingReward', args: [wallet.address], blockNumber })
-    const claimed = await pendingAt(receipt.blockNumber - 1n)
-    assert.equal(await pendingAt(receipt.blockNumber), 0n)
-    const before = await getBalance(reader, { address: wallet.address, blockNumber: receipt.blockNumber - 1n })
-    const afterClaim = await getBalance(reader, { address: wallet.address, blockNumber: receipt.blockNumber })
-    assert.ok(claimed > 0n)
+    const [event] = parseEventLogs({ abi: rewardPoolAbi, eventName: 'RewardClaimed', logs: receipt.logs, args: { agent: wallet.address } })
+    assert.ok(event, 'the claim emitted RewardClaimed for the wallet')
+    const claimed = event.args.amount
+    assert.ok(claimed >= pendingBefore && pendingBefore > 0n, `claimed ${claimed}, pending before ${pendingBefore}`)
+    const afterClaim = await getBalance(reader, { address: wallet.address })
     assert.equal(afterClaim, before + claimed - receipt.gasUsed * receipt.effectiveGasPrice)
     assert.deepEqual(pageErrors, [])
   })
