@@ -58,8 +58,11 @@ describe('the contributor app on an npm start network', () => {
     await page.getByRole('heading', { name: 'Contribute this tab' }).waitFor()
     await page.getByTestId('backend').getByText(/falls back to the wasm backend/).waitFor({ timeout: 30_000 })
     assert.match(await page.getByTestId('webgpu').innerText(), /Not available/)
-    assert.ok(await page.getByRole('button', { name: 'Contribute' }).isEnabled())
-    assert.match(await page.locator('footer').innerText(), new RegExp(`Oracle ${net.oracleUrl.replace(/[.:/]/g, '\\$&')}`))
+    // Enabled once the model is known from /config.json and the Oracle (it can arrive after the heading).
+    await page.getByRole('button', { name: 'Contribute', disabled: false }).waitFor({ timeout: 30_000 })
+    const footer = `Oracle ${net.oracleUrl.replace(/[.:/]/g, '\\$&')}`
+    await page.waitForFunction((re) => new RegExp(re).test((document.querySelector('footer') as HTMLElement | null)?.innerText ?? ''), footer, { timeout: 30_000 })
+    assert.match(await page.locator('footer').innerText(), new RegExp(footer))
   })
 
   test('with WebGPU (SwiftShader here) the capability check names the adapter, shader-f16 and its largest buffer, and picks WebGPU', async () => {
