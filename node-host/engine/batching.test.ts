@@ -144,6 +144,38 @@ describe('continuous batching: a long prompt does not stall decoding sessions', 
     assert.ok(runs.findIndex((r) => r.positions === 1) < runs.length - 1, `the step ran before the prompt's last slice: ${JSON.stringify(runs)}`)
     assert.equal(stage.cachedLength('long'), 64)
   })
+
+  test('a generating session keeps making tokens, the reference ones, while another prefills a long prompt', async () => {
+    const p = fixture.prompts[0]!
+    runs.length = 0
+    const events: string[] = []
+    let long: Promise<unknown> | undefined
+    // 96 positions in slices of 4: 24 slices, each round of the scheduler runs one beside the decode step.
+    const prompt = Array.from({ length: 96 }, (_, i) => (i * 53 + 7) % 4096)
+    const r = await generate({
+      stages: [stage],
+      inputIds: p.input_ids,
+      maxNewTokens: p.new_tokens,
+      sessionId: 'gen',
+      onToken: (_id, i) => {
+        events.push('token')
+        if (i !== 1) return
+        // From here on, the runs are the prompt's slices and this session's steps.
+        runs.length = 0
+        long = stage.forward('prompt', { tokens: prompt }, { reset: true }).then(() => events.push('prompt done'))
+      },
+    })
+    await long
+    assert.deepEqual(r.outputIds, p.greedy_new_ids, 'the reference greedy ids, with another session prefilling beside it')
+    const during = events.indexOf('prompt done') - 2
+    // Strict alternation gives one token per slice (24); leave room for a round whose step was late.
+    assert.ok(during >= 12, `tokens made while the prompt was prefilled: ${during} (events ${events.join(',')})`)
+    const slices = runs.map((x, i) => ({ ...x, i })).filter((x) => x.positions === 4)
+    assert.equal(slices.length, 24, 'the prompt ran in 24 slices of 4 positions')
+    const stepsBetween = runs.slice(slices[0]!.i, slices.at(-1)!.i).filter((x) => x.positions === 1).length
+    assert.ok(stepsBetween >= 12, `decode steps ran between the prompt's first and last slices: ${stepsBetween}`)
+    assert.equal(stage.cachedLength('prompt'), 96)
+  })
 })
 
 describe('continuous batching: what a shard reports as waiting', () => {
