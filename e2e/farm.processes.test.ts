@@ -79,7 +79,8 @@ before(async () => {
   farmKey = generatePrivateKey()
   await fetch(devnet.rpcUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'anvil_setBalance', params: [privateKeyToAccount(farmKey).address, numberToHex(parseEther('10'))] }) })
   // Each page offers a little over half of the weights: no page holds the model, two cover it, the third is a copy.
-  const info = await readModelInfo(MODEL)
+  const info = await readModelInfo(undefined)
+  assert.equal(info.name, MODEL, 'the default model')
   const pageMb = Math.ceil((rangeBytes(info, { start: 0, end: info.numLayers }) * 0.55) / MB)
   farm = spawnCli(['farm', '--workers', '3', '--oracle', oracleUrl, '--relay', relay, '--devtools', '--gpu', 'off', '--chromium', CHROMIUM_PATH, '--profiles', profiles, '--status-port', String(statusPort), '--memory-mb', '8000', '--page-memory-mb', String(pageMb), '--payout-s', '5'], {
     ...chainEnv,
@@ -88,7 +89,7 @@ before(async () => {
 })
 
 after(async () => {
-  if (process.env.FARM_LOG) await writeFile(process.env.FARM_LOG, logs())
+  if (process.env.FARM_LOG) await writeFile(process.env.FARM_LOG, [oracle, origin, farm].map((p) => p?.log.join('') ?? '').join('\n--- next process ---\n'))
   for (const p of [farm, origin, oracle]) p?.child.kill('SIGKILL')
   await devnet?.close()
   if (dir) await rm(dir, { recursive: true, force: true })
