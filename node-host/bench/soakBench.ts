@@ -47,6 +47,8 @@ export type SoakReport = {
   minutes: number
   clients: number
   killEverySec: number
+  /** RSS growth counts after this long of each process. */
+  warmupSec: number
   requests: number
   answered: number
   successRate: number
@@ -317,6 +319,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       minutes: o.minutes,
       clients: o.clients,
       killEverySec: o.killEverySec,
+      warmupSec: warm,
       requests: answers.length,
       answered: ok.length,
       successRate: answers.length ? ok.length / answers.length : 0,
@@ -373,6 +376,7 @@ export function formatSoakTable(r: SoakReport): string {
     'kill at (s) | layers | last copy | coverage lost (s) | back (s) | first answer after loss (s) | failed',
     ...r.kills.map((k) => `${k.atS} | ${k.range} | ${k.lastCopy ? 'yes' : 'no'} | ${k.coverageLostS ?? '-'} | ${k.coverageBackS ?? '-'} | ${k.recoverS ?? '-'} | ${k.failedDuring}`),
     '',
+    `RSS after a warm-up of ${r.warmupSec} s per process:`,
     'process | RSS after warm-up (MB) | last | max | growth after warm-up MB/h | growth of minute lows MB/h | samples',
     ...r.rss.map((p) => `${p.process} | ${p.firstMb} | ${p.lastMb} | ${p.maxMb} | ${p.growthMbPerHour ?? '-'} | ${p.lowsGrowthMbPerHour ?? '-'} | ${p.samples}`),
     '',
