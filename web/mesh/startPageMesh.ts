@@ -5,7 +5,7 @@ import type { ForwardService } from '../../shared/mesh/forwardService.ts'
 import type { PeerTable } from '../../shared/mesh/peerTable.ts'
 import type { LayerRange } from '../../shared/model/shardGraph.ts'
 import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from './createBrowserLibp2p.ts'
-import { loadOrCreateBrowserIdentity } from './indexedDbIdentity.ts'
+import { loadOrCreateBrowserIdentity } from '../identity/indexedDbIdentity.ts'
 import { RelayUnreachableError } from './relayUnreachableError.ts'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 
