@@ -4,8 +4,7 @@ import type { CommitmentSigner } from '../../shared/verify/commitment.ts'
 import { evidenceToJson } from '../../shared/verify/evidence.ts'
 import { createSampler, type SamplerInit } from '../../shared/verify/sampler.ts'
 import { createSpotChecker, type CheckResult } from '../../shared/verify/spotChecker.ts'
-import { createStepLog } from '../../shared/verify/stepLog.ts'
-import { createVerifyService } from '../../shared/verify/verifyProtocol.ts'
+import { createServingVerification } from '../../shared/verify/servingVerification.ts'
 import type { Logger } from '../logger.ts'
 
 export type HostVerificationOptions = {
@@ -25,8 +24,7 @@ export type HostVerificationOptions = {
  * generation, and sends each failure's evidence to the Oracle (which checks it itself).
  */
 export function createHostVerification(init: HostVerificationOptions & { node: Libp2p; model: string; hiddenSize: number; shard: () => ShardSession | undefined; weights?: string; logger: Logger }) {
-  const log = createStepLog({ signer: init.signer, model: init.model, hiddenSize: init.hiddenSize, weights: init.weights })
-  const service = createVerifyService({ node: init.node, model: init.model, log, shard: init.shard, weights: init.weights, logger: init.logger })
+  const serving = createServingVerification({ node: init.node, signer: init.signer, model: init.model, hiddenSize: init.hiddenSize, shard: init.shard, weights: init.weights, logger: init.logger })
   const sampleEveryMs = init.sampleEveryMs ?? 60_000
   /** When a pass of each peer was last sent: the Oracle needs one per peer and epoch, not every pass. */
   const lastSample = new Map<string, number>()
@@ -54,5 +52,5 @@ export function createHostVerification(init: HostVerificationOptions & { node: L
     logger: init.logger,
     onResult: (r) => void report(r).catch((e: Error) => init.logger.warn({ err: e.message }, 'spot check: the Oracle did not take the evidence')),
   })
-  return { stepLog: log, spotChecker: checker, start: () => service.start(), stop: () => service.stop(), stats: () => ({ ...checker.stats(), ...service.stats(), retainedBytes: log.bytes() }) }
+  return { stepLog: serving.stepLog, spotChecker: checker, start: () => serving.start(), stop: () => serving.stop(), stats: () => ({ ...checker.stats(), ...serving.stats() }) }
 }
