@@ -83,7 +83,7 @@ test("a page's served steps carry commitments, and spot checks of them pass", as
   // The replica is slower on paper: the route goes through the page, the replica checks it.
   const peers = [peerOf(a, 0, 3), pagePeer, peerOf(replica, 3, 6, 500), peerOf(c, 6, 8)]
   const p = fixture.prompts[0]!
-  const maxNewTokens = Math.min(p.new_tokens, 6)
+  const maxNewTokens = Math.min(p.new_tokens, 16)
   const pageDigests: number[] = []
   const r = await origin.generate({
     peers: () => peers,
