@@ -7,7 +7,8 @@ const root = fileURLToPath(new URL('.', import.meta.url))
 
 /**
  * The contributor app: Vite root `web/` (`index.html`, React), static assets (the default model)
- * from `public/`, output in `dist/`. The test harness pages under `web/harness/` are built beside it.
+ * from `public/`, output in `dist/`. The browser tests' pages (`testing/pages/`) have their own
+ * config beside them, built from this one.
  */
 export default defineConfig({
   root: resolve(root, 'web'),
@@ -25,8 +26,6 @@ export default defineConfig({
     rollupOptions: {
       input: {
         index: resolve(root, 'web/index.html'),
-        'engine-test': resolve(root, 'web/harness/engine-test.html'),
-        'mesh-peer': resolve(root, 'web/harness/mesh-peer.html'),
       },
       onwarn(warning, warn) {
         // zod's sources carry `@__PURE__` comments Rollup cannot place: harmless, and not ours.
@@ -42,7 +41,7 @@ export default defineConfig({
     exclude: ['onnxruntime-web'],
     // Found only through the worker, these would otherwise be optimized late and reload the page.
     include: ['onnx-proto', 'zod', 'react', 'react-dom/client'],
-    entries: ['index.html', 'harness/engine-test.html', 'harness/mesh-peer.html', 'engine/engineWorker.ts'],
+    entries: ['index.html', 'engine/engineWorker.ts'],
   },
   server: {
     host: '127.0.0.1',

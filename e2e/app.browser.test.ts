@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { topologySchema, type Topology } from '../shared/oracle/plumiseSchemas.ts'
 import { SERVED_PATH, servedSnapshotSchema } from '../shared/oracle/servedThroughput.ts'
-import { loadFixture, type Fixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
+import { loadFixture, type Fixture, type FixturePrompt } from '../testing/fixtures.ts'
 import { CHROMIUM_PATH } from './launchChromium.ts'
 import { startAppNetwork, type AppNetwork } from './startAppNetwork.ts'
 

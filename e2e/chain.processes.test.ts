@@ -21,7 +21,7 @@ import { createPlumiseOracleClient, OracleRequestError } from '../shared/oracle/
 import { startDevnet, type DevAccount, type Devnet } from '../node-host/chain/startDevnet.ts'
 import { freePort } from '../node-host/net/freePort.ts'
 import { spawnCli, waitFor, type CliProcess } from './cliProcess.ts'
-import { loadFixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
+import { loadFixture, type FixturePrompt } from '../testing/fixtures.ts'
 
 // The chain wired end to end in real processes on loopback: a devnet in this process, an Oracle
 // process with the reward reporter, two node hosts with wallets. The hosts register bound to their

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
-import { REPO_ROOT } from '../node-host/testing/fixtures.ts'
+import { REPO_ROOT } from '../testing/fixtures.ts'
 
 const MAIN = join(REPO_ROOT, 'node-host', 'cli', 'main.ts')
 

@@ -6,7 +6,7 @@ import type { Browser, Page } from 'playwright-core'
 import type { GenerateResult } from '../shared/engine/generate.ts'
 import type { ShardOutput } from '../shared/engine/shardSession.ts'
 import { parseModelConfig, type ModelSpec } from '../shared/model/modelSpec.ts'
-import { FIXTURES_DIR, FIXTURE_NAMES, loadFixture, logitTolerance, maxAbsDiff, type Fixture, splits } from '../node-host/testing/fixtures.ts'
+import { FIXTURES_DIR, FIXTURE_NAMES, loadFixture, logitTolerance, maxAbsDiff, type Fixture, splits } from '../testing/fixtures.ts'
 import type { LoadResult } from '../web/engine/engineMessages.ts'
 import { launchChromium } from './launchChromium.ts'
 import { startWebServer, type WebServer, type WebServerMode } from './startWebServer.ts'
@@ -52,7 +52,7 @@ async function openEnginePage(): Promise<Page> {
   const page = await context.newPage()
   const errors: Error[] = []
   page.on('pageerror', (e) => errors.push(e))
-  await page.goto(new URL('harness/engine-test.html', server.url).href)
+  await page.goto(new URL('engine-test.html', server.url).href)
   await page.waitForFunction(() => window.shardmesh !== undefined, undefined, { timeout: 60_000 })
   assert.deepEqual(errors, [], 'page errors while loading')
   return page

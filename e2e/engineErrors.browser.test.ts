@@ -24,7 +24,7 @@ describe('engine worker in a Chromium without a WebGPU adapter', () => {
     browser = await launchChromium({ webgpu: false })
     page = await browser.newPage()
     page.on('pageerror', (e) => pageErrors.push(e))
-    await page.goto(new URL('harness/engine-test.html', server.url).href)
+    await page.goto(new URL('engine-test.html', server.url).href)
     await page.waitForFunction(() => window.shardmesh !== undefined, undefined, { timeout: 60_000 })
   })
 

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { freePort } from '../node-host/net/freePort.ts'
-import { REPO_ROOT } from '../node-host/testing/fixtures.ts'
+import { REPO_ROOT } from '../testing/fixtures.ts'
 
 const MAIN = join(REPO_ROOT, 'node-host', 'cli', 'main.ts')
 

@@ -23,8 +23,8 @@ import { createOracle } from '../node-host/oracle/createOracle.ts'
 import { readModelInfo } from '../node-host/oracle/modelInfo.ts'
 import { createNodeLibp2p, type NodeLibp2p } from '../node-host/mesh/createNodeLibp2p.ts'
 import { fileModelSource } from '../node-host/model/fileModelSource.ts'
-import { loadFixture, type Fixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
-import type { MeshPeerInfo } from '../web/harness/meshPeerPage.ts'
+import { loadFixture, type Fixture, type FixturePrompt } from '../testing/fixtures.ts'
+import type { MeshPeerInfo } from '../testing/pages/meshPeerPage.ts'
 import { CHROMIUM_PATH } from './launchChromium.ts'
 import { startWebServer, type WebServer, type WebServerMode } from './startWebServer.ts'
 
@@ -84,7 +84,7 @@ describe('mesh: a Chromium page serving layers [3, 6) of docs-llama-7m', () => {
     const page = await context.newPage()
     page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`))
     if (process.env.DEBUG_MESH) page.on('console', (m) => console.log(`[${name}] ${m.text()}`))
-    await page.goto(new URL('harness/mesh-peer.html', server.url).href)
+    await page.goto(new URL('mesh-peer.html', server.url).href)
     await page.waitForFunction(() => window.meshPeer !== undefined, undefined, { timeout: 60_000 })
     return page
   }

@@ -5,7 +5,7 @@ import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { loadFixture, REPO_ROOT, type FixturePrompt } from '../node-host/testing/fixtures.ts'
+import { loadFixture, REPO_ROOT, type FixturePrompt } from '../testing/fixtures.ts'
 import { freePort } from '../node-host/net/freePort.ts'
 
 const MAIN = join(REPO_ROOT, 'node-host', 'cli', 'main.ts')

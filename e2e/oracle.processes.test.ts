@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { freePort } from '../node-host/net/freePort.ts'
 import { spawnCli, waitFor, type CliProcess } from './cliProcess.ts'
-import { loadFixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
+import { loadFixture, type FixturePrompt } from '../testing/fixtures.ts'
 
 const SILENCE_S = 4
 

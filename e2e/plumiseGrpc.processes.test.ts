@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { freePort } from '../node-host/net/freePort.ts'
 import { createPlumiseClient, type PlumiseClient } from '../node-host/plumise/plumiseClient.ts'
-import { loadFixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
+import { loadFixture, type FixturePrompt } from '../testing/fixtures.ts'
 import { spawnCli, waitFor, type CliProcess } from './cliProcess.ts'
 
 /** Three `shardmesh start --grpc-port` processes chained only over the Plumise gRPC pipeline. */

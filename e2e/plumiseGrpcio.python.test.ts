@@ -14,7 +14,7 @@ import { freePort } from '../node-host/net/freePort.ts'
 import { createPlumiseClient } from '../node-host/plumise/plumiseClient.ts'
 import { createPlumiseServer, type PlumiseServer } from '../node-host/plumise/plumiseServer.ts'
 import { encodePlumiseHidden, PLUMISE_DTYPES } from '../node-host/plumise/plumiseTensor.ts'
-import { loadFixture, REPO_ROOT, type Fixture } from '../node-host/testing/fixtures.ts'
+import { loadFixture, REPO_ROOT, type Fixture } from '../testing/fixtures.ts'
 
 const run = promisify(execFile)
 const PYTHON = process.env.PLUMISE_PYTHON ?? 'python3'

@@ -7,7 +7,7 @@ import { loadTokenizer, type TextTokenizer } from '../shared/model/tokenizer.ts'
 import { fileModelSource } from '../node-host/model/fileModelSource.ts'
 import { freePort } from '../node-host/net/freePort.ts'
 import { createPlumiseClient } from '../node-host/plumise/plumiseClient.ts'
-import { loadFixture, type FixturePrompt } from '../node-host/testing/fixtures.ts'
+import { loadFixture, type FixturePrompt } from '../testing/fixtures.ts'
 import { spawnCli, waitFor, type CliProcess } from './cliProcess.ts'
 
 const peerIdOf = (h: CliProcess) => /"peerId":"(12D3Koo\w+)"/.exec(h.log.join(''))?.[1]

@@ -9,10 +9,10 @@ import { freePort } from '../node-host/net/freePort.ts'
 import { createOracleCore, type OracleCore } from '../node-host/oracle/createOracleCore.ts'
 import { createOracleServer, type OracleServer } from '../node-host/oracle/createOracleServer.ts'
 import { readModelInfo } from '../node-host/oracle/modelInfo.ts'
-import type { OracleStore } from '../node-host/oracle/oracleStore.ts'
-import { createSqliteOracleStore } from '../node-host/oracle/sqliteOracleStore.ts'
+import type { OracleStore } from '../node-host/oracle/store/oracleStore.ts'
+import { createSqliteOracleStore } from '../node-host/oracle/store/sqliteOracleStore.ts'
 import { createPlumiseClient } from '../node-host/plumise/plumiseClient.ts'
-import { REPO_ROOT } from '../node-host/testing/fixtures.ts'
+import { REPO_ROOT } from '../testing/fixtures.ts'
 import { spawnCli, waitFor, type CliProcess } from './cliProcess.ts'
 
 /** `shardmesh start --plumise` configured only by the upstream agent's environment names. */

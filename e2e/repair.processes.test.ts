@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { freePort } from '../node-host/net/freePort.ts'
-import { loadFixture } from '../node-host/testing/fixtures.ts'
+import { loadFixture } from '../testing/fixtures.ts'
 import { spawnCli, waitFor, type CliProcess } from './cliProcess.ts'
 
 type Topology = { nodes: Array<{ layerStart: number; layerEnd: number; ready: boolean; peerId: string | null }> }

@@ -3,7 +3,7 @@ import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { build, createServer, preview, type InlineConfig } from 'vite'
-import { FIXTURES_DIR, REPO_ROOT } from '../node-host/testing/fixtures.ts'
+import { FIXTURES_DIR, REPO_ROOT } from '../testing/fixtures.ts'
 import { serveFolder } from './serveFolder.ts'
 import { freePort } from '../node-host/net/freePort.ts'
 
@@ -18,13 +18,13 @@ export type WebServerMode = 'build' | 'dev'
 
 
 /**
- * The web app on 127.0.0.1 with the model fixtures under `/fixtures/` from the same origin
+ * The browser tests' pages (`testing/pages/`, served by the app's Vite config) on 127.0.0.1 with the model fixtures under `/fixtures/` from the same origin
  * (Range requests answered with 206, as the Hugging Face Hub does). The dev server runs without
  * HMR: nothing may reload the page under a running test.
  */
 export async function startWebServer(mode: WebServerMode = 'build'): Promise<WebServer> {
   const base: InlineConfig = {
-    configFile: resolve(REPO_ROOT, 'vite.config.ts'),
+    configFile: resolve(REPO_ROOT, 'testing/pages/vite.config.ts'),
     plugins: [serveFolder('/fixtures', FIXTURES_DIR)],
     clearScreen: false,
     logLevel: 'warn',

@@ -20,7 +20,7 @@ import type { HostCounters } from '../host/createNodeHost.ts'
 import { freePort } from '../net/freePort.ts'
 import { createOracle, type Oracle } from '../oracle/createOracle.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
-import { createOrbanAgent, type OrbanAgent } from '../../shared/oracle/orban/createOrbanAgent.ts'
+import { createOrbanAgent, type OrbanAgent } from '../../shared/orban/createOrbanAgent.ts'
 import { createChainAgent, type ChainAgentInit } from './chainAgent.ts'
 
 // A host's chain agent against a real devnet and a real Oracle (HTTP API, SQLite, reward reporter):

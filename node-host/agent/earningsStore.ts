@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { z } from 'zod'
-import type { OrbanMessageOf } from '../../shared/oracle/orban/orbanMessages.ts'
+import type { OrbanMessageOf } from '../../shared/orban/orbanMessages.ts'
 
 /**
  * What the Oracle booked for this agent (EARNINGS_RECORD, PAYOUT_NOTIFICATION), kept in a JSON

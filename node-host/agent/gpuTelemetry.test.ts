@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { test } from 'node:test'
-import { createFakeNvidiaSmi } from '../testing/fakeNvidiaSmi.ts'
+import { createFakeNvidiaSmi } from '../../testing/fakeNvidiaSmi.ts'
 import { createGpuTelemetry, parseNvidiaSmiCsv, queryNvidiaSmi } from './gpuTelemetry.ts'
 import { readNvidiaGpus } from './hardwareProfile.ts'
 import { orbanGpuStatus, orbanTaskMetrics } from './orbanTelemetry.ts'
 
-const fixture = (name: string) => readFile(new URL(`../testing/fixtures/${name}`, import.meta.url), 'utf8')
+const fixture = (name: string) => readFile(new URL(`../../testing/fixtures/${name}`, import.meta.url), 'utf8')
 
 test('nvidia-smi CSV: numbers read, [N/A] is unknown (null), not 0', async () => {
   const gpus = parseNvidiaSmiCsv(await fixture('nvidia-smi-h100x2.csv'))

@@ -1,4 +1,4 @@
-import type { OrbanGpuStatus } from '../../shared/oracle/orban/orbanMessages.ts'
+import type { OrbanGpuStatus } from '../../shared/orban/orbanMessages.ts'
 import type { GpuReading } from './gpuTelemetry.ts'
 
 const GIB_PER_MIB = 1 / 1024

@@ -10,10 +10,10 @@ import { createLogger } from '../logger.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { createOracle, type Oracle } from '../oracle/createOracle.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
-import { createFakeNvidiaSmi } from '../testing/fakeNvidiaSmi.ts'
-import { tapWebSocket } from '../testing/tapWebSocket.ts'
-import { checkUpstreamFrame } from '../testing/upstreamOrbanTypes.ts'
-import { parsePromText, promValue, type PromFamily } from '../testing/promText.ts'
+import { createFakeNvidiaSmi } from '../../testing/fakeNvidiaSmi.ts'
+import { tapWebSocket } from '../../testing/tapWebSocket.ts'
+import { checkUpstreamFrame } from '../../testing/upstreamOrbanTypes.ts'
+import { parsePromText, promValue, type PromFamily } from '../../testing/promText.ts'
 import { formatEarnings } from '../cli/earningsCommand.ts'
 import { openEarningsStore } from './earningsStore.ts'
 import { createGpuTelemetry } from './gpuTelemetry.ts'
@@ -72,8 +72,8 @@ async function scrape(url: string, auth?: string): Promise<Map<string, PromFamil
 
 before(async () => {
   const smi = await createFakeNvidiaSmi()
-  await smi.setOutput(await readFile(new URL('../testing/fixtures/nvidia-smi-h100x2.csv', import.meta.url), 'utf8'))
-  await smi.setHardwareOutput(await readFile(new URL('../testing/fixtures/nvidia-smi-h100x2-hardware.csv', import.meta.url), 'utf8'))
+  await smi.setOutput(await readFile(new URL('../../testing/fixtures/nvidia-smi-h100x2.csv', import.meta.url), 'utf8'))
+  await smi.setHardwareOutput(await readFile(new URL('../../testing/fixtures/nvidia-smi-h100x2-hardware.csv', import.meta.url), 'utf8'))
   process.env.PATH = `${smi.dir}:${process.env.PATH}`
   dataDir = await mkdtemp(join(tmpdir(), 'agent-data-'))
   oracle = await createOracle({ db: ':memory:', models: [await readModelInfo(undefined)], port: 0, logger: silentLogger })

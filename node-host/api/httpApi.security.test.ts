@@ -12,7 +12,7 @@ import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
 import { DEFAULT_MODEL_DIR } from '../model/resolveModelSource.ts'
 import { answerClientErrors } from '../net/guardListener.ts'
-import { rawGet, rawRequest } from '../testing/rawHttp.ts'
+import { rawGet, rawRequest } from '../../testing/rawHttp.ts'
 import { createHttpApi, type HttpApiComponents, type HttpApiInit } from './httpApi.ts'
 
 async function startApi(init: Partial<HttpApiInit>, components: Partial<HttpApiComponents> = {}): Promise<{ server: Server; url: string }> {

@@ -11,7 +11,7 @@ import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { createLogger } from '../logger.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
 import { DEFAULT_MODEL_DIR } from '../model/resolveModelSource.ts'
-import { loadFixture, type FixturePrompt } from '../testing/fixtures.ts'
+import { loadFixture, type FixturePrompt } from '../../testing/fixtures.ts'
 import { createHttpApi } from './httpApi.ts'
 
 async function listen(handler: RequestListener): Promise<{ server: Server; url: string }> {

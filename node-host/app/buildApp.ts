@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
 import { join, relative } from 'node:path'
-import { REPO_ROOT } from '../testing/fixtures.ts'
+import { REPO_ROOT } from '../../testing/fixtures.ts'
 
 /** What the app's bundle is made from: a change to any of these makes a new build. */
 const SOURCES = ['web', 'shared', 'public', 'proto', 'vite.config.ts', 'package-lock.json', 'node-host/app/initialJsSizePlugin.ts']

@@ -8,7 +8,7 @@ import { rangeBytes } from '../../shared/oracle/assignLayers.ts'
 import { startDevnet, type Devnet } from '../chain/startDevnet.ts'
 import { freePort } from '../net/freePort.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
-import { loadFixture, REPO_ROOT } from '../testing/fixtures.ts'
+import { loadFixture, REPO_ROOT } from '../../testing/fixtures.ts'
 
 /**
  * The soak of issue "Recovery in seconds under churn": the network `npm start` runs (anvil with

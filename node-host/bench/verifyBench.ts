@@ -12,8 +12,8 @@ import { createVerifyService } from '../../shared/verify/verifyProtocol.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { createNodeLibp2p, type NodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
-import { noisyShard, replayingShard, shortShard } from '../testing/cheatingShards.ts'
-import { loadFixture } from '../testing/fixtures.ts'
+import { noisyShard, replayingShard, shortShard } from '../../testing/cheatingShards.ts'
+import { loadFixture } from '../../testing/fixtures.ts'
 
 export type VerifyBenchConfig = {
   /** What the origin and the hops do. */

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
-import { createOrbanMessage } from '../../shared/oracle/orban/orbanMessages.ts'
+import { createOrbanMessage } from '../../shared/orban/orbanMessages.ts'
 import { openEarningsStore } from '../agent/earningsStore.ts'
 import { earningsFile } from './earningsCommand.ts'
 

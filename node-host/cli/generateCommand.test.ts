@@ -7,7 +7,7 @@ import { test } from 'node:test'
 import { promisify } from 'node:util'
 import { fileModelSource } from '../model/fileModelSource.ts'
 import { openSafetensorsFile, readTensors, toFloat32 } from '../../shared/model/safetensors.ts'
-import { loadFixture, logitTolerance, maxAbsDiff, REPO_ROOT } from '../testing/fixtures.ts'
+import { loadFixture, logitTolerance, maxAbsDiff, REPO_ROOT } from '../../testing/fixtures.ts'
 
 const run = promisify(execFile)
 const BIN = join(REPO_ROOT, 'node-host', 'bin', 'shardmesh.js')

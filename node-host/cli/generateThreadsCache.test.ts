@@ -5,7 +5,7 @@ import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
-import { loadFixture, REPO_ROOT } from '../testing/fixtures.ts'
+import { loadFixture, REPO_ROOT } from '../../testing/fixtures.ts'
 
 const run = promisify(execFile)
 const BIN = join(REPO_ROOT, 'node-host', 'bin', 'shardmesh.js')

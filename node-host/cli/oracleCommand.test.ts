@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { createPlumiseOracleClient } from '../../shared/oracle/plumiseOracleClient.ts'
-import { REPO_ROOT } from '../testing/fixtures.ts'
+import { REPO_ROOT } from '../../testing/fixtures.ts'
 import { parseOracleArgs } from './oracleCommand.ts'
 
 /** Starts `shardmesh oracle` and resolves with its URL once it logs it. */

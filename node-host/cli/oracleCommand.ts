@@ -9,7 +9,7 @@ import { chainConfigFromEnv } from '../chain/chainConfigFromEnv.ts'
 import { loadWallet } from '../chain/loadWallet.ts'
 import { createOracle, type Oracle, type OracleInit } from '../oracle/createOracle.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
-import { loadGpuPricing } from '../oracle/gpuPricing.ts'
+import { loadGpuPricing } from '../oracle/rewards/gpuPricing.ts'
 import { parseOptions } from './usageError.ts'
 
 export const ORACLE_USAGE = `usage: shardmesh oracle [--port 3100] [--host 127.0.0.1] [--db <file>] [--model <folder|url|owner/name>]… [--silence-s 600] [--reconnect-grace-s 5] [--replicas 2]

@@ -6,7 +6,7 @@ import { loadShards } from '../../shared/engine/loadShards.ts'
 import { takeThreads } from '../cli/threadsOption.ts'
 import { UsageError } from '../cli/usageError.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
-import { loadFixture } from '../testing/fixtures.ts'
+import { loadFixture } from '../../testing/fixtures.ts'
 import { THREADS_ENV, ThreadsError, engineThreads } from './engineThreads.ts'
 import { nodeRuntime } from './nodeRuntime.ts'
 

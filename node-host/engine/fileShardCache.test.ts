@@ -7,7 +7,7 @@ import { generate } from '../../shared/engine/generate.ts'
 import { loadShards } from '../../shared/engine/loadShards.ts'
 import type { ShardGraphCache } from '../../shared/engine/shardGraphCache.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
-import { loadFixture, type Fixture } from '../testing/fixtures.ts'
+import { loadFixture, type Fixture } from '../../testing/fixtures.ts'
 import { fileShardCache } from './fileShardCache.ts'
 import { nodeRuntime } from './nodeRuntime.ts'
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { parseEther } from 'viem'
-import { parsePromText, promValue } from '../testing/promText.ts'
+import { parsePromText, promValue } from '../../testing/promText.ts'
 import { createFarmMetrics } from './farmMetrics.ts'
 import { startFarmStatusServer, summarize, type FarmStatus } from './farmStatusServer.ts'
 import { renderFarmTable } from './farmTable.ts'

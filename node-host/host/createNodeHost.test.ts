@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test'
 import { createLogger } from '../logger.ts'
 import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
-import { loadFixture, type Fixture } from '../testing/fixtures.ts'
+import { loadFixture, type Fixture } from '../../testing/fixtures.ts'
 import { createNodeHost, type NodeHost } from './createNodeHost.ts'
 
 // An origin serving [0, 4) of docs-llama-7m over real libp2p on loopback, with its HTTP API: while no

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { folderHandler } from '../../e2e/serveFolder.ts'
-import { startStaticServer, type StaticServer } from '../testing/staticServer.ts'
-import { rawGet, rawRequest } from '../testing/rawHttp.ts'
+import { startStaticServer, type StaticServer } from '../../testing/staticServer.ts'
+import { rawGet, rawRequest } from '../../testing/rawHttp.ts'
 import { parseRange } from './parseRange.ts'
 
 test('parseRange: single, suffix and open ranges; unsatisfiable sets; malformed and multi-range headers mean the whole file', () => {

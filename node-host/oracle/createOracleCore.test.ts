@@ -7,9 +7,9 @@ import { keccak256, stringToBytes } from 'viem'
 import { silentLogger } from '../../shared/logger.ts'
 import { createOracleCore, NodeIdSpaceError, pipelineOrder, UnknownModelError, UnknownNodeError, type OracleCore, type OracleCoreEvents } from './createOracleCore.ts'
 import { readModelInfo, type ModelInfo } from './modelInfo.ts'
-import { openOracleDatabase, MIGRATIONS, schemaVersion } from './oracleDatabase.ts'
+import { openOracleDatabase, MIGRATIONS, schemaVersion } from './store/oracleDatabase.ts'
 import { inferenceProofHash } from '../../shared/chain/proofHash.ts'
-import { createSqliteOracleStore } from './sqliteOracleStore.ts'
+import { createSqliteOracleStore } from './store/sqliteOracleStore.ts'
 
 let dir: string
 let llama: ModelInfo

@@ -3,7 +3,7 @@ import type { Logger } from '../../shared/logger.ts'
 import { assignLayers } from '../../shared/oracle/assignLayers.ts'
 import type { InferenceProofBody, PipelineEventData, Topology, TopologyNode } from '../../shared/oracle/plumiseSchemas.ts'
 import type { ModelInfo } from './modelInfo.ts'
-import type { LayerRange, NodeBudget, NodeKind, OracleStore, StoredNode, StoredProof } from './oracleStore.ts'
+import type { LayerRange, NodeBudget, NodeKind, OracleStore, StoredNode, StoredProof } from './store/oracleStore.ts'
 import { inferenceProofHash } from '../../shared/chain/proofHash.ts'
 
 export type OracleCoreInit = {

@@ -1,8 +1,8 @@
 import { Counter, Gauge, Registry } from 'prom-client'
 import type { OracleCore } from './createOracleCore.ts'
 import type { OracleStats } from './createOracleServer.ts'
-import type { OrbanChannel, OrbanChannelStats } from './orbanChannel.ts'
-import type { ServedLedger } from './servedLedger.ts'
+import type { OrbanChannel, OrbanChannelStats } from './orban/orbanChannel.ts'
+import type { ServedLedger } from './rewards/servedLedger.ts'
 
 /**
  * The Oracle's Prometheus metrics (`GET /metrics`): nodes by state, layer coverage per model,

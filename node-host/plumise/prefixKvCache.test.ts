@@ -4,7 +4,7 @@ import { loadShards } from '../../shared/engine/loadShards.ts'
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
-import { loadFixture, maxAbsDiff } from '../testing/fixtures.ts'
+import { loadFixture, maxAbsDiff } from '../../testing/fixtures.ts'
 import { createPrefixKvCache } from './prefixKvCache.ts'
 import { requestPrefix } from './requestPrefix.ts'
 

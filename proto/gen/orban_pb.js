@@ -1,7 +1,7 @@
 // The Orban agent protocol (spec: shared/spec/orban.md) as protobuf: the same messages as the
 // JSON text frames on `{platform}/agent/v1/connect` (subprotocol agent.orban.v1). JSON text is the
 // wire; a binary WebSocket frame carrying one `Message` is accepted too
-// (shared/oracle/orban/orbanProtobuf.ts converts between the two).
+// (shared/orban/orbanProtobuf.ts converts between the two).
 //
 // Field numbers of the `Message` wrapper follow upstream (message_id 1, timestamp 2 as unix
 // seconds, payload slots by family); inside each message they are ours. Decimals (USD amounts,

@@ -5,7 +5,7 @@ import { loadShards } from '../engine/loadShards.ts'
 import { nodeRuntime } from '../../node-host/engine/nodeRuntime.ts'
 import { createNodeLibp2p, type NodeLibp2p } from '../../node-host/mesh/createNodeLibp2p.ts'
 import { fileModelSource } from '../../node-host/model/fileModelSource.ts'
-import { loadFixture, type Fixture } from '../../node-host/testing/fixtures.ts'
+import { loadFixture, type Fixture } from '../../testing/fixtures.ts'
 import { createForwardService, type ForwardService } from './forwardService.ts'
 import type { PeerShard } from './planRoute.ts'
 

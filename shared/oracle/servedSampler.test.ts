@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { encodeOrbanMessage, parseOrbanMessage } from './orban/orbanMessages.ts'
+import { encodeOrbanMessage, parseOrbanMessage } from '../orban/orbanMessages.ts'
 import { createServedSampler } from './servedSampler.ts'
 
 test('the sampler gives the rate since the previous sample and the cumulative counters, which a TASK_PROGRESS carries as `served`', () => {

@@ -1,5 +1,5 @@
 import type { ForwardServiceStats } from '../mesh/forwardService.ts'
-import type { OrbanServedCounters } from './orban/orbanMessages.ts'
+import type { OrbanServedCounters } from '../orban/orbanMessages.ts'
 
 /** One live report of what a shard served: TASK_PROGRESS's throughput and shardmesh's `served` counters. */
 export type ServedSample = {

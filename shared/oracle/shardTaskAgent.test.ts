@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { LayerRange } from '../model/shardGraph.ts'
-import type { OrbanTask, OrbanTaskController } from './orban/createOrbanAgent.ts'
+import type { OrbanTask, OrbanTaskController } from '../orban/createOrbanAgent.ts'
 import { createShardTaskAgent } from './shardTaskAgent.ts'
 
 type Report = { kind: 'progress' | 'complete' | 'fail'; task: string; value: unknown }

@@ -1,5 +1,5 @@
 import type { LayerRange } from '../model/shardGraph.ts'
-import type { OrbanTask, OrbanTaskController, OrbanTaskDecision } from './orban/createOrbanAgent.ts'
+import type { OrbanTask, OrbanTaskController, OrbanTaskDecision } from '../orban/createOrbanAgent.ts'
 import { shardRangeProblem, shardTaskConfigSchema } from './shardTask.ts'
 
 type ProgressMetrics = Parameters<OrbanTaskController['progress']>[0]['metrics']

@@ -1,7 +1,7 @@
 import { fromBinary, toBinary } from '@bufbuild/protobuf'
 import { z } from 'zod'
 import { StepInputSchema, type StepInput } from '../../proto/gen/mesh_pb.js'
-import { base64ToBytes, bytesToBase64 } from '../oracle/orban/base64.ts'
+import { base64ToBytes, bytesToBase64 } from '../orban/base64.ts'
 import { matchesCommitment, verifyCommitment, type Commitment } from './commitment.ts'
 
 /**

@@ -1,7 +1,7 @@
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { bytesToHex, getAddress, type Address, type Hex } from 'viem'
 import { agentBindingMessage } from '../../shared/chain/agentBinding.ts'
-import { loadOrCreateBrowserIdentity } from '../mesh/indexedDbIdentity.ts'
+import { loadOrCreateBrowserIdentity } from '../identity/indexedDbIdentity.ts'
 
 /**
  * The tab's peer key signs the binding of its peer to `wallet` on `chainId` (agentBindingMessage,
