@@ -11,8 +11,8 @@ import { createSpotChecker, type CheckResult, type SpotChecker } from '../shared
 import { nodeRuntime } from '../node-host/engine/nodeRuntime.ts'
 import { createNodeLibp2p, type NodeLibp2p } from '../node-host/mesh/createNodeLibp2p.ts'
 import { fileModelSource } from '../node-host/model/fileModelSource.ts'
-import { loadFixture, type Fixture } from '../node-host/testing/fixtures.ts'
-import type { MeshPeerInfo } from '../web/harness/meshPeerPage.ts'
+import { loadFixture, type Fixture } from '../testing/fixtures.ts'
+import type { MeshPeerInfo } from '../testing/pages/meshPeerPage.ts'
 import { launchChromium } from './launchChromium.ts'
 import { startWebServer, type WebServer, type WebServerMode } from './startWebServer.ts'
 
@@ -73,7 +73,7 @@ test("a page's served steps carry commitments, and spot checks of them pass", as
   const page = await (await browser.newContext()).newPage()
   const pageErrors: string[] = []
   page.on('pageerror', (e) => pageErrors.push(e.message))
-  await page.goto(new URL('harness/mesh-peer.html', server.url).href)
+  await page.goto(new URL('mesh-peer.html', server.url).href)
   await page.waitForFunction(() => window.meshPeer !== undefined, undefined, { timeout: 60_000 })
   const info: MeshPeerInfo = await page.evaluate((p) => window.meshPeer!.start(p), { modelUrl: `/models/${MODEL}/`, model: MODEL, range: { start: 3, end: 6 }, device: 'wasm' as const, relay: wsAddr(c.node), dial: [wsAddr(a.node), wsAddr(originNode)] })
   stops.push(() => page.evaluate(() => window.meshPeer!.stop()))
