@@ -163,7 +163,7 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
         memory_gb: profile.memory_gb,
         storage_available_gb: profile.storage_available_gb,
       },
-      capabilities: { supported_frameworks: ['onnxruntime'], max_batch_size: 1, fp16_support: false, int8_support: init.weights === 'int4' },
+      capabilities: { supported_frameworks: ['onnxruntime'], max_batch_size: 1, fp16_support: init.weights === 'float16' || init.weights === 'int4-f16', int8_support: init.weights.startsWith('int4') },
       location: { country: '', region: '', latency_to_platform_ms: 0 },
       availability: { hours_per_day: 24, reliability_score: 1 },
       mesh: {

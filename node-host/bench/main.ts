@@ -1,3 +1,5 @@
+import { WEIGHT_FORMATS, type WeightFormat } from '../../shared/model/shardGraph.ts'
+const isWeightFormat = (w: string): w is WeightFormat => (WEIGHT_FORMATS as readonly string[]).includes(w)
 import { parseArgs } from 'node:util'
 import { LLAMA_PRESETS, synthesizeLlama, type LlamaPreset } from '../model/synthesizeModel.ts'
 import { engineRowPhase, formatEngineTable, runEngineBench, scanPair, type BenchDevice, type EngineRowParams } from './engineBench.ts'
@@ -12,7 +14,7 @@ import { formatLoadTable, runLoadBench, type LoadMode } from './loadBench.ts'
 import { availableParallelism } from 'node:os'
 
 const USAGE = `usage:
-  npm run bench -- engine [--models docs-llama-7m,tinyllama-1.1b] [--devices cpu[,webgpu]] [--weights float32,int4] [--tokens N]
+  npm run bench -- engine [--models docs-llama-7m,tinyllama-1.1b] [--devices cpu[,webgpu]] [--weights float32,float16,int4,int4-f16] [--tokens N]
                           [--prompt N] [--runs N] [--threads N] [--synth-dtype float16|float32] [--json]
   npm run bench -- mesh [--models docs-llama-7m,tinyllama-1.1b] [--hosts 3] [--tokens N] [--prompt N] [--weights float32|int4] [--json]
   npm run bench -- load [--models docs-llama-7m,tinyllama-1.1b] [--clients 1,4,16] [--pipelines 1,2] [--modes unbatched,batched]
@@ -69,7 +71,7 @@ async function engine(args: string[]): Promise<void> {
     },
   })
   const weights = list(values.weights)
-  for (const w of weights) if (w !== 'float32' && w !== 'int4') throw new Error(`--weights: unknown format "${w}" (float32, int4)`)
+  for (const w of weights) if (!isWeightFormat(w)) throw new Error(`--weights: unknown format "${w}" (${WEIGHT_FORMATS.join(', ')})`)
   const devices = values.devices === undefined ? 'auto' : list(values.devices)
   if (devices !== 'auto') for (const d of devices) if (d !== 'cpu' && d !== 'webgpu') throw new Error(`--devices: unknown device "${d}" (cpu, webgpu)`)
   if (devices !== 'auto' && devices.includes('webgpu')) process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'
@@ -80,7 +82,7 @@ async function engine(args: string[]): Promise<void> {
     promptTokens: positiveInt(values.prompt, 'prompt'),
     runs: positiveInt(values.runs, 'runs'),
     threads: positiveInt(values.threads, 'threads'),
-    weights: weights as Array<'float32' | 'int4'>,
+    weights: weights as WeightFormat[],
     synthDtype: dtypeOf(values['synth-dtype'], 'synth-dtype'),
     log: (line) => process.stderr.write(line + '\n'),
   })
@@ -100,7 +102,7 @@ async function mesh(args: string[]): Promise<void> {
       json: { type: 'boolean', default: false },
     },
   })
-  if (values.weights !== 'float32' && values.weights !== 'int4') throw new Error(`--weights must be float32 or int4, got "${values.weights}"`)
+  if (!isWeightFormat(values.weights)) throw new Error(`--weights must be one of ${WEIGHT_FORMATS.join(', ')}, got "${values.weights}"`)
   const rows = await runMeshBench({
     models: list(values.models),
     hosts: positiveInt(values.hosts, 'hosts'),
@@ -246,7 +248,7 @@ async function load(args: string[]): Promise<void> {
       json: { type: 'boolean', default: false },
     },
   })
-  if (values.weights !== 'float32' && values.weights !== 'int4') throw new Error(`--weights must be float32 or int4, got "${values.weights}"`)
+  if (!isWeightFormat(values.weights)) throw new Error(`--weights must be one of ${WEIGHT_FORMATS.join(', ')}, got "${values.weights}"`)
   const modes = list(values.modes)
   for (const m of modes) if (m !== 'batched' && m !== 'unbatched') throw new Error(`--modes: unknown mode "${m}" (batched, unbatched)`)
   const rows = await runLoadBench({

@@ -1,3 +1,4 @@
+import { WEIGHT_FORMATS } from '../../shared/model/shardGraph.ts'
 import { open } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
@@ -18,7 +19,7 @@ import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { progressBar } from './progressBar.ts'
 
 export const GENERATE_USAGE = `usage: shardmesh generate [--model <folder|url|owner/name>] --prompt <text> [--max-new-tokens <n>]
-       [--stages 0-3,3-8] [--device auto|webgpu|cpu|wasm] [--weights float32|int4] [--temperature 0] [--top-k 0] [--top-p 1]
+       [--stages 0-3,3-8] [--device auto|webgpu|cpu|wasm] [--weights auto|float32|float16|int4|int4-f16] [--temperature 0] [--top-k 0] [--top-p 1]
        [--repetition-penalty 1] [--seed <n>] [--threads <n>] [--json] [--logits-out <file.safetensors>] [--peer <multiaddr>…]
        with --peer, the shards run on those node hosts (this process is the origin)`
 
@@ -28,7 +29,7 @@ const optionsSchema = z.object({
   maxNewTokens: z.coerce.number().int().min(1).max(4096).default(32),
   stages: z.string().optional(),
   device: z.enum(['auto', 'webgpu', 'cpu', 'wasm']).default('auto'),
-  weights: z.enum(['float32', 'int4']).default('float32'),
+  weights: z.enum([...WEIGHT_FORMATS, 'auto']).default('auto'),
   temperature: z.coerce.number().min(0).max(2).default(0),
   topK: z.coerce.number().int().min(0).default(0),
   topP: z.coerce.number().gt(0).max(1).default(1),
@@ -82,6 +83,8 @@ export function parseGenerateArgs(argv: string[]): GenerateOptions {
 
 type Pipeline = {
   device: string
+  /** The weight format the shards run in (auto resolved); null on the mesh. */
+  weights: string | null
   run(params: Omit<GenerateParameters, 'stages'>): Promise<GenerateResult & { stages: number[][] }>
   close(): Promise<void>
 }
@@ -90,10 +93,11 @@ type Pipeline = {
 async function localPipeline(opts: GenerateOptions, source: ModelSource): Promise<Pipeline> {
   const ranges = opts.stages ? parseStages(opts.stages) : undefined
   const bar = progressBar(`loading ${source.name}`)
-  const { shards } = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights, cache: shardCacheFromEnv(), onProgress: bar.update })
+  const { shards, weights } = await loadShards({ source, runtime: nodeRuntime(), ranges, requireCoverage: true, device: opts.device, weights: opts.weights, cache: shardCacheFromEnv(), onProgress: bar.update })
   bar.done()
   return {
     device: shards[0]!.device,
+    weights,
     run: async (params) => ({ ...(await generate({ ...params, stages: shards })), stages: shards.map((s) => [s.range.start, s.range.end]) }),
     close: async () => {
       await Promise.all(shards.map((s) => s.dispose()))
@@ -110,6 +114,7 @@ async function meshPipeline(opts: GenerateOptions, source: ModelSource, numLayer
   const byId = () => new Map(mesh.table.peers().map((p) => [p.peerId, p]))
   return {
     device: 'mesh',
+    weights: null,
     run: async (params) => {
       const r = await mesh.generate(params)
       const known = byId()
@@ -160,7 +165,7 @@ export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStr
       device: pipeline.device,
       // ONNX Runtime threads of this process's shards (none with --peer).
       threads: opts.peer.length ? null : engineThreads(),
-      weights: opts.weights,
+      weights: pipeline.weights,
       stages: result.stages,
       input_ids: inputIds,
       output_ids: ids,

@@ -1,3 +1,4 @@
+import { WEIGHT_FORMATS } from '../../shared/model/shardGraph.ts'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
@@ -15,14 +16,14 @@ import { createLogger } from '../logger.ts'
 import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { parseOptions } from './usageError.ts'
 
-export const SERVE_USAGE = `usage: shardmesh serve [--model <folder|url|owner/name>] [--stages 0-3,3-8] [--device auto|webgpu|cpu|wasm] [--weights float32|int4]
+export const SERVE_USAGE = `usage: shardmesh serve [--model <folder|url|owner/name>] [--stages 0-3,3-8] [--device auto|webgpu|cpu|wasm] [--weights auto|float32|float16|int4|int4-f16]
        [--api-port 31331] [--host 127.0.0.1]      (API_SECRET in the environment requires a bearer token)`
 
 const optionsSchema = z.object({
   model: z.string().optional(),
   stages: z.string().optional(),
   device: z.enum(['auto', 'webgpu', 'cpu', 'wasm']).default('auto'),
-  weights: z.enum(['float32', 'int4']).default('float32'),
+  weights: z.enum([...WEIGHT_FORMATS, 'auto']).default('auto'),
   apiPort: z.coerce.number().int().min(0).max(65535).default(Number(process.env.API_PORT ?? 31331)),
   host: z.string().default('127.0.0.1'),
 })

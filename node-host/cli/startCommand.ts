@@ -1,3 +1,6 @@
+import { nodeRuntime } from '../engine/nodeRuntime.ts'
+import { WEIGHT_FORMATS, type WeightFormat } from '../../shared/model/shardGraph.ts'
+import { pickWeightFormat } from '../../shared/engine/pickWeightFormat.ts'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -23,7 +26,7 @@ import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 import { UsageError, parseOptions } from './usageError.ts'
 
 export const START_USAGE = `usage: shardmesh start [--model <folder|url|owner/name>] (--layers <a-b> | --oracle <url>) [--device auto|webgpu|cpu|wasm]
-       [--weights float32|int4] [--memory-mb <n>] [--heartbeat-s 30] [--listen <multiaddr>]… [--peer <multiaddr>]… [--api-port <port>]
+       [--weights auto|float32|float16|int4|int4-f16] [--memory-mb <n>] [--heartbeat-s 30] [--listen <multiaddr>]… [--peer <multiaddr>]… [--api-port <port>]
        [--host 127.0.0.1] [--identity <file>] [--grpc-port <port> [--grpc-next <url>]...] [--grpc-via <url> [--grpc-via-dtype bfloat16]]
        shardmesh start --plumise [--model …] [--oracle <url>] [--host 0.0.0.0]: a drop-in for the upstream Plumise
        agent, configured by its .env names (MODEL_NAME, DEVICE, GRPC_PORT, API_PORT, LAYER_START/LAYER_END,
@@ -46,7 +49,7 @@ const optionsSchema = z.object({
   memoryMb: z.coerce.number().int().positive().optional(),
   heartbeatS: z.coerce.number().positive().default(30),
   device: z.enum(['auto', 'webgpu', 'cpu', 'wasm']).default('auto'),
-  weights: z.enum(['float32', 'int4']).default('float32'),
+  weights: z.enum([...WEIGHT_FORMATS, 'auto']).default('auto'),
   listen: z.array(z.string()).default([]),
   peer: z.array(z.string()).default([]),
   apiPort: z.coerce.number().int().min(0).max(65535).optional(),
@@ -60,6 +63,8 @@ const optionsSchema = z.object({
 })
 
 export type StartOptions = z.infer<typeof optionsSchema>
+/** Options with `--weights auto` resolved for this machine's adapter. */
+export type ResolvedStartOptions = StartOptions & { weights: WeightFormat }
 
 export function parseStartArgs(argv: string[]): StartOptions {
   const { values } = parseArgs({
@@ -102,7 +107,8 @@ export function parseStartArgs(argv: string[]): StartOptions {
  * A node host: loads its layer range, joins the mesh over libp2p, serves sessions of the
  * forward protocol; with --api-port it is also an origin with the Plumise and OpenAI HTTP APIs.
  */
-export async function runStart(opts: StartOptions): Promise<void> {
+export async function runStart(input: StartOptions): Promise<void> {
+  const opts: ResolvedStartOptions = { ...input, weights: await pickWeightFormat(input.weights, nodeRuntime(), input.device) }
   const logger = createLogger('shardmesh:host')
   // One process per identity: a second host on this machine without its own --identity is refused here.
   await lockIdentity(opts.identity)
@@ -160,7 +166,7 @@ async function startGrpcIfAsked(opts: StartOptions, source: ModelSource, host: N
   })
 }
 
-async function runStartWithOracle(opts: StartOptions, oracle: string, logger: Logger): Promise<void> {
+async function runStartWithOracle(opts: ResolvedStartOptions, oracle: string, logger: Logger): Promise<void> {
   const privateKey = await loadOrCreateIdentity(opts.identity)
   const node = await createNodeLibp2p({ privateKey, listen: opts.listen.length ? opts.listen : undefined })
   const log = logger.child({ peerId: node.peerId.toString() })

@@ -41,6 +41,7 @@ const metaSchema = z.object({
     kvHeads: z.number().int().positive(),
     headDim: z.number().int().positive(),
     presentLayout: z.enum(['packed', 'appended']),
+    kvType: z.enum(['float32', 'float16']).default('float32'),
   }),
 })
 
@@ -95,7 +96,7 @@ export function fileShardCache(init: FileShardCacheInit = {}): ShardGraphCache &
     const { start, end } = key.range
     // The builder's folder is part of the slot: two checkouts of the project (different builder code)
     // keep a build each instead of replacing each other's while the other may be opening it.
-    const slot = `${BUILDER_DIR}|${resolve(key.source.location)}|${start}-${end}|${key.weights}|${key.weights === 'int4' ? key.int4AccuracyLevel : ''}`
+    const slot = `${BUILDER_DIR}|${resolve(key.source.location)}|${start}-${end}|${key.weights}|${key.weights.startsWith('int4') ? key.int4AccuracyLevel : ''}`
     const hash = createHash('sha256').update(await hashBuilder()).update('\n').update(identity).update('\n').update(slot).digest('hex').slice(0, 32)
     return { slot, hash, name: `${key.source.name.replace(/[^\w.-]+/g, '_')}-${start}-${end}-${key.weights}-${hash}` }
   }

@@ -5,6 +5,8 @@ import ort from 'onnxruntime-node'
 import type { ShardGraph } from '../../shared/model/buildShardGraph.ts'
 import { EXTERNAL_DATA_FILE } from '../../shared/model/onnxGraph.ts'
 import { engineThreads } from './engineThreads.ts'
+import { float16FeedsForNode } from './float16Feeds.ts'
+import { webgpuFloat16Supported } from './webgpuFloat16.ts'
 import { isStoredShard, type ShardModel } from '../../shared/engine/shardGraphCache.ts'
 import { MODEL_FILE } from './fileShardCache.ts'
 import { DeviceUnavailableError, type Device, type DeviceOption, type ShardRuntime } from '../../shared/engine/runtime.ts'
@@ -54,13 +56,21 @@ export type NodeRuntimeInit = {
 export function nodeRuntime(init: NodeRuntimeInit = {}): ShardRuntime {
   return {
     ort,
+    float16Supported: webgpuFloat16Supported,
     async createSession(graph: ShardModel, device: DeviceOption) {
       // A stored shard is opened where it lies; a graph in memory goes through a temporary folder.
       const stored = isStoredShard(graph)
       const dir = stored ? graph.location : await writeArtifact(graph)
       try {
         const path = join(dir, MODEL_FILE)
-        const tryDevice = async (d: Device) => ({ session: await ort.InferenceSession.create(path, sessionOptions(d, graph, init)), device: d })
+        const tryDevice = async (d: Device) => {
+          const session = await ort.InferenceSession.create(path, sessionOptions(d, graph, init))
+          if (graph.io.kvType === 'float16') {
+            const run = session.run.bind(session) as (feeds: ort.InferenceSession.FeedsType, ...rest: unknown[]) => Promise<ort.InferenceSession.ReturnType>
+            session.run = ((feeds: ort.InferenceSession.FeedsType, ...rest: unknown[]) => run(float16FeedsForNode(feeds), ...rest)) as typeof session.run
+          }
+          return { session, device: d }
+        }
         if (device === 'cpu' || device === 'wasm') return await tryDevice('cpu')
         try {
           return await tryDevice('webgpu')

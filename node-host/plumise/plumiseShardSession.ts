@@ -115,7 +115,7 @@ export async function createPlumiseShardSession(init: PlumiseShardSessionInit): 
   return {
     range,
     spec,
-    io: { input: 'hidden_states', output: 'hidden_states_out', layers: Array.from({ length: range.end - range.start }, (_, i) => range.start + i), kvHeads: spec.numKvHeads, headDim: spec.headDim, presentLayout: 'appended' }, // no KV here: the Plumise node keeps none either
+    io: { input: 'hidden_states', output: 'hidden_states_out', layers: Array.from({ length: range.end - range.start }, (_, i) => range.start + i), kvHeads: spec.numKvHeads, headDim: spec.headDim, presentLayout: 'appended', kvType: 'float32' }, // no KV here: the Plumise node keeps none either
     // The compute happens on the Plumise node; this process only relays.
     device: 'cpu',
     forward(sessionId, input, opts = {}) {

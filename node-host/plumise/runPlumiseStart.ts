@@ -1,3 +1,4 @@
+import type { WeightFormat } from '../../shared/model/shardGraph.ts'
 import type { PrivateKey } from '@libp2p/interface'
 import { networkInterfaces } from 'node:os'
 import { chainAgentFromEnv } from '../agent/chainAgentFromEnv.ts'
@@ -20,7 +21,7 @@ export type PlumiseStartOptions = {
   host: string
   listen: string[]
   privateKey: PrivateKey
-  weights: 'float32' | 'int4'
+  weights: WeightFormat
   /** `--device` when given explicitly; else DEVICE. */
   device?: 'auto' | 'webgpu' | 'cpu' | 'wasm'
   logger: Logger

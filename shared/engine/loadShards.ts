@@ -6,6 +6,7 @@ import type { Int4AccuracyLevel, LayerRange, WeightFormat } from '../model/shard
 import type { DeviceOption, ShardRuntime } from './runtime.ts'
 import type { ShardGraphCache, ShardModel } from './shardGraphCache.ts'
 import { createShardSession, type ShardSession } from './shardSession.ts'
+import { pickWeightFormat, type WeightChoice } from './pickWeightFormat.ts'
 
 export class StagesError extends Error {
   constructor(message: string) {
@@ -42,8 +43,8 @@ export type LoadShardsParameters = {
   /** Require the ranges to cover `[0, L)` contiguously (a whole pipeline in one process). */
   requireCoverage?: boolean
   device?: DeviceOption
-  /** Projection weights as float32 (exact) or 4-bit blocks. @default 'float32' */
-  weights?: WeightFormat
+  /** The weight format; `auto` picks float16 on WebGPU adapters with `shader-f16`, else float32. @default 'float32' */
+  weights?: WeightChoice
   /** MatMulNBits accuracy level for int4 weights. @default 4 */
   int4AccuracyLevel?: Int4AccuracyLevel
   kvBudgetBytes?: number
@@ -73,9 +74,10 @@ export async function readCheckpoint(source: ModelSource, signal?: AbortSignal):
 }
 
 /** Reads config and safetensors headers, builds each shard's graph and opens its session. */
-export async function loadShards(params: LoadShardsParameters): Promise<{ spec: ModelSpec; shards: ShardSession[] }> {
+export async function loadShards(params: LoadShardsParameters): Promise<{ spec: ModelSpec; shards: ShardSession[]; weights: WeightFormat }> {
   const { source, runtime, signal } = params
   const { spec, index } = await (params.openCheckpoint ?? readCheckpoint)(source, signal)
+  const weights = await pickWeightFormat(params.weights, runtime, params.device ?? 'auto')
   signal?.throwIfAborted()
   const ranges = params.ranges ?? [{ start: 0, end: spec.numLayers }]
   if (params.requireCoverage) assertCoverage(ranges, spec.numLayers)
@@ -93,7 +95,7 @@ export async function loadShards(params: LoadShardsParameters): Promise<{ spec: 
         params.onProgress?.(offset + done, total)
         params.onRangeProgress?.(range, done, steps)
       }
-      const key = { source, range, weights: params.weights ?? 'float32', int4AccuracyLevel: params.int4AccuracyLevel ?? 4 } as const
+      const key = { source, range, weights, int4AccuracyLevel: params.int4AccuracyLevel ?? 4 } as const
       let graph: ShardModel | null = (await params.cache?.get(key)) ?? null
       if (graph) onProgress(pieces[k]!, pieces[k]!)
       else {
@@ -117,5 +119,5 @@ export async function loadShards(params: LoadShardsParameters): Promise<{ spec: 
     await Promise.allSettled(shards.map((s) => s.dispose()))
     throw e
   }
-  return { spec, shards }
+  return { spec, shards, weights }
 }

@@ -14,6 +14,8 @@ export type OrtModule = Pick<typeof ort, 'Tensor' | 'InferenceSession'>
 export type ShardRuntime = {
   ort: OrtModule
   createSession(graph: ShardModel, device: DeviceOption): Promise<{ session: ort.InferenceSession; device: Device }>
+  /** Whether this runtime's WebGPU adapter computes in float16 (`shader-f16`); absent: never. */
+  float16Supported?(): Promise<boolean>
 }
 
 export class DeviceUnavailableError extends Error {

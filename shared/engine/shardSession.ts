@@ -2,7 +2,7 @@ import type * as ort from 'onnxruntime-common'
 import type { ShardModel } from './shardGraphCache.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
 import { LOGITS_FROM, POSITION_OFFSET, type LayerRange, type ShardIO } from '../model/shardGraph.ts'
-import type { Device, DeviceOption, ShardRuntime } from './runtime.ts'
+import { DeviceUnavailableError, type Device, type DeviceOption, type ShardRuntime } from './runtime.ts'
 import { createBatchScheduler, type BatchJob } from './batchScheduler.ts'
 import { stackKv, unstackKv } from './kvBatch.ts'
 
@@ -141,12 +141,16 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
   const cache = new Map<string, CacheEntry>()
   const H = spec.hiddenSize
   const kvNames = io.layers.flatMap((i) => [`key.${i}`, `value.${i}`])
-  /** KV bytes one cached position takes (float32 keys and values of every layer). */
-  const bytesPerPosition = kvNames.length * io.kvHeads * io.headDim * 4
-  const maxBatch = device === 'webgpu' ? 1 : Math.max(1, init.maxBatch ?? 16)
+  const kvType = io.kvType ?? 'float32'
+  /** KV bytes one cached position takes (keys and values of every layer). */
+  const bytesPerPosition = kvNames.length * io.kvHeads * io.headDim * (kvType === 'float16' ? 2 : 4)
+  // Batches stack caches in JavaScript: float32 ones only (float16 caches stay on the GPU).
+  const maxBatch = device === 'webgpu' || kvType !== 'float32' ? 1 : Math.max(1, init.maxBatch ?? 16)
   const prefillChunk = Math.max(1, init.prefillChunk ?? 64)
   const onRun = init.onRun
 
+  const emptyPast = () =>
+    kvType === 'float16' ? new Tensor('float16', new Uint16Array(0), [1, io.kvHeads, 0, io.headDim]) : new Tensor('float32', new Float32Array(0), [1, io.kvHeads, 0, io.headDim])
   const total = () => [...cache.values()].reduce((a, e) => a + e.bytes, 0)
   const release = (e: CacheEntry) => {
     for (const t of e.tensors.values()) t.dispose()
@@ -218,7 +222,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     feeds[POSITION_OFFSET] = new Tensor('int64', BigInt64Array.of(BigInt(entry.length)), [1])
     if (io.output === 'logits') feeds[LOGITS_FROM] = new Tensor('int64', BigInt64Array.of(allLogits ? 0n : -1n), [1])
     for (const name of kvNames) {
-      feeds[`past_${name}`] = entry.tensors.get(name) ?? new Tensor('float32', new Float32Array(0), [1, io.kvHeads, 0, io.headDim])
+      feeds[`past_${name}`] = entry.tensors.get(name) ?? emptyPast()
     }
     entry.busy = true
     let results: ort.InferenceSession.ReturnType
@@ -344,6 +348,23 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     const e = cache.get(sessionId)
     if (e) release(e)
     cache.delete(sessionId)
+  }
+
+  if (device === 'webgpu') {
+    // Compile the kernels of a prefill and a decode step now, not on the first request; a float16
+    // shard on an adapter without shader-f16 fails here, at load, with the adapter named.
+    const warm = '\u0000warm-up'
+    try {
+      const T = Math.min(16, spec.maxPositions - 1)
+      const prompt: ShardInput = io.input === 'input_ids' ? { tokens: Array.from({ length: T }, (_, i) => i % spec.vocabSize) } : { hidden: new Float32Array(T * H) }
+      await run(warm, prompt, true, '')
+      await run(warm, io.input === 'input_ids' ? { tokens: [0] } : { hidden: new Float32Array(H) }, false, '')
+    } catch (e) {
+      await session.release()
+      throw new DeviceUnavailableError('webgpu', e)
+    } finally {
+      drop(warm)
+    }
   }
 
   return {

@@ -4,7 +4,7 @@ import { llamaFamily } from './llamaFamily.ts'
 import type { ModelSpec } from './modelSpec.ts'
 import { OnnxGraph, type OnnxArtifact } from './onnxGraph.ts'
 import { readTensors, tensorInfo, type SafetensorsIndex } from './safetensors.ts'
-import { LOGITS_FROM, POSITION_OFFSET, ShardGraphContext, type FamilyBuilder, type LayerRange, type Int4AccuracyLevel, type ShardIO, type WeightFormat } from './shardGraph.ts'
+import { CAST_TO, LOGITS_FROM, POSITION_OFFSET, ShardGraphContext, activationType, type FamilyBuilder, type LayerRange, type Int4AccuracyLevel, type ShardIO, type WeightFormat } from './shardGraph.ts'
 
 export class LayerRangeError extends RangeError {
   readonly range: LayerRange
@@ -82,6 +82,10 @@ export async function buildShardGraph(params: BuildShardGraphParameters): Promis
   const input = isFirst ? g.input('input_ids', 'int64', ['B', 'T']) : g.input('hidden_states', 'float32', ['B', 'T', H])
   g.input(POSITION_OFFSET, 'int64', ['B'])
   const ctx = new ShardGraphContext(g, spec, input, params.weights, params.int4AccuracyLevel)
+  const act = activationType(ctx.weightFormat)
+  // Hidden states and logits cross the shard's edges (and the wire) as float32 in every format.
+  const toAct = (v: string) => (act === 'float32' ? v : g.op1('Cast', [v], { to: CAST_TO[act] }))
+  const toFloat32 = (v: string) => (act === 'float32' ? v : g.op1('Cast', [v], { to: CAST_TO.float32 }))
   const kvHeads = spec.family === 'llama' ? spec.numKvHeads : spec.numHeads
   const layers: number[] = []
   let piece = 0
@@ -92,12 +96,12 @@ export async function buildShardGraph(params: BuildShardGraphParameters): Promis
     params.onProgress?.(piece, pieces.length)
     return t
   }
-  let x = input
+  let x = isFirst ? input : toAct(input)
   if (isFirst) x = family.embed(ctx, input, await read())
   for (let i = range.start; i < range.end; i++) {
     const cache = {
-      pastKey: g.input(`past_key.${i}`, 'float32', ['B', kvHeads, 'P', spec.headDim]),
-      pastValue: g.input(`past_value.${i}`, 'float32', ['B', kvHeads, 'P', spec.headDim]),
+      pastKey: g.input(`past_key.${i}`, act, ['B', kvHeads, 'P', spec.headDim]),
+      pastValue: g.input(`past_value.${i}`, act, ['B', kvHeads, 'P', spec.headDim]),
       presentKey: `present_key.${i}`,
       presentValue: `present_value.${i}`,
     }
@@ -107,15 +111,15 @@ export async function buildShardGraph(params: BuildShardGraphParameters): Promis
   const output = isLast ? 'logits' : 'hidden_states_out'
   if (isLast) {
     const rows = g.op1('Slice', [x, g.input(LOGITS_FROM, 'int64', [1]), g.constant('int64', [1], [0x7fffffffffffffffn]), g.constant('int64', [1], [1])])
-    g.output(family.head(ctx, rows, await read()), 'logits', 'float32', ['B', 'R', spec.vocabSize])
+    g.output(toFloat32(family.head(ctx, rows, await read())), 'logits', 'float32', ['B', 'R', spec.vocabSize])
   } else {
-    g.output(x, 'hidden_states_out', 'float32', ['B', 'T', H])
+    g.output(toFloat32(x), 'hidden_states_out', 'float32', ['B', 'T', H])
   }
   for (const i of layers) {
-    g.output(`present_key.${i}`, `present_key.${i}`, 'float32', ['B', kvHeads, 'S', spec.headDim])
-    g.output(`present_value.${i}`, `present_value.${i}`, 'float32', ['B', kvHeads, 'S', spec.headDim])
+    g.output(`present_key.${i}`, `present_key.${i}`, act, ['B', kvHeads, 'S', spec.headDim])
+    g.output(`present_value.${i}`, `present_value.${i}`, act, ['B', kvHeads, 'S', spec.headDim])
   }
   // GroupQueryAttention writes a row's new keys after its own past; MultiHeadAttention after the padded past.
   const presentLayout = spec.family === 'llama' ? 'packed' : 'appended'
-  return { ...g.build(), range, io: { input: isFirst ? 'input_ids' : 'hidden_states', output, layers, kvHeads, headDim: spec.headDim, presentLayout } }
+  return { ...g.build(), range, io: { input: isFirst ? 'input_ids' : 'hidden_states', output, kvType: act, layers, kvHeads, headDim: spec.headDim, presentLayout } }
 }

@@ -51,7 +51,7 @@ export function gpt2Family(spec: ModelSpec, has: (name: string) => boolean): Fam
       const qkv = conv('c_attn', `${L(i)}attn.c_attn`, ln('ln1', `${L(i)}ln_1`, x))
       const [q, k, vv] = g.op('Split', [qkv, g.constant('int64', [3], [H, H, H])], { outputs: 3, attrs: { axis: -1 } })
       const f = queryFactor(i)
-      const query = f === 1 ? q! : g.op1('Mul', [q!, g.constant('float32', [], [f])])
+      const query = f === 1 ? q! : g.op1('Mul', [q!, ctx.scalar(f)])
       const attn = ctx.multiHeadAttention(query, k!, vv!, ctx.attentionBias(null, cache.pastKey), cache)
       const h = g.op1('Add', [x, conv('attn_proj', `${L(i)}attn.c_proj`, attn)])
       const up = ctx.activation(conv('c_fc', `${L(i)}mlp.c_fc`, ln('ln2', `${L(i)}ln_2`, h)))

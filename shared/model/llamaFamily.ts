@@ -73,7 +73,7 @@ export function llamaFamily(spec: ModelSpec, has: (name: string) => boolean): Fa
       const table = ctx.weight('embed_tokens', toFloat32(raw), raw.info.shape)
       const x = ctx.g.op1('Gather', [table, inputIds], { axis: 0 })
       if (spec.embeddingScale === null) return x
-      return ctx.g.op1('Mul', [x, ctx.g.constant('float32', [], [Math.fround(spec.embeddingScale)])])
+      return ctx.g.op1('Mul', [x, ctx.scalar(Math.fround(spec.embeddingScale))])
     },
 
     layer(ctx, i, x, t, cache) {

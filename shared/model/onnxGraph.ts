@@ -1,4 +1,5 @@
 import onnxProto from 'onnx-proto'
+import { float32ToFloat16 } from './float16.ts'
 
 const { onnx } = onnxProto
 
@@ -125,6 +126,8 @@ export class OnnxGraph {
         raw = Float32Array.from(values as ArrayLike<number>)
         break
       case 'float16':
+        raw = float32ToFloat16(Float32Array.from(values as ArrayLike<number>))
+        break
       case 'uint8':
       case 'bool':
         raw = Uint8Array.from(values as ArrayLike<number>)

@@ -1,10 +1,27 @@
 import type { ModelSpec } from './modelSpec.ts'
 import { OnnxGraph, float } from './onnxGraph.ts'
 import { quantizeInt4 } from './quantizeInt4.ts'
+import { float32ToFloat16 } from './float16.ts'
 import { toFloat32, type RawTensor } from './safetensors.ts'
 
-/** How projection weights are stored: float32, or 4-bit blocks (MatMulNBits: ~7× fewer bytes read per token). */
-export type WeightFormat = 'float32' | 'int4'
+/**
+ * How weights are stored and what the shard computes in: float32 (the reference); float16 weights,
+ * activations and KV cache (half the bytes; for GPUs with `shader-f16`); 4-bit projection blocks
+ * (MatMulNBits: ~7× fewer bytes read per token) with float32 activations, or with float16
+ * activations, norms, embeddings and KV cache (`int4-f16`).
+ */
+export const WEIGHT_FORMATS = ['float32', 'float16', 'int4', 'int4-f16'] as const
+export type WeightFormat = (typeof WEIGHT_FORMATS)[number]
+
+/** The element type of activations and the KV cache inside a shard of a weight format. */
+export type ActivationType = 'float32' | 'float16'
+
+export function activationType(weights: WeightFormat): ActivationType {
+  return weights === 'float16' || weights === 'int4-f16' ? 'float16' : 'float32'
+}
+
+/** ONNX Cast's `to` for an activation type. */
+export const CAST_TO: Record<ActivationType, number> = { float32: 1, float16: 10 }
 
 /** A projection's weights: a float32 `[in, out]` MatMul operand, or MatMulNBits inputs. */
 export type Projection = string | { codes: string; scales: string; zeroPoints: string; K: number; N: number }
@@ -26,6 +43,11 @@ export type ShardIO = {
   input: 'input_ids' | 'hidden_states'
   /** `logits` (`[B, R, vocab]`: the rows from LOGITS_FROM) on the last shard, else `hidden_states_out` (`[B, T, hidden]`). */
   output: 'logits' | 'hidden_states_out'
+  /**
+   * Element type of the KV cache tensors (inputs `past_*`, outputs `present_*`). Hidden states and
+   * logits at the shard's edges are float32 whatever the weight format.
+   */
+  kvType: ActivationType
   /** Layers in this shard, each with `past_key.<i>`/`past_value.<i>` in and `present_key.<i>`/`present_value.<i>` out. */
   layers: number[]
   /** KV heads and head size of every cache tensor `[B, kvHeads, length, headDim]`. */
@@ -59,6 +81,8 @@ export class ShardGraphContext {
   readonly sequenceSource: string
   readonly weightFormat: WeightFormat
   readonly int4AccuracyLevel: Int4AccuracyLevel
+  /** What the shard computes in between its float32 edges. */
+  readonly act: ActivationType
 
   constructor(g: OnnxGraph, spec: ModelSpec, sequenceSource: string, weightFormat: WeightFormat = 'float32', int4AccuracyLevel: Int4AccuracyLevel = 4) {
     this.g = g
@@ -66,6 +90,12 @@ export class ShardGraphContext {
     this.sequenceSource = sequenceSource
     this.weightFormat = weightFormat
     this.int4AccuracyLevel = int4AccuracyLevel
+    this.act = activationType(weightFormat)
+  }
+
+  /** A scalar constant in the activation type, to combine with activations. */
+  scalar(value: number): string {
+    return this.g.constant(this.act, [], [value])
   }
 
   /** Computes a value once per graph. */
@@ -105,9 +135,9 @@ export class ShardGraphContext {
     })
   }
 
-  /** A float32 weight from a checkpoint tensor, optionally transposed from `[out, in]` to `[in, out]`. */
+  /** A weight stored in the activation type (float16 rounds to nearest even). */
   weight(name: string, data: Float32Array, dims: number[]): string {
-    return this.g.weight(name, 'float32', dims, data)
+    return this.act === 'float16' ? this.g.weight(name, 'float16', dims, float32ToFloat16(data)) : this.g.weight(name, 'float32', dims, data)
   }
 
   /** HF `nn.Linear` weights `[out, in]` (several are stacked along out) → a projection `[in] → [out]`. */
@@ -119,7 +149,7 @@ export class ShardGraphContext {
   linearFloat32(name: string, mats: Array<{ data: Float32Array; rows: number; cols: number }>): Projection {
     const K = mats[0]!.cols
     const N = mats.reduce((a, m) => a + m.rows, 0)
-    if (this.weightFormat === 'int4') {
+    if (this.weightFormat === 'int4' || this.weightFormat === 'int4-f16') {
       const stacked = mats.length === 1 ? mats[0]!.data : new Float32Array(N * K)
       if (mats.length > 1) {
         let at = 0
@@ -131,7 +161,8 @@ export class ShardGraphContext {
       const q = quantizeInt4(stacked, N, K, INT4_BLOCK)
       return {
         codes: this.g.weight(`${name}.q4`, 'uint8', [N, q.blocks, INT4_BLOCK / 2], q.codes),
-        scales: this.g.weight(`${name}.scales`, 'float32', [N * q.blocks], q.scales),
+        // MatMulNBits takes its scales in the activations' type.
+        scales: this.weight(`${name}.scales`, q.scales, [N * q.blocks]),
         zeroPoints: this.g.weight(`${name}.zp`, 'uint8', [q.zeroPoints.length], q.zeroPoints),
         K,
         N,
@@ -153,7 +184,7 @@ export class ShardGraphContext {
   linearInOut(name: string, raw: RawTensor): Projection {
     const [K, N] = raw.info.shape as [number, number]
     const data = toFloat32(raw)
-    if (this.weightFormat === 'float32') return this.weight(name, data, [K, N])
+    if (this.weightFormat === 'float32' || this.weightFormat === 'float16') return this.weight(name, data, [K, N])
     const rows = new Float32Array(N * K)
     for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) rows[n * K + k] = data[k * N + n]!
     return this.linearFloat32(name, [{ data: rows, rows: N, cols: K }])
@@ -197,7 +228,8 @@ export class ShardGraphContext {
         const alibi = g.op1('Mul', [g.constant('float32', [1, slopes.length, 1, 1], slopes), pos]) // [B, N, 1, K]
         bias = g.op1('Add', [alibi, bias]) // [B, N, T, K]
       }
-      return bias
+      // In float16 the mask's -3.4e38 becomes -inf: still exp(-inf) = 0, and every query sees its own key.
+      return this.act === 'float32' ? bias : g.op1('Cast', [bias], { to: CAST_TO[this.act] })
     })
   }
 
