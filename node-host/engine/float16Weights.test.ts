@@ -6,7 +6,7 @@ import { pickWeightFormat } from '../../shared/engine/pickWeightFormat.ts'
 import { DeviceUnavailableError } from '../../shared/engine/runtime.ts'
 import type { WeightFormat } from '../../shared/model/shardGraph.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
-import { loadFixture, maxAbsDiff, type FixtureName } from '../testing/fixtures.ts'
+import { loadFixture, maxAbsDiff, type FixtureName } from '../../testing/fixtures.ts'
 import { nodeRuntime } from './nodeRuntime.ts'
 
 // SwiftShader's Vulkan driver gives onnxruntime-node's WebGPU an adapter (without shader-f16) here.
