@@ -1,5 +1,6 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -68,12 +69,20 @@ function startHost(args: string[], env: Record<string, string>): Promise<ChildPr
     const onData = (b: Buffer) => {
       log += b.toString()
       if (log.includes('"msg":"serving"')) {
-        // Keep draining its output so the pipe never blocks it.
-        log = ''
+        // Keep draining its output so the pipe never blocks it (into a file when asked, to see why a host failed).
         child.stdout!.off('data', onData)
         child.stderr!.off('data', onData)
-        child.stdout!.resume()
-        child.stderr!.resume()
+        const keep = process.env.SHARDMESH_LOAD_LOGS
+        if (keep) {
+          const file = createWriteStream(join(keep, `host-${child.pid}.log`))
+          file.write(log)
+          child.stdout!.pipe(file, { end: false })
+          child.stderr!.pipe(file, { end: false })
+        } else {
+          child.stdout!.resume()
+          child.stderr!.resume()
+        }
+        log = ''
         resolve(child)
       }
     }
@@ -131,10 +140,16 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
             pipelines.push(ports)
           }
           const table = createPeerTable({ node, model: source.name, bootstrap: pipelines.flat().map((p) => `/ip4/127.0.0.1/tcp/${p}`) })
-          await table.refresh()
           const onPipeline = (k: number) => {
             const ports = pipelines[k % pipelines.length]!
             return () => table.peers().filter((peer) => peer.multiaddrs.some((a) => ports.some((port) => a.includes(`/tcp/${port}/`) || a.endsWith(`/tcp/${port}`))))
+          }
+          // On a loaded machine a fresh host can miss the info protocol's 5 s answer: ask again until every host answered.
+          for (let attempt = 0; ; attempt++) {
+            await table.refresh()
+            if (pipelines.every((_, k) => onPipeline(k)().length === ranges.length)) break
+            if (attempt >= 10) throw new Error(`hosts did not answer the info protocol: ${table.peers().length} of ${pipelines.length * ranges.length}`)
+            log(`  ${table.peers().length} of ${pipelines.length * ranges.length} hosts answered; asking again`)
           }
           const run = (k: number, n: number, onToken?: (i: number) => void) =>
             service.generate({ peers: onPipeline(k), numLayers: spec.numLayers, inputIds: prompt(k), maxNewTokens: n, maxFailovers: 0, onToken: (_id, i) => void onToken?.(i) })

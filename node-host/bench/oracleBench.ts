@@ -286,7 +286,7 @@ export function runOracleBench(options: OracleBenchOptions = {}): OracleBenchRep
 
 export function formatOracleTable(report: OracleBenchReport): string {
   const f = (n: number, d = 2) => n.toFixed(d)
-  const head = ['model', 'mode', 'L', 'decisions', 'warm-up', 'copies min|mean', 'covered %', '≥2 copies %', '1-loss safe %', 'moved mean|p50|p99|max', 'reshuffled mean|p99|max', 'decide ms mean|p99|max', 'decide cpu ms mean|p50|p99', 'replans', 'online|serving', 'cold ms']
+  const head = ['model', 'mode', 'L', 'decisions', 'warm-up', 'copies min|mean', 'covered %', '≥2 copies %', '1-loss safe %', 'moved mean|p50|p99|max', 'reshuffled mean|p99|max', 'decide ms mean|p99|max', 'decide cpu ms mean|p50|p99', 'replans', 'online|serving', 'serving %', 'routable %', 'pipelines', 'cold ms']
   const body = report.rows.map((r) => [
     r.model,
     r.mode,

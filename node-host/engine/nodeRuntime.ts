@@ -30,6 +30,9 @@ function sessionOptions(device: Device, graph: ShardModel, init: NodeRuntimeInit
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
   }
+  // SHARDMESH_ORT_PROFILE=<prefix>: ONNX Runtime's per-node timings as Chrome-trace JSON, written when the session is released.
+  const profile = process.env.SHARDMESH_ORT_PROFILE
+  if (profile) Object.assign(options, { enableProfiling: true, profileFilePrefix: profile })
   // Also on webgpu: the nodes ORT places on the CPU there (shapes, small ops) use this pool.
   options.intraOpNumThreads = init.threads ?? engineThreads()
   if (device === 'cpu' && init.spinning === false) {

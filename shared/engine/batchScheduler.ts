@@ -21,6 +21,8 @@ export type BatchScheduler<J extends BatchJob> = {
   submit(job: J): void
   /** Jobs waiting or running. */
   pending(): number
+  /** Jobs waiting for a run: not the decode steps of the batch running now, nor the prefill whose slice is running. */
+  waiting(): number
   /** Resolves once nothing is waiting or running. */
   idle(): Promise<void>
 }
@@ -38,6 +40,8 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
   /** Set and cleared synchronously, so a job submitted as the pump finishes starts a new one. */
   let active = false
   let running: Promise<void> = Promise.resolve()
+  /** The prefill whose slice is running (it stays queued until its last slice). */
+  let slicing: J | undefined
 
   /** Per session, only its oldest job is eligible; of those, the decodes (up to maxBatch) and the oldest prefill. */
   const pick = (): { decodes: J[]; prefill: J | undefined } => {
@@ -76,10 +80,13 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
         }
         if (prefill) {
           let finished = true
+          slicing = prefill
           try {
             finished = await init.runPrefillSlice(prefill)
           } catch (e) {
             prefill.fail(e)
+          } finally {
+            slicing = undefined
           }
           if (finished) remove(prefill)
         }
@@ -97,6 +104,7 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
       running = pump()
     },
     pending: () => queue.length,
+    waiting: () => queue.length - (slicing && queue.includes(slicing) ? 1 : 0),
     async idle() {
       while (active) await running
     },

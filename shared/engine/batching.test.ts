@@ -8,6 +8,7 @@ import { openSafetensors } from '../model/safetensors.ts'
 import { fileModelSource } from '../../node-host/model/fileModelSource.ts'
 import { FIXTURE_NAMES, loadFixture, logitTolerance, maxAbsDiff, splits, type Fixture } from '../../testing/fixtures.ts'
 import { nodeRuntime } from '../../node-host/engine/nodeRuntime.ts'
+import { createShardLoad } from '../mesh/shardLoad.ts'
 
 /** Rows (sessions) and positions per row of every run a stage made. */
 type RunLog = Array<{ rows: number; positions: number }>
@@ -142,5 +143,76 @@ describe('continuous batching: a long prompt does not stall decoding sessions', 
     assert.deepEqual(order, ['step', 'long'], 'the decode step finished before the long prompt')
     assert.ok(runs.findIndex((r) => r.positions === 1) < runs.length - 1, `the step ran before the prompt's last slice: ${JSON.stringify(runs)}`)
     assert.equal(stage.cachedLength('long'), 64)
+  })
+
+  test('a generating session keeps making tokens, the reference ones, while another prefills a long prompt', async () => {
+    const p = fixture.prompts[0]!
+    runs.length = 0
+    const events: string[] = []
+    let long: Promise<unknown> | undefined
+    // 96 positions in slices of 4: 24 slices, each round of the scheduler runs one beside the decode step.
+    const prompt = Array.from({ length: 96 }, (_, i) => (i * 53 + 7) % 4096)
+    const r = await generate({
+      stages: [stage],
+      inputIds: p.input_ids,
+      maxNewTokens: p.new_tokens,
+      sessionId: 'gen',
+      onToken: (_id, i) => {
+        events.push('token')
+        if (i !== 1) return
+        // From here on, the runs are the prompt's slices and this session's steps.
+        runs.length = 0
+        long = stage.forward('prompt', { tokens: prompt }, { reset: true }).then(() => events.push('prompt done'))
+      },
+    })
+    await long
+    assert.deepEqual(r.outputIds, p.greedy_new_ids, 'the reference greedy ids, with another session prefilling beside it')
+    const during = events.indexOf('prompt done') - 2
+    // Strict alternation gives one token per slice (24); leave room for a round whose step was late.
+    assert.ok(during >= 12, `tokens made while the prompt was prefilled: ${during} (events ${events.join(',')})`)
+    const slices = runs.map((x, i) => ({ ...x, i })).filter((x) => x.positions === 4)
+    assert.equal(slices.length, 24, 'the prompt ran in 24 slices of 4 positions')
+    const stepsBetween = runs.slice(slices[0]!.i, slices.at(-1)!.i).filter((x) => x.positions === 1).length
+    assert.ok(stepsBetween >= 12, `decode steps ran between the prompt's first and last slices: ${stepsBetween}`)
+    assert.equal(stage.cachedLength('prompt'), 96)
+  })
+})
+
+describe('continuous batching: what a shard reports as waiting', () => {
+  let fixture: Fixture
+  let stage: ShardSession
+  let onRun: (rows: number) => void = () => undefined
+  before(async () => {
+    fixture = await loadFixture('docs-llama-7m')
+    stage = await openStage(fixture, { start: 0, end: 8 }, { maxBatch: 16, onRun: (rows) => onRun(rows) })
+  })
+  after(async () => {
+    await stage.dispose()
+  })
+
+  test('decode steps running as one batch are not queued; a step arriving during the run is', async () => {
+    const p = fixture.prompts[0]!
+    const ids = ['a', 'b', 'c', 'd']
+    await Promise.all(ids.map((id) => stage.forward(id, { tokens: p.input_ids }, { reset: true })))
+    const load = createShardLoad()
+    const seen: Array<{ rows: number; waiting: number; reported: number; before: number }> = []
+    let late: Promise<unknown> | undefined
+    onRun = (rows) => {
+      if (rows === 4 && !late) {
+        seen.push({ rows, waiting: stage.waitingCalls!(), reported: load.report(4, stage.waitingCalls!()).queueDepth, before: load.report(4).queueDepth })
+        // Another session's step arrives while the batch runs: it waits for the next run.
+        late = load.step(stage.forward('a', { tokens: [p.greedy_new_ids[1]!] }))
+        seen.push({ rows: 0, waiting: stage.waitingCalls!(), reported: load.report(4, stage.waitingCalls!()).queueDepth, before: load.report(4).queueDepth })
+      }
+    }
+    await Promise.all(ids.map((id) => load.step(stage.forward(id, { tokens: [p.greedy_new_ids[0]!] }))))
+    await late
+    onRun = () => undefined
+    assert.equal(seen.length, 2, 'the four steps ran as one batch')
+    // Counting started steps, the batch alone looked like three queued steps (the old report).
+    assert.deepEqual(seen[0], { rows: 4, waiting: 0, reported: 0, before: 3 })
+    assert.deepEqual(seen[1], { rows: 0, waiting: 1, reported: 1, before: 4 })
+    assert.equal(stage.waitingCalls!(), 0)
+    assert.equal(stage.cachedLength('a'), p.input_ids.length + 2)
   })
 })

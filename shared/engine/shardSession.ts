@@ -127,6 +127,11 @@ export type ShardSession = {
   drop(sessionId: string): void
   /** Total bytes held by KV caches. */
   kvBytes(): number
+  /**
+   * Calls waiting for the shard, not counting those running now (a batch of decode steps runs as
+   * one): what the peer reports as its queue. Absent on shards that do not queue here.
+   */
+  waitingCalls?(): number
   dispose(): Promise<void>
 }
 
@@ -383,6 +388,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     cachedLength: (id) => cache.get(id)?.length ?? 0,
     drop,
     kvBytes: total,
+    waitingCalls: scheduler.waiting,
     async dispose() {
       await scheduler.idle()
       for (const id of [...cache.keys()]) drop(id)

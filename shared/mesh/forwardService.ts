@@ -91,7 +91,7 @@ export function createForwardService(init: ForwardServiceInit) {
     },
     activeSessions: server.activeSessions,
     /** This peer's load as the info protocol reports it. */
-    load: () => load.report(server.activeSessions()),
+    load: () => load.report(server.activeSessions(), server.shard()?.waitingCalls?.()),
     stats: (): ForwardServiceStats => server.stats(),
     shard: server.shard,
     setShard: server.setShard,

@@ -4,7 +4,7 @@ import type { PeerShard } from './planRoute.ts'
 export type PeerLoad = {
   /** Sessions open on the peer's shard. */
   activeSessions: number
-  /** Steps waiting for the shard beyond the one running. */
+  /** Steps waiting for the shard, not counting those running now (a batch of decode steps runs as one). */
   queueDepth: number
 }
 

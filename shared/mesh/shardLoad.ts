@@ -22,9 +22,14 @@ export function createShardLoad() {
         steps--
       }
     },
-    /** What this peer reports: `activeSessions` from its caller, steps waiting beyond the one running. */
-    report(activeSessions: number): PeerLoad {
-      return { activeSessions, queueDepth: Math.max(0, steps - 1) }
+    /**
+     * What this peer reports: `activeSessions` from its caller, and the steps waiting for its shard.
+     * `waiting` is the shard's own count when it has one: with continuous batching, up to a whole
+     * batch of steps runs at once, and none of those is queued. Without it, every step started
+     * beyond one is taken as waiting.
+     */
+    report(activeSessions: number, waiting?: number): PeerLoad {
+      return { activeSessions, queueDepth: waiting ?? Math.max(0, steps - 1) }
     },
     /** The peers with this origin's own open sessions added to what they reported. */
     weigh(peers: PeerShard[]): PeerShard[] {

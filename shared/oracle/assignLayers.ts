@@ -56,7 +56,11 @@ const isRange = (r: LayerRange | undefined): r is LayerRange => !!r && Number.is
 export function assignLayers(input: AssignLayersInput): AssignLayersResult {
   const target = validateAssignLayersInput(input)
   const { numLayers: L, layerBytes, embedBytes, headBytes, current } = input
-  const known = input.nodes.filter((n) => n.score > 0).map((n) => n.score).sort((a, b) => a - b)
+  // A typed array sorts numbers natively, without a comparator call per pair (a hot spot at 1,000 nodes).
+  const scores = new Float64Array(input.nodes.length)
+  let scored = 0
+  for (const n of input.nodes) if (n.score > 0) scores[scored++] = n.score
+  const known = scores.subarray(0, scored).sort()
   const median = known.length === 0 ? 0 : known.length % 2 ? known[known.length >> 1]! : (known[known.length / 2 - 1]! + known[known.length / 2]!) / 2
   const cands: Cand[] = input.nodes
     .map((n): Cand => ({
@@ -71,15 +75,17 @@ export function assignLayers(input: AssignLayersInput): AssignLayersResult {
       both: layersFit(n.memoryBytes, embedBytes + headBytes, layerBytes),
     }))
     .sort(byJoin)
+  // Fill order does not depend on current ranges: rank once per call, not once per pass.
+  const ranked = cands.map((c, i) => ({ c, i })).sort((a, b) => byRank(a.c, b.c)).map((x) => x.i)
 
   const grow = input.grow === true
-  let decision = decide(cands, current, L, target, grow)
+  let decision = decide(cands, ranked, current, L, target, grow)
   // Short of the target (always, when growing), a repair can leave a fragment with room that a
   // second look would grow (or trimmed layers it would take back for free); settle here so that the
   // answer is a fixed point and the next call, with nothing changed, moves nothing.
   // (An answer equal to its input is one already: the pass is deterministic.)
   for (let round = 0; round < 4 && (grow || decision.chains.length < target) && !sameRanges(decision.ranges, current); round++) {
-    const next = decide(cands, decision.ranges, L, target, grow)
+    const next = decide(cands, ranked, decision.ranges, L, target, grow)
     if (sameRanges(next.ranges, decision.ranges)) break
     decision = { ...next, replanned: decision.replanned || next.replanned }
   }
@@ -102,15 +108,16 @@ function sameRanges(a: ReadonlyMap<string, LayerRange>, b: ReadonlyMap<string, L
   return true
 }
 
-/** One pass of the algorithm from the given current ranges. */
-function decide(all: Cand[], current: ReadonlyMap<string, LayerRange>, L: number, target: number, grow: boolean): { ranges: Map<string, LayerRange>; chains: string[][]; replanned: boolean } {
+/** One pass of the algorithm from the given current ranges; `all` in join order, `ranked` its indices in fill order. */
+function decide(all: Cand[], ranked: number[], current: ReadonlyMap<string, LayerRange>, L: number, target: number, grow: boolean): { ranges: Map<string, LayerRange>; chains: string[][]; replanned: boolean } {
   const cands = all.map((c): Cand => {
     const r = current.get(c.id)
     const valid = isRange(r) && r.start >= 0 && r.start < r.end && r.end <= L && r.end - r.start <= capOf(c, r.start === 0, r.end === L)
     // Fields spelled out, not spread: this runs for every node twice a decision.
     return { id: c.id, joinedAt: c.joinedAt, mustServe: c.mustServe, weight: c.weight, mid: c.mid, first: c.first, last: c.last, both: c.both, kept: valid ? { start: r.start, end: r.end } : undefined }
   })
-  const usable = cands.filter((c) => c.mid >= 1).sort(byRank)
+  const usable: Cand[] = []
+  for (const i of ranked) if (cands[i]!.mid >= 1) usable.push(cands[i]!)
   const incremental = repair(cands, usable, L, target, true, grow)
   let plan = incremental
   // 4. Re-plan only when the repair fell short of the target and a re-plan reaches more whole
@@ -131,8 +138,9 @@ function decide(all: Cand[], current: ReadonlyMap<string, LayerRange>, L: number
     // forward to nobody (it finds its next node by the range starting at its end): once the
     // network holds its `replicas` chains it is placed like a spare instead (short of them, the
     // partial chain it is in is the one the next joiner completes).
-    if (plan.chains.length >= target) {
-      const inChain = new Set(plan.chains.flat().map((s) => s.c.id))
+    if (plan.chains.length >= target && all.some((c) => c.mustServe)) {
+      const inChain = new Set<string>()
+      for (const chain of plan.chains) for (const s of chain) inChain.add(s.c.id)
       for (const c of all) if (c.mustServe && !inChain.has(c.id) && ranges.has(c.id) && !endsOnRoute(ranges, ranges.get(c.id)!.end, L)) ranges.delete(c.id)
     }
     const spares = usable.filter((c) => !ranges.has(c.id))
@@ -168,8 +176,10 @@ function movedBy(plan: Plan): number {
 function repair(cands: Cand[], usable: Cand[], L: number, target: number, lock: boolean, grow: boolean): Plan {
   const kept = cands.filter((c) => c.kept)
   const chains = lock ? disjointChains(kept, L) : []
-  const inChain = new Set(chains.flat().map((s) => s.c))
-  let frags = kept.filter((c) => !inChain.has(c)).sort(byRank)
+  const inChain = new Set<Cand>()
+  for (const chain of chains) for (const s of chain) inChain.add(s.c)
+  // A kept range fits its node, so every kept node is usable: filtering `usable` keeps fill order.
+  let frags = usable.filter((c) => c.kept && !inChain.has(c))
   let free = usable.filter((c) => !c.kept)
   let partial: Seg[] = []
   for (;;) {

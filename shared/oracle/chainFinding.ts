@@ -6,11 +6,12 @@
 
 import { byJoin, type Cand, type Gap, type Seg } from './chainSizing.ts'
 
-/** The most node-disjoint whole chains among kept ranges: unit-capacity max flow from boundary 0 to L. */
+/** The most node-disjoint whole chains among kept ranges (given in join order): unit-capacity max flow from boundary 0 to L. */
 export function disjointChains(kept: Cand[], L: number): Seg[][] {
+  // The sort is stable and `kept` comes in join order, so ties stay in join order without comparing it.
   const edges = kept
     .map((c) => ({ c, from: c.kept!.start, to: c.kept!.end, used: false, taken: false }))
-    .sort((a, b) => a.from - b.from || a.to - b.to || byJoin(a.c, b.c))
+    .sort((a, b) => a.from - b.from || a.to - b.to)
   const out: number[][] = Array.from({ length: L + 1 }, () => [])
   const into: number[][] = Array.from({ length: L + 1 }, () => [])
   edges.forEach((e, i) => (out[e.from]!.push(i), into[e.to]!.push(i)))

@@ -88,11 +88,13 @@ export function createEngineHost(init: EngineHostInit): EngineHost {
     const source = httpModelSource({ baseUrl, fetch: init.fetch })
     // The cached object itself: the stages of one generate must come from one checkpoint.
     let checkpoint: Checkpoint | undefined
-    const { spec, shards: sessions } = await loadShards({
+    const { spec, shards: sessions, weights } = await loadShards({
       source,
       runtime: init.runtime,
       ranges: params.ranges,
       device: params.device,
+      // float16 where the adapter has shader-f16: half the download-built bytes and GPU memory.
+      weights: 'auto',
       kvBudgetBytes: params.kvBudgetBytes,
       openCheckpoint: async () => (checkpoint = await openCheckpoint(baseUrl, source)),
       onRangeProgress: (range, done, total) => init.post({ type: 'progress', id, range, done, total }),
@@ -108,6 +110,7 @@ export function createEngineHost(init: EngineHostInit): EngineHost {
       vocabSize: spec.vocabSize,
       eosTokenIds: spec.eosTokenIds,
       adapter: onGpu ? await requestGpuAdapterInfo() : null,
+      weights,
     }
   }
 

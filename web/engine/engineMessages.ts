@@ -1,3 +1,4 @@
+import type { WeightFormat } from '../../shared/model/shardGraph.ts'
 import type { Device, DeviceOption } from '../../shared/engine/runtime.ts'
 import type { GenerateResult } from '../../shared/engine/generate.ts'
 import type { SamplingParams } from '../../shared/engine/sampling.ts'
@@ -34,6 +35,8 @@ export type LoadResult = {
   eosTokenIds: number[]
   /** The WebGPU adapter, when some shard runs on `webgpu`. */
   adapter: GpuAdapterInfo | null
+  /** The weight format the shards were built in: float16 on adapters with `shader-f16`, else float32. */
+  weights: WeightFormat
 }
 
 export type GenerateParams = {

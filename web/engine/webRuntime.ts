@@ -64,6 +64,7 @@ function sessionOptions(device: Device, graph: ShardModel, weights: Uint8Array):
 export function webRuntime(init: WebRuntimeInit = {}): ShardRuntime {
   return {
     ort,
+    float16Supported: async () => (await requestGpuAdapterInfo())?.shaderF16 ?? false,
     async createSession(graph: ShardModel, device: DeviceOption) {
       configureOrt(init)
       if (isStoredShard(graph)) throw new Error('the web runtime opens built graphs only, not stored shards')
