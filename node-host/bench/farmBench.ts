@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url'
 import { topologySchema, type Topology } from '../../shared/oracle/plumiseSchemas.ts'
 import { freePort } from '../net/freePort.ts'
 import { runFarm } from '../farm/farmCommand.ts'
+import { rangeBytes } from '../../shared/oracle/assignLayers.ts'
+import { readModelInfo } from '../oracle/modelInfo.ts'
 import type { FarmGpu } from '../farm/farmPage.ts'
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../cli/main.ts')
@@ -19,7 +21,7 @@ export type FarmBenchReport = {
   workerMb: number
   pagesPerGiB: number
   launchToServingS: number
-  /** Completions through the origin with the pages on the route. */
+  /** Completions through an origin without layers (`shardmesh origin`), the pages serving every layer. */
   farmTokensPerSecond: number
   /** The same completions on a network of Node hosts only. */
   nodeTokensPerSecond: number
@@ -43,6 +45,35 @@ async function startLocal(hosts: number): Promise<Network> {
   }
   await until(async () => (await fetch(`${net.api}/health`)).ok, 300_000)
   return net
+}
+
+/** An Oracle and an origin that holds no layers (the pages' relay), as child processes: a network the farm's pages alone serve. */
+async function startPagesNetwork(dir: string): Promise<Network & { relay: string }> {
+  const [api, oracle] = [await freePort(), await freePort()]
+  const env = { ...process.env, LOG_LEVEL: 'info' }
+  const oracleChild = spawn(process.execPath, [MAIN, 'oracle', '--port', String(oracle), '--db', join(dir, 'oracle.db')], { stdio: ['ignore', 'ignore', 'ignore'], env })
+  const oracleUrl = `http://127.0.0.1:${oracle}`
+  let originChild: ChildProcess | undefined
+  const stopAll = async () => {
+    for (const c of [originChild, oracleChild]) {
+      if (!c || c.exitCode !== null) continue
+      c.kill('SIGTERM')
+      await Promise.race([new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 20_000))])
+      if (c.exitCode === null) c.kill('SIGKILL')
+    }
+  }
+  try {
+    await until(async () => (await fetch(`${oracleUrl}/health`)).ok, 120_000)
+    originChild = spawn(process.execPath, [MAIN, 'origin', '--oracle', oracleUrl, '--api-port', String(api), '--listen', '/ip4/127.0.0.1/tcp/0', '--listen', '/ip4/127.0.0.1/tcp/0/ws', '--identity', join(dir, 'origin.key')], { stdio: ['ignore', 'ignore', 'pipe'], env })
+    let log = ''
+    originChild.stderr!.on('data', (c: Buffer) => (log += c.toString()))
+    let relay: string | undefined
+    await until(async () => (relay = /"relays":\["([^"]+)"/.exec(log)?.[1]) !== undefined, 120_000)
+    return { child: originChild, oracle: oracleUrl, api: `http://127.0.0.1:${api}`, relay: relay!, stop: stopAll }
+  } catch (e) {
+    await stopAll()
+    throw e
+  }
 }
 
 async function until(fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -77,8 +108,9 @@ const whole = (t: Topology) => Array.from({ length: t.totalLayers }, (_, l) => t
 
 /**
  * The farm against Node hosts on this machine: a network of 2 Node hosts (the model whole on Node),
- * then a network of 1 host (the origin, ~55% of the weights) and a farm of `workers` pages serving
- * the rest; memory per worker, launch to serving, and completion tokens/s of each.
+ * then an Oracle, an origin without layers and a farm of `workers` pages, each offering ~55% of the
+ * weights (as each `npm start` host does), so the pages alone serve the model; memory per worker,
+ * launch to serving, and completion tokens/s of each.
  */
 export async function runFarmBench(o: FarmBenchOptions): Promise<FarmBenchReport> {
   process.stderr.write('farm bench: Node hosts only…\n')
@@ -89,15 +121,20 @@ export async function runFarmBench(o: FarmBenchOptions): Promise<FarmBenchReport
   } finally {
     await nodeNet.stop()
   }
-  process.stderr.write(`farm bench: a farm of ${o.workers} pages with one host…\n`)
-  const net = await startLocal(1)
-  const profiles = await mkdtemp(join(tmpdir(), 'shardmesh-farm-bench-'))
+  process.stderr.write(`farm bench: a farm of ${o.workers} pages alone, an origin without layers…\n`)
+  const dir = await mkdtemp(join(tmpdir(), 'shardmesh-farm-bench-'))
+  // The Oracle serves the default model (docs-llama-7m), as `shardmesh local` does.
+  const info = await readModelInfo(undefined)
+  if (info.name !== o.model) throw new Error(`farm bench: the default model is ${info.name}, not ${o.model}`)
+  const pageMemoryMb = Math.ceil((rangeBytes(info, { start: 0, end: info.numLayers }) * 0.55) / 2 ** 20)
+  let net: Awaited<ReturnType<typeof startPagesNetwork>> | undefined
   try {
+    net = await startPagesNetwork(dir)
     const t0 = performance.now()
-    const farm = await runFarm({ workers: o.workers, oracle: net.oracle, chromium: process.env.SHARDMESH_CHROMIUM ?? '/usr/bin/chromium', gpu: o.gpu, profiles, memoryMb: 1_000_000, headful: false })
+    const farm = await runFarm({ workers: o.workers, oracle: net.oracle, relays: [net.relay], chromium: process.env.SHARDMESH_CHROMIUM ?? '/usr/bin/chromium', gpu: o.gpu, profiles: join(dir, 'profiles'), memoryMb: 1_000_000, pageMemoryMb, headful: false })
     try {
-      const topology = async () => topologySchema.parse(await (await fetch(`${net.oracle}/api/v1/pipeline/topology?model=${encodeURIComponent(o.model)}`)).json())
-      await until(async () => whole(await topology()) && farm.snapshot().some((w) => w.phase === 'serving'), 600_000)
+      const topology = async () => topologySchema.parse(await (await fetch(`${net!.oracle}/api/v1/pipeline/topology?model=${encodeURIComponent(info.name)}`)).json())
+      await until(async () => whole(await topology()), 600_000)
       const launchToServingS = (performance.now() - t0) / 1000
       const farmTokensPerSecond = await completionRate(net.api, o.completions, o.tokens)
       const measured = farm.snapshot().filter((w) => w.pageRssBytes !== undefined)
@@ -107,8 +144,8 @@ export async function runFarmBench(o: FarmBenchOptions): Promise<FarmBenchReport
       await farm.stop()
     }
   } finally {
-    await net.stop()
-    await rm(profiles, { recursive: true, force: true })
+    await net?.stop()
+    await rm(dir, { recursive: true, force: true })
   }
 }
 
@@ -117,7 +154,7 @@ export function formatFarmTable(r: FarmBenchReport): string {
     `farm of ${r.workers} pages (gpu ${r.gpu}) on this machine:`,
     `  memory per worker (page + its Chromium, PSS)  ${r.workerMb} MB  → ${r.pagesPerGiB} pages per GiB`,
     `  launch to serving (every layer served)        ${r.launchToServingS} s`,
-    `  tokens/s, 1 Node host + ${r.workers} pages             ${r.farmTokensPerSecond}`,
+    `  tokens/s, ${r.workers} pages (origin without layers)      ${r.farmTokensPerSecond}`,
     `  tokens/s, 2 Node hosts                        ${r.nodeTokensPerSecond}`,
   ].join('\n')
 }

@@ -25,7 +25,7 @@ const USAGE = `usage:
   npm run bench -- chain [--json]
   npm run bench -- verify [--rounds 6] [--tokens 48] [--rate 0.03] [--json]
   npm run bench -- oracle [--agents 1000] [--events N] [--seed N] [--replicas 2] [--json]
-  npm run bench -- soak [--minutes 15] [--clients 4] [--kill-every 90] [--replace-after S] [--hosts 4] [--replicas 2] [--keep-history] [--json]
+  npm run bench -- soak [--minutes 15] [--clients 4] [--kill-every 90] [--replace-after S] [--hosts 4] [--replicas 2] [--warmup 60] [--keep-history] [--json]
   npm run bench -- synth --preset ${Object.keys(LLAMA_PRESETS).join('|')} --out DIR [--dtype float16|float32] [--seed N]
 
 engine: devices default to cpu, plus webgpu when a hardware adapter looks present (naming webgpu
@@ -39,7 +39,8 @@ load:   concurrent clients through three host processes per pipeline on loopback
 soak:   the network of npm start (anvil, Oracle, hosts as processes), clients looping greedy completions,
         a non-origin host SIGKILLed every --kill-every s and a new one started --replace-after s later
         (default min(30, kill-every / 2)); prints success rates, recovery after each kill, latency, RSS per
-        process over time and chain transactions per generation.`
+        process over time and chain transactions per generation. RSS growth counts after --warmup s of each
+        process (hosts keep served steps auditable for 5 min: a warm-up of 300 s or more sees them level off).`
 
 function positiveInt(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined
@@ -197,7 +198,7 @@ async function grpc(args: string[]): Promise<void> {
 async function soak(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
-    options: { minutes: { type: 'string', default: '15' }, clients: { type: 'string', default: '4' }, 'kill-every': { type: 'string', default: '90' }, 'replace-after': { type: 'string' }, hosts: { type: 'string' }, replicas: { type: 'string' }, 'keep-history': { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    options: { minutes: { type: 'string', default: '15' }, clients: { type: 'string', default: '4' }, 'kill-every': { type: 'string', default: '90' }, 'replace-after': { type: 'string' }, hosts: { type: 'string' }, replicas: { type: 'string' }, warmup: { type: 'string' }, 'keep-history': { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
   })
   const minutes = Number(values.minutes)
   if (!(minutes > 0)) throw new Error(`--minutes must be a positive number, got "${values.minutes}"`)
@@ -210,6 +211,7 @@ async function soak(args: string[]): Promise<void> {
     replaceAfterSec: replaceAfter,
     hosts: positiveInt(values.hosts, 'hosts'),
     replicas: positiveInt(values.replicas, 'replicas'),
+    warmupSec: positiveInt(values.warmup, 'warmup'),
     keepHistory: values['keep-history'],
     log: (line) => process.stderr.write(line + '\n'),
   })

@@ -47,6 +47,8 @@ export type SoakReport = {
   minutes: number
   clients: number
   killEverySec: number
+  /** RSS growth counts after this long of each process. */
+  warmupSec: number
   requests: number
   answered: number
   successRate: number
@@ -58,7 +60,12 @@ export type SoakReport = {
   identicalGreedy: boolean
   latencyMs: { p50: number; p95: number; p99: number; max: number }
   kills: Array<{ atS: number; range: string; lastCopy: boolean; coverageLostS: number | null; coverageBackS: number | null; recoverS: number | null; failedDuring: number }>
-  rss: Array<{ process: string; firstMb: number; lastMb: number; maxMb: number; growthMbPerHour: number | null; samples: number }>
+  /**
+   * `growthMbPerHour`: least-squares slope of every sample after warm-up (a short run's slope is
+   * mostly the GC's sawtooth); `lowsGrowthMbPerHour`: the slope of each minute's lowest sample after
+   * warm-up, what stays resident across collections (null under three minutes).
+   */
+  rss: Array<{ process: string; firstMb: number; lastMb: number; maxMb: number; growthMbPerHour: number | null; lowsGrowthMbPerHour: number | null; samples: number }>
   chain: { transactions: number; proofTransactions: number; generations: number; perGeneration: number; proofsPerGeneration: number }
 }
 
@@ -80,6 +87,19 @@ function slopePerHour(points: Array<[number, number]>): number | null {
   const sxx = points.reduce((s, p) => s + (p[0] - mx) ** 2, 0)
   if (sxx === 0) return null
   return (points.reduce((s, p) => s + (p[0] - mx) * (p[1] - my), 0) / sxx) * 3600
+}
+
+/** Each `windowSec` window's lowest sample, at the window's middle (whole windows only). */
+function windowLows(points: Array<[number, number]>, windowSec: number): Array<[number, number]> {
+  if (!points.length) return []
+  const start = points[0]![0]
+  const lows = new Map<number, number>()
+  for (const [t, mb] of points) {
+    const w = Math.floor((t - start) / windowSec)
+    lows.set(w, Math.min(lows.get(w) ?? Infinity, mb))
+  }
+  const whole = Math.floor((points.at(-1)![0] - start) / windowSec)
+  return [...lows].filter(([w]) => w < whole).map(([w, mb]) => [start + (w + 0.5) * windowSec, mb])
 }
 
 /** Resident memory of a process, MB (undefined once it is gone). */
@@ -299,6 +319,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       minutes: o.minutes,
       clients: o.clients,
       killEverySec: o.killEverySec,
+      warmupSec: warm,
       requests: answers.length,
       answered: ok.length,
       successRate: answers.length ? ok.length / answers.length : 0,
@@ -320,7 +341,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         // Hosts started during the run warm up from their own start.
         const after = s.samples.filter(([t]) => t >= s.samples[0]![0] + warm)
         const mbs = s.samples.map(([, mb]) => mb)
-        return { process: s.name, firstMb: Math.round(after[0]?.[1] ?? mbs[0] ?? 0), lastMb: Math.round(mbs.at(-1) ?? 0), maxMb: Math.round(Math.max(...mbs)), growthMbPerHour: after.length >= 3 ? Math.round(slopePerHour(after)!) : null, samples: s.samples.length }
+        const lows = slopePerHour(windowLows(after, 60))
+        return { process: s.name, firstMb: Math.round(after[0]?.[1] ?? mbs[0] ?? 0), lastMb: Math.round(mbs.at(-1) ?? 0), maxMb: Math.round(Math.max(...mbs)), growthMbPerHour: after.length >= 3 ? Math.round(slopePerHour(after)!) : null, lowsGrowthMbPerHour: lows === null ? null : Math.round(lows), samples: s.samples.length }
       }),
       chain: { transactions, proofTransactions, generations: ok.length, perGeneration: ok.length ? transactions / ok.length : 0, proofsPerGeneration: ok.length ? proofTransactions / ok.length : 0 },
     }
@@ -354,8 +376,9 @@ export function formatSoakTable(r: SoakReport): string {
     'kill at (s) | layers | last copy | coverage lost (s) | back (s) | first answer after loss (s) | failed',
     ...r.kills.map((k) => `${k.atS} | ${k.range} | ${k.lastCopy ? 'yes' : 'no'} | ${k.coverageLostS ?? '-'} | ${k.coverageBackS ?? '-'} | ${k.recoverS ?? '-'} | ${k.failedDuring}`),
     '',
-    'process | RSS after warm-up (MB) | last | max | growth after warm-up MB/h | samples',
-    ...r.rss.map((p) => `${p.process} | ${p.firstMb} | ${p.lastMb} | ${p.maxMb} | ${p.growthMbPerHour ?? '-'} | ${p.samples}`),
+    `RSS after a warm-up of ${r.warmupSec} s per process:`,
+    'process | RSS after warm-up (MB) | last | max | growth after warm-up MB/h | growth of minute lows MB/h | samples',
+    ...r.rss.map((p) => `${p.process} | ${p.firstMb} | ${p.lastMb} | ${p.maxMb} | ${p.growthMbPerHour ?? '-'} | ${p.lowsGrowthMbPerHour ?? '-'} | ${p.samples}`),
     '',
     `chain: ${r.chain.transactions} transactions (${r.chain.proofTransactions} verifyInference) for ${r.chain.generations} generations: ${r.chain.perGeneration.toFixed(3)} per generation (${r.chain.proofsPerGeneration.toFixed(3)} proofs)`,
   ]

@@ -11,6 +11,7 @@ import { APP_USAGE, parseAppArgs, runApp } from '../app/appCommand.ts'
 import { EARNINGS_USAGE, parseEarningsArgs, runEarnings } from './earningsCommand.ts'
 import { REWARDS_USAGE, parseClaimArgs, parseRewardsArgs, runClaim, runRewards } from '../chain/rewardsCommand.ts'
 import { FARM_USAGE, runFarmCommand } from '../farm/farmCommand.ts'
+import { ORIGIN_USAGE, parseOriginArgs, runOrigin } from './originCommand.ts'
 
 const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
 
@@ -19,6 +20,7 @@ commands:
   serve      serve a model over the Plumise agent API and the OpenAI API, shards in this process
   local      run a whole network on this machine (what npm start does)
   start      run a node host: a layer range of a model on the libp2p mesh (and the HTTP API as origin)
+  origin     run an origin (HTTP API) and relay without layers, routing over the peers the Oracle lists
   oracle     run the Oracle: assigns layer ranges, Plumise Oracle HTTP API, state in SQLite
   devnet     run a local chain (anvil) with the project's contracts: RPC URL, chain id, addresses
   app        serve the contributor web app against a network (its Oracle, relays and chain)
@@ -30,6 +32,7 @@ commands:
 ${GENERATE_USAGE}
 ${SERVE_USAGE}
 ${START_USAGE}
+${ORIGIN_USAGE}
 ${ORACLE_USAGE}
 ${LOCAL_USAGE}
 ${DEVNET_USAGE}
@@ -58,6 +61,9 @@ async function main(args: string[]): Promise<number> {
       return 0
     case 'start':
       await runStart(parseStartArgs(rest))
+      return new Promise<number>(() => {})
+    case 'origin':
+      await runOrigin(parseOriginArgs(rest))
       return new Promise<number>(() => {})
     case 'oracle':
       await runOracle(parseOracleArgs(rest))

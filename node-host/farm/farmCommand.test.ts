@@ -23,3 +23,15 @@ test('more workers than the memory holds are refused, with how many fit', () => 
     (e: unknown) => e instanceof FarmMemoryError && e.fit === 3 && /: 3 fit\. Start with --workers 3/.test(e.message),
   )
 })
+
+test('--relay offers pages a relay (a WebSocket multiaddr, for the app the farm serves); --devtools is off unless asked', () => {
+  const relay = '/ip4/127.0.0.1/tcp/4011/ws/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo'
+  const o = parseFarmArgs(['--workers', '1', '--relay', relay, '--devtools'])
+  assert.deepEqual(o.relays, [relay])
+  assert.equal(o.devtools, true)
+  const d = parseFarmArgs(['--workers', '1'])
+  assert.equal(d.relays, undefined)
+  assert.equal(d.devtools, false)
+  assert.throws(() => parseFarmArgs(['--workers', '1', '--relay', '/ip4/127.0.0.1/tcp/4011']), UsageError)
+  assert.throws(() => parseFarmArgs(['--workers', '1', '--relay', relay, '--app', 'http://127.0.0.1:5173']), UsageError)
+})

@@ -21,9 +21,13 @@ import { superviseWorker, type SupervisedWorker, type WorkerSnapshot } from './s
 
 export const FARM_USAGE = `usage: shardmesh farm --workers N [--oracle http://127.0.0.1:3100] [--app <url>] [--chromium /usr/bin/chromium] [--gpu auto|swiftshader|off]
                      [--profiles ~/.shardmesh/farm] [--memory-mb M] [--status-port P] [--payout-s 60] [--headful]
+                     [--relay <ws multiaddr>]… [--devtools]
        N headless contributor pages, each its own Chromium and profile (its peer id survives restarts), kept
        contributing: a page that crashes, hangs, loses its GPU or runs out of memory is restarted (1, 2, 4 … 60 s).
-       Without --app the farm serves the app itself. GET /status and /metrics at --status-port; Ctrl-C leaves the Oracle cleanly.
+       Without --app the farm serves the app itself, offering the pages --relay (default: the node hosts' from the Oracle's
+       topology; a network of pages only needs one, e.g. \`shardmesh origin\`'s). GET /status and /metrics at --status-port;
+       Ctrl-C leaves the Oracle cleanly. --devtools: each worker's Chromium also listens for DevTools on a loopback port of
+       its own (its URL is the worker's devtoolsUrl in /status): attach to inspect, profile or debug a page.
        Payouts: with PLUMISE_PRIVATE_KEY (or PLUMISE_KEYSTORE) set, each page is bound to a wallet derived from the
        farm's (the Oracle credits its served work there) and its rewards are claimed into the farm wallet.`
 
@@ -40,6 +44,10 @@ export type FarmOptions = {
   headful: boolean
   /** MB each page offers the Oracle. */
   pageMemoryMb?: number
+  /** Relays the served app offers the pages; absent: the node hosts' in the Oracle's topology. */
+  relays?: string[]
+  /** Each worker's browser listens for DevTools on a loopback port (`--remote-debugging-port=0`). */
+  devtools?: boolean
   /** How often the workers' pending rewards are checked and claimed into the farm wallet, seconds. @default 60 */
   payoutS?: number
 }
@@ -74,6 +82,8 @@ export function parseFarmArgs(argv: string[]): FarmOptions {
       'page-memory-mb': { type: 'string' },
       'payout-s': { type: 'string' },
       headful: { type: 'boolean' },
+      relay: { type: 'string', multiple: true },
+      devtools: { type: 'boolean' },
     },
     strict: true,
   })
@@ -84,6 +94,8 @@ export function parseFarmArgs(argv: string[]): FarmOptions {
   if (values.app !== undefined && !URL.canParse(values.app)) throw new UsageError(`--app must be a URL, got "${values.app}"`)
   const gpu = values.gpu ?? 'auto'
   if (gpu !== 'auto' && gpu !== 'swiftshader' && gpu !== 'off') throw new UsageError(`--gpu must be auto, swiftshader or off, got "${gpu}"`)
+  for (const r of values.relay ?? []) if (!r.startsWith('/') || !r.includes('/ws')) throw new UsageError(`--relay must be a WebSocket multiaddr (…/ws/p2p/<peer id>), got "${r}"`)
+  if (values.relay?.length && values.app !== undefined) throw new UsageError('--relay configures the app the farm serves: not with --app (give the relays to that app server instead)')
   const statusPort = int('status-port', values['status-port'], 0)
   if (statusPort !== undefined && statusPort > 65535) throw new UsageError(`--status-port must be a port number, got "${statusPort}"`)
   return {
@@ -98,6 +110,8 @@ export function parseFarmArgs(argv: string[]): FarmOptions {
     headful: values.headful ?? false,
     pageMemoryMb: int('page-memory-mb', values['page-memory-mb'], 1),
     payoutS: int('payout-s', values['payout-s'], 1),
+    ...(values.relay?.length ? { relays: values.relay } : {}),
+    devtools: values.devtools ?? false,
   }
 }
 
@@ -143,7 +157,7 @@ export async function runFarm(opts: FarmOptions, components: { wallet?: FarmWall
     appServer = await createAppServer({
       dir: buildApp({ onBuild: () => process.stderr.write('shardmesh farm: building the app (cached until its sources change)…\n') }),
       oracle: opts.oracle,
-      config: networkAppConfig({ oracle: opts.oracle }),
+      config: networkAppConfig({ oracle: opts.oracle, relays: opts.relays }),
       port: 0,
     })
     appUrl = appServer.url
@@ -194,6 +208,7 @@ export async function runFarm(opts: FarmOptions, components: { wallet?: FarmWall
         gpu: opts.gpu,
         headful: opts.headful,
         memoryMb: opts.pageMemoryMb,
+        devtools: opts.devtools,
         wallet,
         logger,
         onChange: (s) => {

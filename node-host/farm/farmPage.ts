@@ -1,5 +1,6 @@
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { z } from 'zod'
+import { forgetDevtoolsEndpoint, readDevtoolsEndpoint } from './devtoolsEndpoint.ts'
 
 /** How a worker's Chromium offers WebGPU: `auto` the machine's GPU, `swiftshader` the software adapter, `off` the wasm backend. */
 export type FarmGpu = 'auto' | 'swiftshader' | 'off'
@@ -13,6 +14,8 @@ export type FarmPageInit = {
   headful: boolean
   /** MB each page offers the Oracle (its remembered choice); absent: the page's own default. */
   memoryMb?: number
+  /** The browser also listens for DevTools on a loopback port of its own (its URL in `devtoolsUrl`), for an operator to attach to. */
+  devtools?: boolean
 }
 
 /** The part of the page's contributor state the farm reads (window.shardmeshFarm, web/app/farmStatusHook.ts): untrusted, so parsed. */
@@ -32,6 +35,8 @@ export type PageState = z.infer<typeof pageStateSchema>
 export type FarmPage = {
   context: BrowserContext
   page: Page
+  /** The browser's DevTools WebSocket URL (loopback), when launched with `devtools`. */
+  devtoolsUrl?: string
   /** Resolves with a reason when the renderer crashes or the browser goes away. */
   ended: Promise<string>
   /** The page's state, or undefined when it does not answer within `timeoutMs` (hung, or not loaded yet). */
@@ -61,10 +66,13 @@ const CHOICE_KEY = 'shardmesh.contribute'
  * set to contributing before the app reads it, so the page resumes contributing by itself.
  */
 export async function launchFarmPage(init: FarmPageInit): Promise<FarmPage> {
+  if (init.devtools) await forgetDevtoolsEndpoint(init.profileDir)
   const context = await chromium.launchPersistentContext(init.profileDir, {
     executablePath: init.chromiumPath,
     headless: !init.headful,
-    args: [...BASE_ARGS, ...GPU_ARGS[init.gpu]],
+    // Port 0: each worker's browser picks a free port and notes it in its profile (DevToolsActivePort);
+    // Chromium binds it to 127.0.0.1 only.
+    args: [...BASE_ARGS, ...GPU_ARGS[init.gpu], ...(init.devtools ? ['--remote-debugging-port=0'] : [])],
     // The farm handles the signals: each page first tells the Oracle it leaves, then its browser closes.
     // (Playwright would kill the browsers at once; they run in their own process group, so a
     // terminal's Ctrl-C reaches only the farm.)
@@ -80,6 +88,7 @@ export async function launchFarmPage(init: FarmPageInit): Promise<FarmPage> {
       page.once('crash', () => resolve('the renderer crashed'))
       context.once('close', () => resolve('the browser closed'))
     })
+    const devtoolsUrl = init.devtools ? await readDevtoolsEndpoint(init.profileDir) : undefined
     await page.goto(init.appUrl)
     const read = async (timeoutMs: number) => {
       let timer: NodeJS.Timeout | undefined
@@ -114,7 +123,7 @@ export async function launchFarmPage(init: FarmPageInit): Promise<FarmPage> {
           return window.shardmeshFarm.signAgentBinding(c, w)
         }, [chainId, wallet] as const),
       )
-    return { context, page, ended, read, stop, close, signBinding }
+    return { context, page, devtoolsUrl, ended, read, stop, close, signBinding }
   } catch (e) {
     await context.close().catch(() => undefined)
     throw e

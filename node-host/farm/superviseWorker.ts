@@ -27,6 +27,8 @@ export type WorkerSnapshot = {
   nextLaunchAt?: number
   /** Earnings the Oracle booked for the page (its EARNINGS_RECORDs), USD. */
   earningsUsd?: number
+  /** The running browser's DevTools WebSocket URL (`--devtools`), for attaching to the page. */
+  devtoolsUrl?: string
   /** The worker's wallet its page is bound to (the farm wallet's), once bound. */
   wallet?: string
 }
@@ -106,9 +108,9 @@ export function superviseWorker(init: SuperviseWorkerInit): SupervisedWorker {
 
   /** Runs one launch until it fails (a reason) or the farm stops (undefined). */
   async function runOnce(): Promise<{ reason: string; servedMs: number } | undefined> {
-    change({ state: 'launching', phase: undefined, nextLaunchAt: undefined })
+    change({ state: 'launching', phase: undefined, nextLaunchAt: undefined, devtoolsUrl: undefined })
     const page = (current = await launchFarmPage(init))
-    change({ state: 'running' })
+    change({ state: 'running', devtoolsUrl: page.devtoolsUrl })
     let failure: string | undefined
     void page.ended.then((r) => (failure ??= r, wake?.()))
     let lastAnswer = Date.now()
@@ -147,7 +149,7 @@ export function superviseWorker(init: SuperviseWorkerInit): SupervisedWorker {
       const failuresInARow = failed.servedMs > HEALTHY_MS ? 1 : snap.failuresInARow + 1
       const delay = restartBackoffMs(failuresInARow)
       const crashLoop = failuresInARow >= CRASH_LOOP_FAILURES
-      change({ state: 'backoff', restarts: snap.restarts + 1, failuresInARow, crashLoop, lastFailure: failed.reason, nextLaunchAt: Date.now() + delay, pageRssBytes: undefined, browserRssBytes: undefined })
+      change({ state: 'backoff', restarts: snap.restarts + 1, failuresInARow, crashLoop, lastFailure: failed.reason, nextLaunchAt: Date.now() + delay, pageRssBytes: undefined, browserRssBytes: undefined, devtoolsUrl: undefined })
       if (crashLoop) log.error({ reason: failed.reason, failuresInARow, retryInMs: delay }, 'worker keeps failing: check its log, the Oracle and the GPU')
       else log.warn({ reason: failed.reason, failuresInARow, retryInMs: delay }, 'worker failed: restarting')
       await sleep(delay)

@@ -79,4 +79,37 @@ describe('mesh peer: forward service, info protocol, peer table and origin runne
       await origin.stop()
     }
   })
+
+  test('a route fails on a passing fault of the only copy of its layers (its serving side restarts, the peer stays): the origin routes through it again once it answers, the same tokens, no wait for a repair', async () => {
+    const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519'), relay: false })
+    nodes.push(node)
+    const bootstrap = nodes.slice(0, 2).map((n) => n.getMultiaddrs().map(String)[0]!)
+    // A long wait: without readmission the generation would wait it out and fail with NoRouteError.
+    const origin = await createMeshPeer({ node, model: 'docs-llama-7m', numLayers: 8, hiddenSize: 256, bootstrap, routeWaitMs: 20_000, stepTimeoutMs: 5000 })
+    try {
+      await origin.refresh()
+      const p = fixture.prompts[0]!
+      let dropped = false
+      const t0 = Date.now()
+      const r = await origin.generate({
+        inputIds: p.input_ids,
+        maxNewTokens: p.new_tokens,
+        onToken: (_id, i) => {
+          if (i === 4 && !dropped) {
+            dropped = true
+            // The first hop's serving side restarts: its sessions are told it shuts down (the failure is blamed
+            // on it), and it serves again at once; it never leaves the mesh.
+            void hosts[0]!.service.stop().then(() => hosts[0]!.service.start())
+          }
+        },
+      })
+      assert.ok(dropped)
+      assert.deepEqual(r.outputIds, p.greedy_new_ids.slice(0, r.outputIds.length))
+      assert.equal(r.failovers, 1)
+      assert.deepEqual(r.routes, [hosts.map((h) => h.peerId), hosts.map((h) => h.peerId)], 'the same peers, the only ones that cover the layers')
+      assert.ok(Date.now() - t0 < 15_000, 'no wait for a repair')
+    } finally {
+      await origin.stop()
+    }
+  })
 })

@@ -41,7 +41,7 @@ export type MeshPeerInit = {
 }
 
 /** A generation as the mesh peer's origin runs it: through the peer table's peers, or through `peers` when given. */
-export type MeshPeerGenerateParameters = Omit<MeshGenerateParameters, 'peers' | 'numLayers' | 'beforeReplan' | 'waitForRoute'> & {
+export type MeshPeerGenerateParameters = Omit<MeshGenerateParameters, 'peers' | 'numLayers' | 'beforeReplan' | 'waitForRoute' | 'readmit'> & {
   /** The route's candidates; absent, what the peer table knows (refreshed before a re-plan). */
   peers?: () => PeerShard[]
 }
@@ -88,15 +88,23 @@ export async function createMeshPeer(init: MeshPeerInit) {
   /** Polls what is known of the peers until `routable()` or the deadline (then NoRouteError). */
   const waitForRoute = async (routable: () => boolean, waitMs: number, deadline: number, signal?: AbortSignal) => {
     log.info({ waitS: Math.max(0, Math.round((deadline - Date.now()) / 1000)) }, 'no route covers the layers: waiting for a repair')
+    const since = Date.now()
     for (;;) {
       await refreshOnce().catch(() => undefined)
-      if (routable()) return
+      if (routable()) return void log.info({ waitedS: (Date.now() - since) / 1000 }, 'a route covers the layers again')
       signal?.throwIfAborted()
       if (Date.now() >= deadline) {
         throw new NoRouteError(`no route covers layers [0, ${numLayers}) after waiting ${Math.round(waitMs / 1000)} s for a repair (peers: ${table.peers().map((p) => `${p.start}-${p.end}`).join(', ') || 'none'})`)
       }
       await new Promise((r) => setTimeout(r, Math.min(500, Math.max(0, deadline - Date.now()))))
     }
+  }
+
+  /** A peer that failed a route is back when it answered the info protocol since (the table refreshes before each re-plan and while waiting). */
+  const readmit = (peerId: string, excludedAt: number) => {
+    const back = (table.answeredAt(peerId) ?? -Infinity) >= excludedAt
+    if (back) log.info({ peer: peerId }, 'a peer that failed a route answers again and is the only way to cover its layers: routing through it again')
+    return back
   }
 
   return {
@@ -113,10 +121,10 @@ export async function createMeshPeer(init: MeshPeerInit) {
       if (given) return service.generate({ ...params, peers, numLayers })
       // Learn about peers that joined (or were moved) since the last refresh when what is known has no route.
       if (!hasRoute(peers(), numLayers)) await refreshOnce()
-      if (routeWaitMs === undefined) return service.generate({ ...params, peers, numLayers, beforeReplan: refreshOnce })
+      if (routeWaitMs === undefined) return service.generate({ ...params, peers, numLayers, beforeReplan: refreshOnce, readmit })
       // Waiting for a repair is bounded per generation, however many failovers it takes.
       const deadline = Date.now() + routeWaitMs
-      return service.generate({ ...params, peers, numLayers, beforeReplan: refreshOnce, waitForRoute: (routable) => waitForRoute(routable, routeWaitMs, deadline, params.signal) })
+      return service.generate({ ...params, peers, numLayers, beforeReplan: refreshOnce, waitForRoute: (routable) => waitForRoute(routable, routeWaitMs, deadline, params.signal), readmit })
     },
     /** Stops the peer table and both protocols (the node itself is the caller's). */
     async stop(): Promise<void> {

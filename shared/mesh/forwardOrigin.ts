@@ -9,6 +9,7 @@ import { FORWARD_PROTOCOL } from './frames.ts'
 import { MeshError, frame, newSessionId, toWireSampling, type ForwardStreams, type Lp, type MeshNode } from './forwardStreams.ts'
 import { p2pAddresses, planDial, type DialPlan } from './peerAddress.ts'
 import { planRoute, type PeerShard } from './planRoute.ts'
+import { createRouteExclusions } from './routeExclusions.ts'
 import type { ShardLoad } from './shardLoad.ts'
 
 export type MeshGenerateParameters = {
@@ -32,6 +33,8 @@ export type MeshGenerateParameters = {
    * Without it a missing route is a NoRouteError at once. The generation then replays as after a failure.
    */
   waitForRoute?: (routable: () => boolean) => Promise<void>
+  /** Whether a peer this generation routed around since `excludedAt` is back; see createRouteExclusions. */
+  readmit?: (peerId: string, excludedAt: number) => boolean
 }
 
 /** One hop's share of a step, as the token frame reports it. */
@@ -133,7 +136,7 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
 
   /** Origin: one generation over a route, re-planned and replayed after a failure. */
   async function generate(params: MeshGenerateParameters): Promise<MeshGenerateResult> {
-    const excluded = new Set<string>()
+    const excluded = createRouteExclusions({ readmit: params.readmit })
     const routes: string[][] = []
     const out: number[] = []
     let failovers = 0
@@ -143,7 +146,7 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
 
     const routable = () => {
       try {
-        planRoute(params.peers(), params.numLayers, excluded)
+        planRoute(params.peers(), params.numLayers, excluded.active(params.peers(), params.numLayers))
         return true
       } catch {
         return false
@@ -151,7 +154,7 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
     }
     for (;;) {
       if (params.waitForRoute && !routable()) await params.waitForRoute(routable)
-      const route = planRoute(init.load ? init.load.weigh(params.peers()) : params.peers(), params.numLayers, excluded)
+      const route = planRoute(init.load ? init.load.weigh(params.peers()) : params.peers(), params.numLayers, excluded.active(params.peers(), params.numLayers))
       const leave = init.load?.enter(route) ?? (() => undefined)
       routes.push(route.map((p) => p.peerId))
       const sessionId = newSessionId(self)

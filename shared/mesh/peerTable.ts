@@ -41,6 +41,12 @@ export function createPeerTable(init: PeerTableInit) {
   const asked = new Map<string, number>()
   /** Peers that stopped answering, and when: not re-learnt second-hand for a minute. */
   const gone = new Map<string, number>()
+  /** When each known peer last answered (unix ms): an origin readmits a peer that failed a route once it answers again. */
+  const answered = new Map<string, number>()
+  const forget = (peerId: string) => {
+    known.delete(peerId)
+    answered.delete(peerId)
+  }
   let numLayers = 0
   let timer: ReturnType<typeof setInterval> | undefined
 
@@ -64,7 +70,8 @@ export function createPeerTable(init: PeerTableInit) {
       const before = known.get(info.peerId)?.latencyMs
       const latencyMs = before === undefined ? rtt : 0.7 * before + 0.3 * rtt
       known.set(info.peerId, { peerId: info.peerId, multiaddrs: info.multiaddrs, start: info.range.start, end: info.range.end, latencyMs, load: info.load, ...(info.weights ? { weights: info.weights } : {}) })
-    } else known.delete(info.peerId)
+      answered.set(info.peerId, Date.now())
+    } else forget(info.peerId)
     for (const k of info.known) {
       if (k.peerId === self || known.has(k.peerId) || hints.has(k.peerId) || recentlyGone(k.peerId)) continue
       if (hints.size >= MAX_HINTS) break
@@ -93,7 +100,7 @@ export function createPeerTable(init: PeerTableInit) {
           plan = planDial({ peerId: p.peerId, multiaddrs: [] })
         }
         if (await attempt(plan, p.peerId)) return
-        known.delete(p.peerId)
+        forget(p.peerId)
         gone.set(p.peerId, Date.now())
       }),
     )
@@ -136,8 +143,10 @@ export function createPeerTable(init: PeerTableInit) {
     /** Second-hand peers not asked yet (or that did not answer). */
     hints: (): PeerHint[] => [...hints.values()],
     numLayers: () => numLayers,
+    /** When a known peer serving the model last answered (unix ms); undefined for peers not known. */
+    answeredAt: (peerId: string): number | undefined => answered.get(peerId),
     remove(peerId: string) {
-      known.delete(peerId)
+      forget(peerId)
       gone.set(peerId, Date.now())
     },
     /** Refreshes periodically, and asks every peer that identifies itself as speaking the info protocol. */

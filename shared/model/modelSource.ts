@@ -1,3 +1,5 @@
+import { retryTransient } from './retryTransient.ts'
+
 /**
  * Where a checkpoint's files come from: a local folder (Node) or a base URL (browser and Node).
  * A Hugging Face Hub repository is the base URL `https://huggingface.co/<repo>/resolve/main`.
@@ -60,12 +62,15 @@ export function httpModelSource(init: HttpModelSourceInit): ModelSource {
     name: init.name ?? nameFromUrl(base),
     location: base,
     async readText(file, signal) {
-      return (await get(file, {}, signal)).text()
+      // Each read asks again when the connection failed it (retryTransient.ts); HTTP errors are final.
+      return retryTransient(async () => (await get(file, {}, signal)).text(), { signal })
     },
     async readRange(file, start, end, signal) {
       if (end <= start) return new Uint8Array(0)
-      const res = await get(file, { Range: `bytes=${start}-${end - 1}` }, signal)
-      const body = new Uint8Array(await res.arrayBuffer())
+      const { res, body } = await retryTransient(async () => {
+        const res = await get(file, { Range: `bytes=${start}-${end - 1}` }, signal)
+        return { res, body: new Uint8Array(await res.arrayBuffer()) }
+      }, { signal })
       // A server that ignores Range answers 200 with the whole file: cut it here.
       if (res.status === 200) {
         if (body.length < end) throw new TruncatedFileError(file, end, body.length)
@@ -75,7 +80,7 @@ export function httpModelSource(init: HttpModelSourceInit): ModelSource {
       return body
     },
     async has(file, signal) {
-      const res = await doFetch(url(file), { method: 'HEAD', headers: init.headers, signal })
+      const res = await retryTransient(() => doFetch(url(file), { method: 'HEAD', headers: init.headers, signal }), { signal })
       return res.ok
     },
   }
