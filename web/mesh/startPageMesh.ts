@@ -8,6 +8,7 @@ import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from './createB
 import { loadOrCreateBrowserIdentity } from '../identity/indexedDbIdentity.ts'
 import { RelayUnreachableError } from './relayUnreachableError.ts'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
+import { createServingVerification } from '../../shared/verify/servingVerification.ts'
 
 export type PageMeshInit = {
   model: string
@@ -86,8 +87,12 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
   let range: LayerRange | undefined
   const peerId = node.peerId.toString()
   const multiaddrs = () => (node.getMultiaddrs().length ? node.getMultiaddrs().map(String) : relayed)
+  // Commitments on every served step, audits and recomputations: what lets a page's work be checked and paid.
+  let meshRef: Awaited<ReturnType<typeof createMeshPeer>> | undefined
+  const verification = createServingVerification({ node, signer: { peerId, sign: (d) => privateKey.sign(d) }, model: init.model, hiddenSize: spec.hiddenSize, shard: () => meshRef?.service.shard() })
   const mesh = await createMeshPeer({
     node,
+    stepLog: verification.stepLog,
     model: init.model,
     numLayers: spec.numLayers,
     hiddenSize: spec.hiddenSize,
@@ -98,6 +103,8 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
     discover: init.discover,
     refreshMs: 15_000,
   })
+  meshRef = mesh
+  await verification.start()
   const { service, table } = mesh
   return {
     node,
@@ -115,6 +122,7 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
     generate: mesh.generate,
     dialMore,
     async stop() {
+      await verification.stop().catch(() => undefined)
       await mesh.stop()
       await node.stop()
     },
