@@ -1,6 +1,6 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { PrivateKey } from '@libp2p/interface'
-import { createMeshPeer } from '../../shared/mesh/createMeshPeer.ts'
+import { createMeshPeer, type MeshPeer } from '../../shared/mesh/createMeshPeer.ts'
 import type { ForwardService } from '../../shared/mesh/forwardService.ts'
 import type { PeerTable } from '../../shared/mesh/peerTable.ts'
 import type { LayerRange } from '../../shared/model/shardGraph.ts'
@@ -40,6 +40,8 @@ export type PageMesh = {
   /** The range this page serves, shown to peers over the info protocol. */
   setRange(range: LayerRange | undefined): void
   range(): LayerRange | undefined
+  /** Runs a generation with this page as the origin, through the peers its table knows (the mesh peer's origin runner). */
+  generate: MeshPeer['generate']
   /** Dials relays and hosts not connected yet (new hosts appear in the topology). */
   dialMore(addrs: string[]): Promise<void>
   stop(): Promise<void>
@@ -117,6 +119,7 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
     multiaddrs,
     setRange: (r) => (range = r),
     range: () => range,
+    generate: mesh.generate,
     dialMore,
     async stop() {
       await verification.stop().catch(() => undefined)
