@@ -6,7 +6,7 @@ import { createForwardService, type ForwardService } from '../../shared/mesh/for
 import type { PeerShard } from '../../shared/mesh/planRoute.ts'
 import { createSampler } from '../../shared/verify/sampler.ts'
 import { createSpotChecker, type CheckResult, type SpotChecker } from '../../shared/verify/spotChecker.ts'
-import { createStepLog } from '../../shared/verify/stepLog.ts'
+import { createStepLog, type StepLog } from '../../shared/verify/stepLog.ts'
 import { DEFAULT_TOLERANCE } from '../../shared/verify/tolerance.ts'
 import { createVerifyService } from '../../shared/verify/verifyProtocol.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
@@ -24,6 +24,8 @@ export type VerifyBenchConfig = {
   routeComputeMs: number
   recomputeMs: number
   checks: number
+  /** Ms per token the hops spent committing (StepLog.record, on each step's critical path), summed over the route. */
+  commitMsPerToken: number
 }
 
 export type VerifyBenchCheater = { cheater: string; steps: number; checks: number; failed: number; detectionRate: number; firstFailAtStep: number | null; honestAccused: number }
@@ -43,6 +45,12 @@ export type VerifyBenchReport = {
   extraComputeShare: number
   /** committed vs plain: signing and retaining every step. */
   commitLatency: number
+  /**
+   * The hops' time in StepLog.record per token (committed, checked, checked-after) over plain's
+   * ms/token: the commitments' share of latency measured directly, steadier than the difference
+   * of two noisy timings on a shared machine.
+   */
+  commitShare: number
   cheaters: VerifyBenchCheater[]
   note: string
 }
@@ -69,12 +77,14 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
   const shardOf = async (range: Range): Promise<ShardSession> => (await loadShards({ source, runtime: nodeRuntime({ spinning: false }), device: 'cpu', ranges: [range] })).shards[0]!
   const forwards: Array<{ service: ForwardService; committed: boolean }> = []
   const verifiers: Array<ReturnType<typeof createVerifyService>> = []
+  const stepLogs: StepLog[] = []
 
   async function peer(shard: ShardSession, committed: boolean, latencyMs: number): Promise<PeerShard> {
     const privateKey = await generateKeyPair('Ed25519')
     const node = await createNodeLibp2p({ privateKey })
     nodes.push(node)
     const stepLog = committed ? createStepLog({ signer: { peerId: node.peerId.toString(), sign: (d) => privateKey.sign(d) }, model: MODEL, hiddenSize: H }) : undefined
+    if (stepLog) stepLogs.push(stepLog)
     const service = createForwardService({ node, model: MODEL, hiddenSize: H, shard, stepLog, stepTimeoutMs: 60_000 })
     await service.start()
     forwards.push({ service, committed })
@@ -95,6 +105,7 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
   }
   const routeCompute = () => forwards.reduce((a, f) => a + f.service.stats().computeMs, 0)
   const recompute = () => verifiers.reduce((a, v) => a + v.stats().recomputeMs, 0)
+  const recordMs = () => stepLogs.reduce((a, l) => a + l.stats().recordMs, 0)
 
   try {
     log('loading shards')
@@ -118,7 +129,7 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
     const peersOf = { plain, committed, checked: committed, 'checked-after': committed }
     const configs = new Map<VerifyBenchConfig['mode'], VerifyBenchConfig & { ms: number; tokens: number }>()
     const MODES = ['plain', 'committed', 'checked', 'checked-after'] as const
-    for (const mode of MODES) configs.set(mode, { mode, generations: 0, msPerToken: 0, routeComputeMs: 0, recomputeMs: 0, checks: 0, ms: 0, tokens: 0 })
+    for (const mode of MODES) configs.set(mode, { mode, generations: 0, msPerToken: 0, routeComputeMs: 0, recomputeMs: 0, checks: 0, commitMsPerToken: 0, ms: 0, tokens: 0 })
     // A warm-up generation each, not counted.
     for (const mode of MODES) await origins[mode].service.generate({ peers: () => peersOf[mode], numLayers: 8, inputIds: fixture.prompts[0]!.input_ids, maxNewTokens: 4 })
     origins['checked-after'].checker!.flush()
@@ -130,7 +141,7 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
       for (const mode of order) {
         const c = configs.get(mode)!
         const p = fixture.prompts[r % fixture.prompts.length]!
-        const [rc0, rr0] = [routeCompute(), recompute()]
+        const [rc0, rr0, rec0] = [routeCompute(), recompute(), recordMs()]
         const g = await origins[mode].service.generate({ peers: () => peersOf[mode], numLayers: 8, inputIds: p.input_ids, maxNewTokens: tokens })
         // 'checked' runs its checks beside the generation, 'checked-after' once it is done (as a node host does);
         // either way their cost is counted once they are done, before the next generation starts.
@@ -141,6 +152,8 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
         c.tokens += Math.max(0, g.outputIds.length - 1)
         c.routeComputeMs += routeCompute() - rc0
         c.recomputeMs += recompute() - rr0
+        // the sum for now; per token below
+        c.commitMsPerToken += recordMs() - rec0
       }
       log(`round ${r + 1}/${rounds}`)
     }
@@ -148,7 +161,7 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
       const s = origins[mode].checker!.stats()
       configs.get(mode)!.checks = s.pass + s.fail + s.unverified + s['no-checker']
     }
-    const out: VerifyBenchConfig[] = [...configs.values()].map(({ ms, tokens: n, ...c }) => ({ ...c, msPerToken: n ? ms / n : 0 }))
+    const out: VerifyBenchConfig[] = [...configs.values()].map(({ ms, tokens: n, ...c }) => ({ ...c, msPerToken: n ? ms / n : 0, commitMsPerToken: n ? c.commitMsPerToken / n : 0 }))
     const by = (m: VerifyBenchConfig['mode']) => out.find((c) => c.mode === m)!
     const checked = by('checked')
 
@@ -194,6 +207,7 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
       addedLatencyAfter: by('plain').msPerToken ? by('checked-after').msPerToken / by('plain').msPerToken - 1 : 0,
       extraComputeShare: checked.routeComputeMs ? checked.recomputeMs / checked.routeComputeMs : 0,
       commitLatency: by('plain').msPerToken ? by('committed').msPerToken / by('plain').msPerToken - 1 : 0,
+      commitShare: by('plain').msPerToken ? (by('committed').commitMsPerToken + checked.commitMsPerToken + by('checked-after').commitMsPerToken) / 3 / by('plain').msPerToken : 0,
       cheaters,
       note: 'ORT cpu, one process, libp2p TCP on loopback: checkers share the cores with the route (across machines they would not); the machine is shared (2 cores): compare the rows of one run only',
     }
@@ -207,11 +221,11 @@ export function formatVerifyTable(r: VerifyBenchReport): string {
   const lines = [
     `spot checks, ${r.model}, rate ${pct(r.rate)}, tolerance ${r.tolerance}, ${r.rounds} generations × ${r.tokens} tokens per mode (interleaved)`,
     '',
-    '| mode | ms/token | route compute ms | recompute ms | checks |',
-    '| --- | ---: | ---: | ---: | ---: |',
-    ...r.configs.map((c) => `| ${c.mode} | ${c.msPerToken.toFixed(2)} | ${c.routeComputeMs.toFixed(0)} | ${c.recomputeMs.toFixed(0)} | ${c.checks} |`),
+    '| mode | ms/token | route compute ms | recompute ms | checks | commit ms/token |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...r.configs.map((c) => `| ${c.mode} | ${c.msPerToken.toFixed(2)} | ${c.routeComputeMs.toFixed(0)} | ${c.recomputeMs.toFixed(0)} | ${c.checks} | ${c.commitMsPerToken.toFixed(3)} |`),
     '',
-    `added latency vs plain: checks beside the generation ${pct(r.addedLatency)}, checks after it (node hosts) ${pct(r.addedLatencyAfter)}; commitments alone (committed vs plain): ${pct(r.commitLatency)}; extra compute (recompute / route compute): ${pct(r.extraComputeShare)}`,
+    `added latency vs plain: checks beside the generation ${pct(r.addedLatency)}, checks after it (node hosts) ${pct(r.addedLatencyAfter)}; commitments alone (committed vs plain): ${pct(r.commitLatency)}, measured in the hops (commit ms/token over plain ms/token): ${pct(r.commitShare)}; extra compute (recompute / route compute): ${pct(r.extraComputeShare)}`,
     '',
     '| cheater | its steps | checked | failed | detection rate | first failure at its step | honest hops accused |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',

@@ -33,6 +33,7 @@ test('parses its flags with defaults', () => {
   assert.ok(Number.isInteger(replicas) && replicas >= 1)
   assert.equal(parseOracleArgs(['--replicas', '3']).replicas, 3)
   assert.equal(parseOracleArgs(['--idle-spares']).idleSpares, true)
+  assert.equal(parseOracleArgs(['--pay-sampled-only']).paySampledOnly, true)
   assert.match(o.db, /oracle\.db$/)
   assert.throws(() => parseOracleArgs(['--port', 'x']), /--port/)
 })

@@ -27,7 +27,9 @@ export const ORACLE_USAGE = `usage: shardmesh oracle [--port 3100] [--host 127.0
        PLUMISE_CHAIN_ID / PLUMISE_RPC_URL (a devnet: its addresses file SHARDMESH_DEVNET_FILE): metrics are booked
        to the pool's epoch; each closed epoch's contributions are reported, then distributed once paid.
        --epoch-fund-wei (EPOCH_FUND_WEI) funds each reported epoch: default 1 ether on a devnet, 0 on Plumise
-       (block rewards fund the pool there).`
+       (block rewards fund the pool there).
+       --pay-sampled-only: an agent's work of an epoch is reported only if a spot check sampled one of its
+        committed steps in it and passed (node hosts send passes to POST /api/v1/verify/sample).`
 
 const optionsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(3100),
@@ -41,6 +43,7 @@ const optionsSchema = z.object({
   chainPollS: z.coerce.number().positive().optional(),
   pricing: z.string().optional(),
   idleSpares: z.boolean().optional(),
+  paySampledOnly: z.boolean().optional(),
 })
 
 export type OracleOptions = z.infer<typeof optionsSchema>
@@ -60,6 +63,7 @@ export function parseOracleArgs(argv: string[]): OracleOptions {
       'chain-poll-s': { type: 'string' },
       pricing: { type: 'string' },
       'idle-spares': { type: 'boolean' },
+      'pay-sampled-only': { type: 'boolean' },
     },
     strict: true,
   })
@@ -67,8 +71,8 @@ export function parseOracleArgs(argv: string[]): OracleOptions {
   const poll = values['chain-poll-s']
   const pricing = values.pricing ?? process.env.ORACLE_PRICING_FILE
   // absent flags stay absent (not undefined-valued keys)
-  const { 'idle-spares': idle, ...rest } = values
-  return parseOptions(optionsSchema, { ...rest, ...(idle !== undefined ? { idleSpares: idle } : {}), silenceS: values['silence-s'], reconnectGraceS: values['reconnect-grace-s'], ...(pricing !== undefined ? { pricing } : {}), ...(poll !== undefined ? { chainPollS: poll } : {}), ...(fund !== undefined ? { epochFundWei: fund } : {}) })
+  const { 'idle-spares': idle, 'pay-sampled-only': sampledOnly, ...rest } = values
+  return parseOptions(optionsSchema, { ...rest, ...(idle !== undefined ? { idleSpares: idle } : {}), ...(sampledOnly !== undefined ? { paySampledOnly: sampledOnly } : {}), silenceS: values['silence-s'], reconnectGraceS: values['reconnect-grace-s'], ...(pricing !== undefined ? { pricing } : {}), ...(poll !== undefined ? { chainPollS: poll } : {}), ...(fund !== undefined ? { epochFundWei: fund } : {}) })
 }
 
 /** The reward reporter's settings from ORACLE_PRIVATE_KEY and the chain's variables; undefined without a key. */
@@ -88,7 +92,7 @@ export async function startOracle(opts: OracleOptions, logger: Logger = createLo
   await mkdir(dirname(opts.db), { recursive: true })
   const chain = await oracleChainFromEnv(opts)
   const pricing = opts.pricing === undefined ? undefined : await loadGpuPricing(opts.pricing)
-  return createOracle({ pricing, db: opts.db, models, port: opts.port, host: opts.host, silenceMs: opts.silenceS * 1000, reconnectGraceMs: opts.reconnectGraceS * 1000, replicas: opts.replicas, grow: !opts.idleSpares, jwtSecret: process.env.ORACLE_JWT_SECRET, logger, chain })
+  return createOracle({ pricing, db: opts.db, models, port: opts.port, host: opts.host, silenceMs: opts.silenceS * 1000, reconnectGraceMs: opts.reconnectGraceS * 1000, replicas: opts.replicas, grow: !opts.idleSpares, paySampledWorkOnly: opts.paySampledOnly, jwtSecret: process.env.ORACLE_JWT_SECRET, logger, chain })
 }
 
 /** `shardmesh oracle`: serves the Plumise Oracle API until SIGINT/SIGTERM. */

@@ -53,6 +53,11 @@ export type OracleInit = {
   logger: Logger
   /** Rewards on chain: metrics are booked to the RewardPool's epoch, and closed epochs reported and distributed. */
   chain?: Pick<RewardReporterInit, 'chain' | 'account' | 'fundWeiPerEpoch' | 'pollMs'>
+  /**
+   * Only work a spot check sampled is reported for rewards: an agent none of whose committed steps
+   * was sampled (and passed) in an epoch gets nothing for it (POST /api/v1/verify/sample). @default false
+   */
+  paySampledWorkOnly?: boolean
   /** Old proofs, metrics, replay-guard entries and Orban history are deleted after this. @default 30 days */
   retentionMs?: number
   /** Orban pricing per GPU class (REGISTER_ACK, TASK_ASSIGN, EARNINGS_RECORD). @default orbanPricing (by total VRAM) */
@@ -77,8 +82,8 @@ export async function createOracle(init: OracleInit) {
   let coreRef: OracleCore | undefined
   let epochOf: () => number = () => 0
   const consequences = verifyConsequences({ ledger: () => verify, core: () => coreRef, walletPeer: (w) => bindings?.peerOf(w) ?? Promise.resolve(undefined) })
-  const verify = await createVerifyLedger({ store, referee: modelSources.size ? createShardReferee(modelSources) : undefined, epoch: () => epochOf(), logger, onBan: consequences.ban })
-  const rewards: RewardReporter | undefined = init.chain && createRewardReporter({ ...init.chain, store, logger, withheld: consequences.withheld })
+  const verify = await createVerifyLedger({ store, referee: modelSources.size ? createShardReferee(modelSources) : undefined, epoch: () => epochOf(), logger, onBan: consequences.ban, paySampledWorkOnly: init.paySampledWorkOnly })
+  const rewards: RewardReporter | undefined = init.chain && createRewardReporter({ ...init.chain, store, logger, withheld: consequences.withheld, unsampled: init.paySampledWorkOnly ? consequences.unsampled : undefined })
   if (rewards) epochOf = rewards.epoch
   await rewards?.start()
   // A wallet is credited with a node host's work only through a binding the host's key signed (checked on the registry's record).

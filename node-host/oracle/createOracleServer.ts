@@ -27,7 +27,7 @@ export type OracleServerInit = {
   maxBodyBytes?: number
   /** Largest metrics report body: up to 1000 proofs ride along. @default 1 MiB */
   maxMetricsBodyBytes?: number
-  /** Spot-check evidence and peers' records (POST /api/v1/verify/evidence, GET /api/v1/verify/status). */
+  /** Spot-check evidence and peers' records (POST /api/v1/verify/evidence and /sample, GET /api/v1/verify/status). */
   verify?: VerifyLedger
   /** Per client IP, every request. @default { burst: 120, perSecond: 20 } */
   ipRateLimit?: { burst: number; perSecond: number }
@@ -214,6 +214,16 @@ export async function createOracleServer(init: OracleServerInit): Promise<Oracle
       const body = await readJson(req, 32 << 20)
       try {
         json(res, 200, await init.verify.report(body))
+      } catch (e) {
+        if (e instanceof EvidenceRefusedError) throw new OracleHttpError(400, 'invalid_body', e.message)
+        throw e
+      }
+    },
+    'POST /api/v1/verify/sample': async (req, res) => {
+      if (!init.verify) throw new OracleHttpError(404, 'not_found', 'this Oracle keeps no spot-check evidence')
+      const body = await readJson(req, 32 << 20)
+      try {
+        json(res, 200, await init.verify.sample(body))
       } catch (e) {
         if (e instanceof EvidenceRefusedError) throw new OracleHttpError(400, 'invalid_body', e.message)
         throw e

@@ -1,3 +1,4 @@
+import { createGenerationClock, runGenerationLoop, type FinishReason } from './generationLoop.ts'
 import { createRng, sampleToken, type SamplingParams } from './sampling.ts'
 import type { ShardInput, ShardOutput } from './shardSession.ts'
 
@@ -25,7 +26,7 @@ export type GenerateParameters = {
 
 export type GenerateResult = {
   outputIds: number[]
-  finishReason: 'length' | 'eos' | 'stop'
+  finishReason: FinishReason
   prefillMs: number
   /** Mean over decode steps (tokens after the first). */
   decodeMsPerToken: number
@@ -39,7 +40,7 @@ let counter = 0
 
 /** Runs prefill, then one position per step through every stage, with each stage's KV cache. */
 export async function generate(params: GenerateParameters): Promise<GenerateResult> {
-  const { stages, inputIds, maxNewTokens } = params
+  const { stages, inputIds } = params
   const sessionId = params.sessionId ?? `gen-${Date.now()}-${counter++}`
   const sampling = params.sampling ?? {}
   const rng = createRng(sampling.seed ?? 0)
@@ -47,55 +48,42 @@ export async function generate(params: GenerateParameters): Promise<GenerateResu
   const out: number[] = []
   const decodeLogits: Float32Array[] = []
   let prefillLogits: Float32Array | undefined
-  let finishReason: GenerateResult['finishReason'] = 'length'
+  let vocab = 0
+  const clock = createGenerationClock()
 
-  const step = async (tokens: number[], reset: boolean, allLogits = false): Promise<Float32Array> => {
+  const step = async (tokens: number[], prefill: boolean): Promise<Float32Array> => {
+    // Every prompt position's logits only when they are kept; generation needs the last row only.
+    const allLogits = prefill && params.keepLogits
     let input: ShardInput = { tokens }
     let result: ShardOutput | undefined
     for (const stage of stages) {
       params.signal?.throwIfAborted()
-      result = await stage.forward(sessionId, input, allLogits ? { reset, allLogits } : { reset })
+      result = await stage.forward(sessionId, input, allLogits ? { reset: prefill, allLogits } : { reset: prefill })
       if (result.hidden) input = { hidden: result.hidden }
     }
     if (!result?.logits) throw new Error('the last stage returned no logits: the stages do not end at the last layer')
-    return result.logits
+    if (prefill) {
+      vocab = allLogits ? result.logits.length / tokens.length : result.logits.length
+      if (allLogits) prefillLogits = result.logits
+    }
+    return result.logits.subarray(result.logits.length - vocab)
   }
 
-  const t0 = performance.now()
-  let decodeStart = 0
   try {
-    // Every prompt position's logits only when they are kept; generation needs the last row only.
-    let logits = await step(inputIds, true, params.keepLogits)
-    const vocab = params.keepLogits ? logits.length / inputIds.length : logits.length
-    if (params.keepLogits) prefillLogits = logits
-    let row = logits.subarray(logits.length - vocab)
-    const prefillMs = performance.now() - t0
-    decodeStart = performance.now()
-    for (let i = 0; i < maxNewTokens; i++) {
-      if (params.keepLogits) decodeLogits.push(row.slice())
-      const id = sampleToken(row, sampling, out, rng)
-      out.push(id)
-      if (params.onToken?.(id, i) === 'stop') {
-        finishReason = 'stop'
-        break
-      }
-      if (eos.has(id)) {
-        finishReason = 'eos'
-        break
-      }
-      if (i + 1 === maxNewTokens) break
-      logits = await step([id], false)
-      row = logits.subarray(logits.length - vocab)
-    }
-    const decodeSteps = Math.max(0, out.length - 1)
-    return {
+    const finishReason = await runGenerationLoop({
+      inputIds,
       outputIds: out,
-      finishReason,
-      prefillMs,
-      decodeMsPerToken: decodeSteps ? (performance.now() - decodeStart) / decodeSteps : 0,
-      prefillLogits,
-      decodeLogits: params.keepLogits ? decodeLogits : undefined,
-    }
+      maxNewTokens: params.maxNewTokens,
+      step,
+      next: (row) => {
+        if (params.keepLogits) decodeLogits.push(row.slice())
+        const id = sampleToken(row, sampling, out, rng)
+        return { id, isEos: eos.has(id) }
+      },
+      onToken: params.onToken && ((token, index) => params.onToken!(token.id, index)),
+      clock,
+    })
+    return { outputIds: out, finishReason, ...clock.timings(out.length), prefillLogits, decodeLogits: params.keepLogits ? decodeLogits : undefined }
   } finally {
     for (const s of stages) s.drop(sessionId)
   }

@@ -51,6 +51,22 @@ describe('mesh peer: forward service, info protocol, peer table and origin runne
     }
   })
 
+  test('without routeWaitMs, an origin that knows no route asks its bootstrap peers once before planning (a page chatting before its first refresh)', async () => {
+    const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519'), relay: false })
+    nodes.push(node)
+    const bootstrap = nodes.slice(0, 2).map((n) => n.getMultiaddrs().map(String)[0]!)
+    const origin = await createMeshPeer({ node, model: 'docs-llama-7m', numLayers: 8, hiddenSize: 256, bootstrap, stepTimeoutMs: 5000 })
+    try {
+      assert.deepEqual(origin.table.peers(), [], 'nothing is known before the first refresh')
+      const p = fixture.prompts[0]!
+      const r = await origin.generate({ inputIds: p.input_ids, maxNewTokens: 2 })
+      assert.deepEqual(r.outputIds, p.greedy_new_ids.slice(0, r.outputIds.length))
+      assert.deepEqual(r.routes, [hosts.map((h) => h.peerId)])
+    } finally {
+      await origin.stop()
+    }
+  })
+
   test('with routeWaitMs, a missing range is waited for and then a NoRouteError naming the wait', async () => {
     const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519'), relay: false })
     nodes.push(node)

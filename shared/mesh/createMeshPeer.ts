@@ -119,9 +119,9 @@ export async function createMeshPeer(init: MeshPeerInit) {
       const given = params.peers
       const peers = given ?? (() => table.peers())
       if (given) return service.generate({ ...params, peers, numLayers })
-      if (routeWaitMs === undefined) return service.generate({ ...params, peers, numLayers, beforeReplan: refreshOnce, readmit })
       // Learn about peers that joined (or were moved) since the last refresh when what is known has no route.
       if (!hasRoute(peers(), numLayers)) await refreshOnce()
+      if (routeWaitMs === undefined) return service.generate({ ...params, peers, numLayers, beforeReplan: refreshOnce, readmit })
       // Waiting for a repair is bounded per generation, however many failovers it takes.
       const deadline = Date.now() + routeWaitMs
       return service.generate({ ...params, peers, numLayers, beforeReplan: refreshOnce, waitForRoute: (routable) => waitForRoute(routable, routeWaitMs, deadline, params.signal), readmit })

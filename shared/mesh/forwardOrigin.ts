@@ -2,6 +2,7 @@ import { create } from '@bufbuild/protobuf'
 import type { SpotChecker } from '../verify/spotChecker.ts'
 import { ErrorCode, HopSchema, type Frame, type Hop } from '../../proto/gen/mesh_pb.js'
 import type { GenerateResult } from '../engine/generate.ts'
+import { createGenerationClock, runGenerationLoop } from '../engine/generationLoop.ts'
 import type { SamplingParams } from '../engine/sampling.ts'
 import type { Logger } from '../logger.ts'
 import { FORWARD_PROTOCOL } from './frames.ts'
@@ -39,6 +40,9 @@ export type MeshGenerateParameters = {
 
 /** One hop's share of a step, as the token frame reports it. */
 export type HopTimingMs = { peerId: string; computeMs: number; totalMs: number; commitment?: Uint8Array }
+
+/** A token as the route's last hop sent it. */
+type MeshToken = { id: number; isEos: boolean; timings: HopTimingMs[] }
 
 export type MeshGenerateResult = GenerateResult & {
   /** Routes used, in order (more than one after a failover). */
@@ -137,11 +141,9 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
     const routes: string[][] = []
     const out: number[] = []
     let failovers = 0
-    let prefillMs = 0
-    let decodeStart = 0
-    let finishReason: GenerateResult['finishReason'] = 'length'
     const maxFailovers = params.maxFailovers ?? 3
-    const t0 = performance.now()
+    // Prefill and decode times span the replays: the prefill ends at the generation's first token.
+    const clock = createGenerationClock()
 
     const routable = () => {
       try {
@@ -183,7 +185,7 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
           }
           waiting.get(sessionId)?.push(frame({ case: 'error', value: { sessionId, code: ErrorCode.UNREACHABLE_NEXT_HOP, message: 'the first hop went away', peerId: route[0]!.peerId } }))
         })()
-        const nextToken = async (): Promise<{ id: number; isEos: boolean; timings: HopTimingMs[] }> => {
+        const nextToken = async (): Promise<MeshToken> => {
           const deadline = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(params.signal ? [params.signal] : [])])
           while (inbox.length === 0) {
             await new Promise<void>((resolve, reject) => {
@@ -196,32 +198,36 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
           if (f.kind.case !== 'token') throw new MeshError(ErrorCode.MALFORMED_FRAME, `unexpected ${f.kind.case} frame for a session`)
           return { id: f.kind.value.id, isEos: f.kind.value.isEos, timings: f.kind.value.timings.map((t) => ({ peerId: t.peerId, computeMs: t.computeMs, totalMs: t.totalMs, ...(t.commitment.length ? { commitment: t.commitment } : {}) })) }
         }
-        // Prefill (or replay: the prompt and the tokens generated so far), then one token per step.
-        const history = [...params.inputIds, ...out]
-        await send(first, frame({ case: 'forward', value: { sessionId, step: 0n, positionOffset: 0, input: { case: 'tokens', value: { ids: history } }, generated: out } }))
-        let position = history.length
+        // Prefill (or replay: the prompt and the tokens generated so far), then one token per step;
+        // the route's last hop samples each token and says whether it ends the sequence.
+        let position = 0
         let step = 0
-        for (;;) {
-          const token = await nextToken()
-          if (out.length === 0) {
-            prefillMs = performance.now() - t0
-            decodeStart = performance.now()
-          }
-          out.push(token.id)
-          init.spotChecker?.observe(sessionId, step, token.timings, params.peers())
-          const stop = params.onToken?.(token.id, out.length - 1, token.timings) === 'stop'
-          if (stop) finishReason = 'stop'
-          else if (token.isEos) finishReason = 'eos'
-          if (stop || token.isEos || out.length >= params.maxNewTokens) break
-          step++
-          await send(first, frame({ case: 'forward', value: { sessionId, step: BigInt(step), positionOffset: position, input: { case: 'tokens', value: { ids: [token.id] } } } }))
-          position++
-        }
+        const finishReason = await runGenerationLoop({
+          inputIds: params.inputIds,
+          outputIds: out,
+          maxNewTokens: params.maxNewTokens,
+          step: async (tokens, prefill) => {
+            if (prefill) {
+              await send(upstream, frame({ case: 'forward', value: { sessionId, step: 0n, positionOffset: 0, input: { case: 'tokens', value: { ids: tokens } }, generated: out } }))
+              position = tokens.length
+            } else {
+              step++
+              await send(upstream, frame({ case: 'forward', value: { sessionId, step: BigInt(step), positionOffset: position, input: { case: 'tokens', value: { ids: tokens } } } }))
+              position++
+            }
+            return nextToken()
+          },
+          next: (token) => {
+            init.spotChecker?.observe(sessionId, step, token.timings, params.peers())
+            return token
+          },
+          onToken: params.onToken && ((token, index) => params.onToken!(token.id, index, token.timings)),
+          clock,
+        })
         await send(first, frame({ case: 'close', value: { sessionId, reason: 'done' } })).catch(() => undefined)
         close(first)
         waiting.delete(sessionId)
-        const decodeSteps = Math.max(0, out.length - 1)
-        return { outputIds: out, finishReason, prefillMs, decodeMsPerToken: decodeSteps ? (performance.now() - decodeStart) / decodeSteps : 0, routes, failovers }
+        return { outputIds: out, finishReason, ...clock.timings(out.length), routes, failovers }
       } catch (e) {
         waiting.delete(sessionId)
         close(first)

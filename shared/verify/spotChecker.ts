@@ -12,7 +12,7 @@ import { requestAudit, requestRecompute, rowFromBytes } from './verifyProtocol.t
 export type CheckVerdict =
   /** Within tolerance of an independent recomputation. */
   | 'pass'
-  /** Outside it: `evidence` holds what the Oracle needs to check the accusation itself. */
+  /** Outside it: `evidence` holds what the Oracle needs to check the accusation itself (a pass has it too: the Oracle's proof of a sample). */
   | 'fail'
   /** The hop's audit answer does not match its own commitment (or it gave none): its step is not verified, nobody else's fault. */
   | 'unverified'
@@ -136,8 +136,9 @@ export function createSpotChecker(init: SpotCheckerInit) {
         if (r.error) throw new Error(r.error)
         const reference = rowFromBytes(r.output)
         const distance = rowDistance(c.row, output, reference)
-        if (distance <= tolerance) return done({ verdict: 'pass', checker: checker.peerId, distance })
-        return done({ verdict: 'fail', checker: checker.peerId, distance, evidence: { commitment: audit.commitment, signature: audit.signature, inputs: audit.inputs, output, checker: checker.peerId, checkerOutput: reference } })
+        // A pass carries the same record as a failure: the Oracle takes it as proof the hop's work was sampled.
+        const evidence: Evidence = { commitment: audit.commitment, signature: audit.signature, inputs: audit.inputs, output, checker: checker.peerId, checkerOutput: reference }
+        return done({ verdict: distance <= tolerance ? 'pass' : 'fail', checker: checker.peerId, distance, evidence })
       } catch (e) {
         logger.debug({ checker: checker.peerId, err: (e as Error).message }, 'spot check: checker did not recompute')
         lastError = (e as Error).message

@@ -44,34 +44,50 @@ export const TOP_LOGITS = 32
  * bytes to hash and keep per step, and the top ones are what sampling uses).
  */
 export function committedRow(out: ShardOutput, hiddenSize: number): { row: Float32Array; kind: 'hidden' | 'top-logits' } {
-  const last = lastRow(out, hiddenSize)
-  if (out.hidden) return { row: last, kind: 'hidden' }
+  if (out.hidden) return { row: lastRow(out, hiddenSize), kind: 'hidden' }
+  // A view, not a copy: only the top ones are kept.
+  const last = lastRowView(out, hiddenSize)
   const k = Math.min(TOP_LOGITS, last.length)
-  const ids: number[] = []
-  // k passes of a linear scan would be k·V; one pass keeping a sorted top-k is V·log k at worst.
+  if (k === 0) return { row: new Float32Array(0), kind: 'top-logits' }
+  // One pass keeping a sorted top-k in typed arrays (a vocabulary row per served step, on the
+  // critical path): most values fail the one comparison with the k-th and cost nothing more.
+  // Ties keep the lower id first, and a value equal to the k-th does not enter (as before).
+  const ids = new Int32Array(k)
+  const vals = new Float32Array(k)
+  let n = 0
+  let kth = -Infinity
   for (let i = 0; i < last.length; i++) {
     const v = last[i]!
-    if (ids.length === k && v <= last[ids[k - 1]!]!) continue
-    let at = ids.length === k ? k - 1 : ids.length
-    while (at > 0 && last[ids[at - 1]!]! < v) at--
-    ids.splice(at, 0, i)
-    if (ids.length > k) ids.pop()
+    if (n === k && v <= kth) continue
+    let at = n < k ? n++ : k - 1
+    while (at > 0 && vals[at - 1]! < v) {
+      vals[at] = vals[at - 1]!
+      ids[at] = ids[at - 1]!
+      at--
+    }
+    vals[at] = v
+    ids[at] = i
+    if (n === k) kth = vals[k - 1]!
   }
   const row = new Float32Array(2 * k)
-  ids.forEach((id, j) => {
-    row[j] = id
-    row[k + j] = last[id]!
-  })
+  for (let j = 0; j < k; j++) {
+    row[j] = ids[j]!
+    row[k + j] = vals[j]!
+  }
   return { row, kind: 'top-logits' }
 }
 
 /** The last position's row of a step's output: the hidden state, or the logits on the last shard. */
 export function lastRow(out: ShardOutput, hiddenSize: number): Float32Array {
+  return lastRowView(out, hiddenSize).slice()
+}
+
+function lastRowView(out: ShardOutput, hiddenSize: number): Float32Array {
   const all = out.hidden ?? out.logits
   if (!all) throw new Error('shard output has neither hidden state nor logits')
   // The last shard returns the last position's logits only, unless every row was asked for.
   const width = out.hidden ? hiddenSize : all.length / (out.logitRows ?? 1)
-  return all.slice(all.length - width)
+  return all.subarray(all.length - width)
 }
 
 
@@ -88,6 +104,8 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
   const now = init.now ?? Date.now
   const sessions = new Map<string, Session>()
   let total = 0
+  let recorded = 0
+  let recordMs = 0
   const key = (origin: string, sessionId: string) => `${origin}/${sessionId}`
 
   const forget = (k: string) => {
@@ -96,10 +114,15 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
     total -= s.bytes
     sessions.delete(k)
   }
-  /** Expired sessions go; over the budget, the least recently used (closed ones first). */
+  /** When expired sessions were last looked for: at most once a second, not on every served step. */
+  let expiredAt = -Infinity
+  /** Expired sessions go (looked for at most once a second); over the budget, the least recently used (closed ones first). */
   const trim = () => {
     const t = now()
-    for (const [k, s] of sessions) if (s.closedAt !== null && s.closedAt < t - retainMs) forget(k)
+    if (t - expiredAt >= 1000) {
+      expiredAt = t
+      for (const [k, s] of sessions) if (s.closedAt !== null && s.closedAt < t - retainMs) forget(k)
+    }
     if (total <= maxBytes) return
     const order = [...sessions].sort((a, b) => Number(a[1].closedAt === null) - Number(b[1].closedAt === null) || a[1].touched - b[1].touched)
     for (const [k] of order) {
@@ -115,7 +138,9 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
       if (s.start) forget(k)
       let session = sessions.get(k)
       if (!session) sessions.set(k, (session = { entries: [], bytes: 0, closedAt: null, touched: now() }))
-      const input = create(StepInputSchema, { step: s.step, chunkIndex: s.chunkIndex, input: s.input.case === 'tokens' ? { case: 'tokens', value: s.input.value } : s.input.case === 'hidden' ? { case: 'hidden', value: s.input.value } : { case: undefined } })
+      const t0 = performance.now()
+      // The frame's input oneof is the StepInput's (same cases, same messages): passed through.
+      const input = create(StepInputSchema, { step: s.step, chunkIndex: s.chunkIndex, input: s.input })
       const { row: output, kind } = committedRow(s.output, init.hiddenSize)
       const meta: StepMeta = {
         peer: init.signer.peerId,
@@ -140,6 +165,8 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
       session.touched = now()
       total += bytes
       trim()
+      recorded++
+      recordMs += performance.now() - t0
       return { commitment: digest }
     },
     /** The session ended here: its steps stay auditable for `retainMs`. */
@@ -166,6 +193,8 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
     },
     /** Bytes retained now. */
     bytes: () => total,
+    /** Steps recorded, and the time recording took (on the step's critical path). */
+    stats: () => ({ recorded, recordMs }),
   }
 }
 

@@ -13,7 +13,18 @@ import { recomputeLastRow } from './recompute.ts'
 import { committedRow } from './stepLog.ts'
 import { DEFAULT_TOLERANCE, rowDistance } from './tolerance.ts'
 
-type Backend = { label: string; threads?: number; weights?: WeightFormat }
+type Backend = {
+  label: string
+  threads?: number
+  weights?: WeightFormat
+  device?: 'cpu' | 'webgpu'
+  /** Steps of the first prompt only (SwiftShader takes seconds a step: the whole fixture would take minutes). */
+  steps?: number
+}
+
+// Node WebGPU without a GPU: Chromium's SwiftShader Vulkan driver (slow, correct).
+process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'
+const webgpu = (process.env.SHARDMESH_TEST_DEVICES ?? 'cpu,webgpu').split(',').includes('webgpu')
 
 /**
  * The spread the tolerance is set from: a route's hop runs a session incrementally (prefill, then
@@ -27,7 +38,9 @@ describe('tolerance: honest backends vs a checker, docs-llama-7m', () => {
   const spread = new Map<string, number[]>()
 
   async function shardOf(range: { start: number; end: number }, b: Backend): Promise<ShardSession> {
-    const { shards } = await loadShards({ source: fileModelSource(fixture.dir), runtime: nodeRuntime({ threads: b.threads, spinning: false }), device: 'cpu', ranges: [range], weights: b.weights })
+    const { shards } = await loadShards({ source: fileModelSource(fixture.dir), runtime: nodeRuntime({ threads: b.threads, spinning: false }), device: b.device ?? 'cpu', ranges: [range], weights: b.weights })
+    // A backend that fell back to another device would not be the pair the test names.
+    assert.equal(shards[0]!.device, b.device ?? 'cpu')
     return shards[0]!
   }
 
@@ -36,9 +49,10 @@ describe('tolerance: honest backends vs a checker, docs-llama-7m', () => {
     const first = range.start === 0 ? undefined : await shardOf({ start: 0, end: range.start }, { label: 'reference' })
     const [a, b] = [await shardOf(range, hop), await shardOf(range, checker)]
     const out: number[] = []
-    for (const [pi, p] of fixture.prompts.entries()) {
+    const limit = hop.steps ?? checker.steps
+    for (const [pi, p] of (limit ? fixture.prompts.slice(0, 1) : fixture.prompts).entries()) {
       const sid = `p${pi}`
-      const steps = [p.input_ids, ...p.greedy_new_ids.slice(0, -1).map((t) => [t])]
+      const steps = [p.input_ids, ...p.greedy_new_ids.slice(0, -1).map((t) => [t])].slice(0, limit)
       const inputs: StepInput[] = []
       for (const [si, tokens] of steps.entries()) {
         let input: StepInput
@@ -67,6 +81,8 @@ describe('tolerance: honest backends vs a checker, docs-llama-7m', () => {
     [cpu, { label: 'cpu float32, 1 thread', threads: 1 }, 'honest'],
     [{ label: 'cpu int4', weights: 'int4' }, { label: 'cpu int4, 1 thread', weights: 'int4', threads: 1 }, 'honest'],
     [{ label: 'cpu int4', weights: 'int4' }, cpu, 'different model'],
+    // A hop on WebGPU (its own kernels and accumulation order) checked on cpu: the backends of node hosts with and without a GPU.
+    ...(webgpu ? [[{ label: 'webgpu float32 (SwiftShader)', device: 'webgpu', steps: 12 }, cpu, 'honest'] as [Backend, Backend, 'honest']] : []),
   ]
   for (const range of [{ start: 3, end: 6 }, { start: 6, end: 8 }]) {
     for (const [hop, checker, kind] of pairs) {

@@ -14,6 +14,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreateBrowserIdentity } from '../../web/identity/indexedDbIdentity.ts'
 import { startPageOracleAgent } from '../../web/agent/pageOracleAgent.ts'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
+import { createServingVerification, type ServingVerification } from '../../shared/verify/servingVerification.ts'
 
 export type MeshPeerStartParams = {
   /** Folder URL of the checkpoint, e.g. `/models/docs-llama-7m/`. */
@@ -62,6 +63,15 @@ let engine: EngineClient | undefined
 let node: BrowserLibp2p | undefined
 let mesh: MeshPeer | undefined
 let oracleAgent: Awaited<ReturnType<typeof startPageOracleAgent>> | undefined
+let verification: ServingVerification | undefined
+
+/** Commitments and audits for what the page serves, as the contributor app's page mesh has them (startPageMesh). */
+async function servingVerification(model: string, hiddenSize: number): Promise<ServingVerification> {
+  const privateKey = await loadOrCreateBrowserIdentity()
+  verification = createServingVerification({ node: node!, signer: { peerId: node!.peerId.toString(), sign: (d) => privateKey.sign(d) }, model, hiddenSize, shard: () => mesh?.service.shard() })
+  await verification.start()
+  return verification
+}
 
 window.meshPeer = {
   async peerId() {
@@ -84,7 +94,8 @@ window.meshPeer = {
     for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
     const hiddenSize = spec.hiddenSize
     const numLayers = spec.numLayers
-    mesh = await createMeshPeer({ node, model: params.model, numLayers, hiddenSize, shard: shard && asShardSession(shard), range: () => params.range, stepTimeoutMs: 20_000 })
+    const { stepLog } = await servingVerification(params.model, hiddenSize)
+    mesh = await createMeshPeer({ node, model: params.model, numLayers, hiddenSize, shard: shard && asShardSession(shard), range: () => params.range, stepTimeoutMs: 20_000, stepLog })
     document.getElementById('status')!.textContent = `serving ${params.range ? `${params.range.start}-${params.range.end}` : 'nothing (origin)'} as ${node.peerId}`
     return { peerId: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String).length ? node.getMultiaddrs().map(String) : addrs, numLayers, hiddenSize, device }
   },
@@ -104,7 +115,8 @@ window.meshPeer = {
     const relayed = await connectRelay(node, params.relay)
     for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
     // Peers learn the page's range (and that it serves none yet) over the info protocol, like a Node host's.
-    mesh = await createMeshPeer({ node, model: params.model, numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, range: () => oracleAgent?.range(), stepTimeoutMs: 20_000 })
+    const { stepLog } = await servingVerification(params.model, spec.hiddenSize)
+    mesh = await createMeshPeer({ node, model: params.model, numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, range: () => oracleAgent?.range(), stepTimeoutMs: 20_000, stepLog })
     const multiaddrs = () => (node!.getMultiaddrs().length ? node!.getMultiaddrs().map(String) : relayed)
     oracleAgent = await startPageOracleAgent({
       oracle: params.oracle,
@@ -129,6 +141,8 @@ window.meshPeer = {
   async stop() {
     await oracleAgent?.agent.stop()
     oracleAgent = undefined
+    await verification?.stop().catch(() => undefined)
+    verification = undefined
     await mesh?.stop()
     mesh = undefined
     await node?.stop()

@@ -3,7 +3,6 @@ import { createTextStream } from '../../shared/engine/textStream.ts'
 import { httpModelSource } from '../../shared/model/modelSource.ts'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 import { loadTokenizer, type TextTokenizer } from '../../shared/model/tokenizer.ts'
-import { NoRouteError, planRoute } from '../../shared/mesh/planRoute.ts'
 import { sharedPageMesh } from '../mesh/sharedPageMesh.ts'
 
 export type ChatSettings = { temperature: number; topP: number; maxTokens: number }
@@ -51,27 +50,19 @@ export function createPageChat(config: AppConfig, model: string): PageChat {
     async complete(prompt, settings, onText, signal) {
       const [{ tokenizer, eos }, mesh] = await Promise.all([prepare(), sharedPageMesh(config, model)])
       const inputIds = tokenizer.encode(prompt)
-      // What is known may lack a route (a page that just joined, a moved range): ask again first.
-      try {
-        planRoute(mesh.table.peers(), mesh.numLayers)
-      } catch (e) {
-        if (!(e instanceof NoRouteError)) throw e
-        await mesh.table.refresh()
-      }
       const stream = createTextStream(tokenizer)
       const t0 = performance.now()
       let tFirst: number | undefined
       // Per hop: summed total and compute ms over decode steps (the prefill is not a per-token cost).
       const hopMs = new Map<string, { total: number; compute: number; n: number }>()
-      const r = await mesh.service.generate({
-        peers: () => mesh.table.peers(),
-        numLayers: mesh.numLayers,
+      // The mesh peer's origin runner: it asks the peers again first when what is known has no
+      // route (a page that just joined, a moved range), and before each re-plan after a failure.
+      const r = await mesh.generate({
         inputIds,
         maxNewTokens: settings.maxTokens,
         sampling: { temperature: settings.temperature, topP: settings.topP, seed: Math.floor(Math.random() * 2 ** 31) },
         eosTokenIds: eos,
         signal,
-        beforeReplan: () => mesh.table.refresh(),
         onToken: (id, index, timings) => {
           tFirst ??= performance.now()
           if (index > 0)

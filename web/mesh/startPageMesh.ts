@@ -1,6 +1,6 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { PrivateKey } from '@libp2p/interface'
-import { createMeshPeer } from '../../shared/mesh/createMeshPeer.ts'
+import { createMeshPeer, type MeshPeer } from '../../shared/mesh/createMeshPeer.ts'
 import type { ForwardService } from '../../shared/mesh/forwardService.ts'
 import type { PeerTable } from '../../shared/mesh/peerTable.ts'
 import type { LayerRange } from '../../shared/model/shardGraph.ts'
@@ -8,6 +8,7 @@ import { connectRelay, createBrowserLibp2p, type BrowserLibp2p } from './createB
 import { loadOrCreateBrowserIdentity } from '../identity/indexedDbIdentity.ts'
 import { RelayUnreachableError } from './relayUnreachableError.ts'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
+import { createServingVerification } from '../../shared/verify/servingVerification.ts'
 
 export type PageMeshInit = {
   model: string
@@ -39,6 +40,8 @@ export type PageMesh = {
   /** The range this page serves, shown to peers over the info protocol. */
   setRange(range: LayerRange | undefined): void
   range(): LayerRange | undefined
+  /** Runs a generation with this page as the origin, through the peers its table knows (the mesh peer's origin runner). */
+  generate: MeshPeer['generate']
   /** Dials relays and hosts not connected yet (new hosts appear in the topology). */
   dialMore(addrs: string[]): Promise<void>
   stop(): Promise<void>
@@ -84,8 +87,12 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
   let range: LayerRange | undefined
   const peerId = node.peerId.toString()
   const multiaddrs = () => (node.getMultiaddrs().length ? node.getMultiaddrs().map(String) : relayed)
+  // Commitments on every served step, audits and recomputations: what lets a page's work be checked and paid.
+  let meshRef: Awaited<ReturnType<typeof createMeshPeer>> | undefined
+  const verification = createServingVerification({ node, signer: { peerId, sign: (d) => privateKey.sign(d) }, model: init.model, hiddenSize: spec.hiddenSize, shard: () => meshRef?.service.shard() })
   const mesh = await createMeshPeer({
     node,
+    stepLog: verification.stepLog,
     model: init.model,
     numLayers: spec.numLayers,
     hiddenSize: spec.hiddenSize,
@@ -96,6 +103,8 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
     discover: init.discover,
     refreshMs: 15_000,
   })
+  meshRef = mesh
+  await verification.start()
   const { service, table } = mesh
   return {
     node,
@@ -110,8 +119,10 @@ export async function startPageMesh(init: PageMeshInit): Promise<PageMesh> {
     multiaddrs,
     setRange: (r) => (range = r),
     range: () => range,
+    generate: mesh.generate,
     dialMore,
     async stop() {
+      await verification.stop().catch(() => undefined)
       await mesh.stop()
       await node.stop()
     },

@@ -35,6 +35,8 @@ export type RewardReporterInit = {
   now?: () => number
   /** An agent whose work of the epoch is not reported: it failed a confirmed spot check in it (verifyLedger.ts). */
   withheld?: (agent: string, epoch: number) => boolean | Promise<boolean>
+  /** An agent whose work of the epoch is not reported: none of its committed steps was sampled by a spot check in it (verifyLedger.ts). */
+  unsampled?: (agent: string, epoch: number) => boolean | Promise<boolean>
 }
 
 export type RewardReporterStats = {
@@ -53,6 +55,8 @@ export type RewardReporterStats = {
   skippedAgents: number
   /** Agents left out of a report after a confirmed failed spot check in the epoch. */
   withheldAgents: number
+  /** Agents left out of a report because none of their committed steps was sampled in the epoch (unsampled). */
+  unsampledAgents: number
   lastError: string | null
 }
 
@@ -127,6 +131,7 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
     proofs: { verified: 0, refused: 0, duplicate: 0 },
     skippedAgents: 0,
     withheldAgents: 0,
+    unsampledAgents: 0,
     lastError: null,
   }
 
@@ -222,6 +227,11 @@ export function createRewardReporter(init: RewardReporterInit): RewardReporter {
       if (await init.withheld?.(agent, epoch)) {
         stats.withheldAgents++
         logger.warn({ agent, epoch }, 'rewards: agent left out of the report (a confirmed failed spot check in this epoch)')
+        continue
+      }
+      if (await init.unsampled?.(agent, epoch)) {
+        stats.unsampledAgents++
+        logger.warn({ agent, epoch }, 'rewards: agent left out of the report (no committed step of it was sampled in this epoch: its work is unverified)')
         continue
       }
       const [registered, active] = await Promise.all([

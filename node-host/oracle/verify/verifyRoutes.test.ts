@@ -62,5 +62,18 @@ test('POST /api/v1/verify/evidence: a cheat is confirmed, a forgery refused; GET
   assert.equal(status.banned, false)
   assert.ok(status.records[0]!.refereeDistance > 0.03)
   assert.equal((await fetch(`${oracle.url}/api/v1/verify/status`)).status, 400)
+
+  // POST /api/v1/verify/sample: an honest step another origin sampled is recomputed and counted for the epoch
+  const good = await honest.forward('s2', { tokens }, { reset: true })
+  const { commitment: goodDigest } = log.record({ origin: 'o', sessionId: 's2', range, step: 0n, chunkIndex: 0, input: { case: 'tokens', value: { $typeName: 'shardmesh.mesh.v1.TokenIds', ids: tokens } }, output: good, start: true })
+  const goodAudit = await log.audit('o', 's2', goodDigest)
+  const sample = { commitment: goodAudit.commitment, signature: goodAudit.signature, inputs: goodAudit.inputs, output: rowFromBytes(goodAudit.output), checker: 'c', checkerOutput: rowFromBytes(goodAudit.output) }
+  const sampled = await fetch(`${oracle.url}/api/v1/verify/sample`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(evidenceToJson(sample)) })
+  assert.equal(sampled.status, 200)
+  assert.equal(((await sampled.json()) as { verdict: string }).verdict, 'verified')
+  const selfChecked = await fetch(`${oracle.url}/api/v1/verify/sample`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(evidenceToJson({ ...sample, checker: peerId })) })
+  assert.equal(selfChecked.status, 400)
+  const after = (await (await fetch(`${oracle.url}/api/v1/verify/status?peerId=${peerId}`)).json()) as { sampledEpochs: number[] }
+  assert.deepEqual(after.sampledEpochs, [0])
   await honest.dispose()
 })
