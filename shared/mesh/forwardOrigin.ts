@@ -9,6 +9,7 @@ import { FORWARD_PROTOCOL } from './frames.ts'
 import { MeshError, frame, newSessionId, toWireSampling, type ForwardStreams, type Lp, type MeshNode } from './forwardStreams.ts'
 import { p2pAddresses, planDial, type DialPlan } from './peerAddress.ts'
 import { planRoute, type PeerShard } from './planRoute.ts'
+import { openDirectStream } from './openDirectStream.ts'
 import { createRouteExclusions } from './routeExclusions.ts'
 import type { ShardLoad } from './shardLoad.ts'
 
@@ -111,7 +112,7 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
         if (p.peerId === self) return null
         try {
           const plan = planPeer(p)
-          const stream = await node.dialProtocol(plan.hints.length ? plan.hints : plan.peerId, FORWARD_PROTOCOL, { signal: AbortSignal.timeout(2000) })
+          const stream = await openDirectStream(node, plan, FORWARD_PROTOCOL, { signal: AbortSignal.timeout(2000), logger })
           await stream.close()
           return null
         } catch {

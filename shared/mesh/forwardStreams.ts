@@ -7,11 +7,14 @@ import { ErrorCode, FrameSchema, SamplingSchema, type Frame, type Sampling } fro
 import type { SamplingParams } from '../engine/sampling.ts'
 import type { Logger } from '../logger.ts'
 import { FORWARD_PROTOCOL, decodeFrame, encodeFrame } from './frames.ts'
+import { openDirectStream } from './openDirectStream.ts'
 import type { DialPlan } from './peerAddress.ts'
 
 /** An open connection to a peer; its remote peer id is the one Noise authenticated. */
 export type MeshConnection = {
   remotePeer: { toString(): string }
+  /** Set on a limited (relay circuit v2) connection, on which the forward protocol never runs. */
+  limits?: object
   newStream(protocol: string, opts?: { signal?: AbortSignal }): Promise<Stream>
 }
 
@@ -23,6 +26,7 @@ export type MeshNode = {
   unhandle(protocol: string): Promise<void>
   dial(peer: Multiaddr | Multiaddr[] | PeerId, opts?: { signal?: AbortSignal }): Promise<MeshConnection>
   dialProtocol(peer: Multiaddr[] | PeerId, protocol: string, opts?: { signal?: AbortSignal }): Promise<Stream>
+  getConnections(peerId?: PeerId): MeshConnection[]
   addEventListener(type: 'peer:identify', listener: (evt: CustomEvent<{ peerId: { toString(): string }; protocols: string[] }>) => void): void
   removeEventListener(type: 'peer:identify', listener: (evt: CustomEvent<{ peerId: { toString(): string }; protocols: string[] }>) => void): void
 }
@@ -101,7 +105,7 @@ export function createForwardStreams(init: ForwardStreamsInit) {
       init.serveLocal(inbound)
       return lpStream(outbound, lpOpts)
     }
-    const stream = await node.dialProtocol(plan.hints.length ? plan.hints : plan.peerId, FORWARD_PROTOCOL, { signal: signal ?? AbortSignal.timeout(timeoutMs) })
+    const stream = await openDirectStream(node, plan, FORWARD_PROTOCOL, { signal: signal ?? AbortSignal.timeout(timeoutMs), logger })
     return lpStream(stream, lpOpts)
   }
 

@@ -5,6 +5,7 @@ import { RecomputeAnswerSchema, VerifyMessageSchema, type AuditAnswer, type Reco
 import type { ShardSession } from '../engine/shardSession.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { MeshNode } from '../mesh/forwardService.ts'
+import { openDirectStream } from '../mesh/openDirectStream.ts'
 import { planDial } from '../mesh/peerAddress.ts'
 import { createPeerLimit } from '../mesh/peerLimits.ts'
 import { recomputeLastRow } from './recompute.ts'
@@ -130,7 +131,8 @@ async function ask(node: MeshNode, peer: { peerId: string; multiaddrs: string[] 
     plan = planDial({ peerId: peer.peerId, multiaddrs: [] })
   }
   const signal = AbortSignal.timeout(timeoutMs)
-  const stream = await node.dialProtocol(plan.hints.length ? plan.hints : plan.peerId, VERIFY_PROTOCOL, { signal })
+  // Recomputations carry hidden states: never over a limited relay circuit.
+  const stream = await openDirectStream(node, plan, VERIFY_PROTOCOL, { signal, logger: silentLogger })
   const lp = lpStream(stream, { maxDataLength: maxBytes })
   try {
     await lp.write(toBinary(VerifyMessageSchema, request), { signal })
