@@ -1,3 +1,4 @@
+import { activationType } from '../../shared/model/shardGraph.ts'
 import { execFile } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -221,8 +222,9 @@ async function benchOne(model: string, dir: string, device: BenchDevice, weights
     const cached = await engineRowPhaseInChild({ ...base, phase: 'cached', tokens })
     const t = cached.timing!
     const { spec } = cached
-    // A decode step reads every stored weight but the embedding table (kept float32 in every format), of which one row.
-    const weightBytesPerToken = cached.shardWeightBytes - spec.vocabSize * spec.hiddenSize * 4 + spec.hiddenSize * 4
+    // A decode step reads every stored weight but the embedding table (in the activations' type), of which one row.
+    const embeddingBytes = activationType(weights) === 'float16' ? 2 : 4
+    const weightBytesPerToken = cached.shardWeightBytes - (spec.vocabSize - 1) * spec.hiddenSize * embeddingBytes
     return {
       model,
       device,
