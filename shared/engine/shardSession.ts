@@ -146,7 +146,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
   const cache = new Map<string, CacheEntry>()
   const H = spec.hiddenSize
   const kvNames = io.layers.flatMap((i) => [`key.${i}`, `value.${i}`])
-  const kvType = io.kvType ?? 'float32'
+  const kvType = io.kvType
   /** KV bytes one cached position takes (keys and values of every layer). */
   const bytesPerPosition = kvNames.length * io.kvHeads * io.headDim * (kvType === 'float16' ? 2 : 4)
   // Batches stack caches in JavaScript: float32 ones only (float16 caches stay on the GPU).
