@@ -66,6 +66,12 @@ describe('mesh: a Chromium page serving layers [3, 6) of docs-llama-7m', () => {
   let origin: ForwardService
   let originLibp2p: NodeLibp2p
   const pageErrors: string[] = []
+  /** The pages' console (their mesh logs): shown when a generation fails. */
+  const pageLogs: string[] = []
+  const explained = <T>(run: Promise<T>): Promise<T> =>
+    run.catch((e: Error) => {
+      throw new Error(`${e.message}\npages' logs:\n${pageLogs.slice(-60).join('\n')}`, { cause: e })
+    })
 
   async function host(range: { start: number; end: number }, node?: NodeLibp2p) {
     node ??= await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519') })
@@ -83,7 +89,10 @@ describe('mesh: a Chromium page serving layers [3, 6) of docs-llama-7m', () => {
     const context = await browser.newContext()
     const page = await context.newPage()
     page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`))
-    if (process.env.DEBUG_MESH) page.on('console', (m) => console.log(`[${name}] ${m.text()}`))
+    page.on('console', (m) => {
+      pageLogs.push(`[${name}] ${m.text()}`)
+      if (process.env.DEBUG_MESH) console.log(`[${name}] ${m.text()}`)
+    })
     await page.goto(new URL('mesh-peer.html', server.url).href)
     await page.waitForFunction(() => window.meshPeer !== undefined, undefined, { timeout: 60_000 })
     return page
@@ -204,7 +213,7 @@ describe('mesh: a Chromium page serving layers [3, 6) of docs-llama-7m', () => {
     ]
     const p = fixture.prompts[0]!
     const t0 = performance.now()
-    const r = await page2.evaluate((params) => window.meshPeer!.generate(params), { peers, numLayers: 8, inputIds: p.input_ids, maxNewTokens: p.new_tokens, eosTokenIds: [0] })
+    const r = await explained(page2.evaluate((params) => window.meshPeer!.generate(params), { peers, numLayers: 8, inputIds: p.input_ids, maxNewTokens: p.new_tokens, eosTokenIds: [0] }))
     const ms = performance.now() - t0
     console.log(`(b) ${r.outputIds.length} tokens in ${ms.toFixed(0)} ms over ${r.routes[0]!.length} hops`)
     assert.deepEqual(r.outputIds, expected(p))

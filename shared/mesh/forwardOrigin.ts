@@ -105,14 +105,14 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
     }
   }
 
-  /** The hops of a route that do not answer a dial within 2 s. */
+  /** The hops of a route that do not answer a dial within 5 s (a fresh WebRTC dial takes seconds on a loaded machine). */
   async function unreachable(route: PeerShard[]): Promise<string[]> {
     const dead = await Promise.all(
       route.map(async (p) => {
         if (p.peerId === self) return null
         try {
           const plan = planPeer(p)
-          const stream = await openDirectStream(node, plan, FORWARD_PROTOCOL, { signal: AbortSignal.timeout(2000), logger })
+          const stream = await openDirectStream(node, plan, FORWARD_PROTOCOL, { signal: AbortSignal.timeout(5000), logger })
           await stream.close()
           return null
         } catch {
@@ -164,9 +164,11 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
       const routeIds = route.map((p) => p.peerId)
       waiting.set(sessionId, { lastHop: routeIds.at(-1)!, push: (f) => (inbox.push(f), wake?.()) })
       let first: Lp | undefined
+      const t0 = performance.now()
       try {
         // The last hop sends tokens over a connection this origin opened to it (hops dial no origin addresses).
         ;[first] = await Promise.all([openStream(planPeer(route[0]!), params.signal), connectLastHop(route, params.signal)])
+        logger.debug({ sessionId, ms: Math.round(performance.now() - t0) }, 'first hop stream open')
         const hop = (p: PeerShard): Hop => create(HopSchema, { peerId: p.peerId, multiaddrs: p2pAddresses(p.peerId, p.multiaddrs), range: { start: p.start, end: p.end } })
         const originHop = create(HopSchema, { peerId: self, multiaddrs: [] })
         await send(first, frame({ case: 'open', value: { sessionId, model: init.model, range: { start: route[0]!.start, end: route[0]!.end }, next: route.slice(1).map(hop), origin: originHop, sampling: toWireSampling(params.sampling), eosTokenIds: params.eosTokenIds ?? [] } }))
@@ -221,7 +223,10 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
             init.spotChecker?.observe(sessionId, step, token.timings, params.peers())
             return token
           },
-          onToken: params.onToken && ((token, index) => params.onToken!(token.id, index, token.timings)),
+          onToken: (token, index) => {
+            if (index === 0) logger.debug({ sessionId, ms: Math.round(performance.now() - t0) }, 'first token')
+            return params.onToken?.(token.id, index, token.timings)
+          },
           clock,
         })
         await send(first, frame({ case: 'close', value: { sessionId, reason: 'done' } })).catch(() => undefined)

@@ -188,7 +188,9 @@ export function createForwardServer(init: ForwardServerInit, io: ForwardStreams)
     // Counted on its shard from here: a swap while the next hop is dialled waits for this session too.
     activeShard.set(key, shard)
     try {
+      const t0 = performance.now()
       down = await openStream(next)
+      logger.debug({ sessionId, next: nextPeer, ms: Math.round(performance.now() - t0) }, 'next hop stream open')
       if (!isLast) {
         // The origin travels as a peer id only: no hop ever dials an address it was not planned with.
         await sendDown(frame({ case: 'open', value: { ...open, range: open.next[0]!.range, next: open.next.slice(1), origin: create(HopSchema, { peerId: route.origin, multiaddrs: [] }) } }))

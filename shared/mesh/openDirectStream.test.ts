@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -99,5 +100,60 @@ describe('openDirectStream: a peer first reached over a limited relay circuit', 
     await Promise.all(a.getConnections(b.peerId).map((c) => c.close()))
     const plan = planDial({ peerId: b.peerId.toString(), multiaddrs: circuitOf(bAddrs) })
     await assert.rejects(openDirectStream(a, plan, PROTOCOL, { signal: AbortSignal.timeout(5_000), logger: silentLogger }), NoDirectConnectionError)
+  })
+})
+
+describe('openDirectStream: a dial that stalls is made again', () => {
+  let a: Libp2p
+  let b: Libp2p
+  let proxy: Server
+  const held: Socket[] = []
+
+  before(async () => {
+    ;[a, b] = await Promise.all([peer(true), peer(true)])
+    await b.handle(PROTOCOL, (stream) => {
+      stream.addEventListener('message', (e) => stream.send(e.data), { once: true })
+    })
+    const targetPort = Number(b.getMultiaddrs()[0]!.getComponents().find((c) => c.name === 'tcp')!.value)
+    // B's one address goes through this proxy: its first connection is accepted and never answered
+    // (as a stalled ICE check is), later ones reach B.
+    proxy = createServer((socket) => {
+      if (held.length === 0) return void held.push(socket)
+      const upstream = connect(targetPort, '127.0.0.1')
+      socket.pipe(upstream).pipe(socket)
+      for (const s of [socket, upstream]) s.on('error', () => socket.destroy())
+    })
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
+  })
+  after(async () => {
+    for (const s of held) s.destroy()
+    proxy?.close()
+    await Promise.all([a?.stop(), b?.stop()])
+  })
+
+  test('the stalled attempt is abandoned after attemptMs and the second one opens the stream', async () => {
+    const port = (proxy.address() as AddressInfo).port
+    const plan = planDial({ peerId: b.peerId.toString(), multiaddrs: [`/ip4/127.0.0.1/tcp/${port}/p2p/${b.peerId}`] })
+    const warned: object[] = []
+    const logger = { ...silentLogger, warn: (obj: object) => void warned.push(obj) }
+    const stream = await openDirectStream(a, plan, PROTOCOL, { signal: AbortSignal.timeout(20_000), logger, attemptMs: 1500 })
+    assert.equal(held.length, 1, 'the first connection was held')
+    assert.deepEqual(warned, [{ peer: b.peerId.toString(), attempt: 1, attemptMs: 1500 }])
+    assert.equal(await echo(stream, 'hidden state'), 'hidden state')
+    await stream.close()
+  })
+
+  test('a dial that fails outright is not made again: its error, at once', async () => {
+    await Promise.all(a.getConnections(b.peerId).map((c) => c.close()))
+    const closed = createServer((socket) => socket.destroy())
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r))
+    const port = (closed.address() as AddressInfo).port
+    const plan = planDial({ peerId: b.peerId.toString(), multiaddrs: [`/ip4/127.0.0.1/tcp/${port}/p2p/${b.peerId}`] })
+    const warned: object[] = []
+    const t0 = performance.now()
+    await assert.rejects(openDirectStream(a, plan, PROTOCOL, { signal: AbortSignal.timeout(20_000), logger: { ...silentLogger, warn: (o: object) => void warned.push(o) }, attemptMs: 5000 }))
+    assert.ok(performance.now() - t0 < 5000, 'failed before one attempt could stall')
+    assert.deepEqual(warned, [])
+    closed.close()
   })
 })

@@ -6,6 +6,14 @@ import type { DialPlan } from './peerAddress.ts'
 /** Longest wait for a direct (WebRTC) connection once a peer was reached only over a relay. @default 5000 */
 export const DIRECT_WAIT_MS = 5000
 
+/**
+ * Longest one dial attempt may take before it is abandoned and made again. WebRTC's ICE now and
+ * then stalls (no candidate pair ever succeeds; seen between two Chromium pages on a loaded
+ * machine) while a fresh attempt connects in about a second; a dial that fails outright is not
+ * repeated. @default 8000
+ */
+export const DIAL_ATTEMPT_MS = 8000
+
 /** A connection as far as this file looks at it: libp2p sets `limits` on relayed (circuit v2) connections. */
 export type DirectConnection = {
   limits?: object
@@ -45,14 +53,20 @@ export async function openDirectStream(
   node: DirectStreamNode,
   plan: DialPlan,
   protocol: string,
-  opts: { signal: AbortSignal; logger: Logger; directWaitMs?: number },
+  opts: { signal: AbortSignal; logger: Logger; directWaitMs?: number; attemptMs?: number },
 ): Promise<Stream> {
-  try {
-    return await node.dialProtocol(plan.hints.length ? plan.hints : plan.peerId, protocol, { signal: opts.signal })
-  } catch (e) {
-    if (!(e instanceof LimitedConnectionError)) throw e
-  }
   const peer = plan.peerId.toString()
+  const attemptMs = opts.attemptMs ?? DIAL_ATTEMPT_MS
+  for (let attempt = 1; ; attempt++) {
+    const stalled = AbortSignal.timeout(attemptMs)
+    try {
+      return await node.dialProtocol(plan.hints.length ? plan.hints : plan.peerId, protocol, { signal: AbortSignal.any([opts.signal, stalled]) })
+    } catch (e) {
+      if (e instanceof LimitedConnectionError) break
+      if (opts.signal.aborted || !stalled.aborted) throw e
+      opts.logger.warn({ peer, attempt, attemptMs }, 'a dial stalled; dialling again')
+    }
+  }
   const webrtc = plan.hints.filter(isWebRTC)
   if (webrtc.length === 0) {
     opts.logger.warn({ peer }, 'peer reached only over a limited relay circuit and no /webrtc address known')

@@ -13,6 +13,7 @@ import { asShardSession, workerShard } from '../../web/mesh/workerShard.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreateBrowserIdentity } from '../../web/identity/indexedDbIdentity.ts'
 import { startPageOracleAgent } from '../../web/agent/pageOracleAgent.ts'
+import type { Logger } from '../../shared/logger.ts'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 import { createServingVerification, type ServingVerification } from '../../shared/verify/servingVerification.ts'
 
@@ -59,6 +60,14 @@ declare global {
   }
 }
 
+/** Every mesh log line to the console, with ms since the page opened (Playwright tests collect it). */
+const consoleLogger: Logger = {
+  debug: (obj, msg) => console.debug(`${performance.now().toFixed(0)} debug ${msg ?? ''} ${JSON.stringify(obj)}`),
+  info: (obj, msg) => console.info(`${performance.now().toFixed(0)} info ${msg ?? ''} ${JSON.stringify(obj)}`),
+  warn: (obj, msg) => console.warn(`${performance.now().toFixed(0)} warn ${msg ?? ''} ${JSON.stringify(obj)}`),
+  error: (obj, msg) => console.error(`${performance.now().toFixed(0)} error ${msg ?? ''} ${JSON.stringify(obj)}`),
+}
+
 let engine: EngineClient | undefined
 let node: BrowserLibp2p | undefined
 let mesh: MeshPeer | undefined
@@ -95,7 +104,7 @@ window.meshPeer = {
     const hiddenSize = spec.hiddenSize
     const numLayers = spec.numLayers
     const { stepLog } = await servingVerification(params.model, hiddenSize)
-    mesh = await createMeshPeer({ node, model: params.model, numLayers, hiddenSize, shard: shard && asShardSession(shard), range: () => params.range, stepTimeoutMs: 20_000, stepLog })
+    mesh = await createMeshPeer({ node, model: params.model, numLayers, hiddenSize, shard: shard && asShardSession(shard), range: () => params.range, stepTimeoutMs: 20_000, stepLog, logger: consoleLogger })
     document.getElementById('status')!.textContent = `serving ${params.range ? `${params.range.start}-${params.range.end}` : 'nothing (origin)'} as ${node.peerId}`
     return { peerId: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String).length ? node.getMultiaddrs().map(String) : addrs, numLayers, hiddenSize, device }
   },
@@ -116,7 +125,7 @@ window.meshPeer = {
     for (const a of params.dial ?? []) await node.dial(multiaddr(a), { signal: AbortSignal.timeout(20_000) })
     // Peers learn the page's range (and that it serves none yet) over the info protocol, like a Node host's.
     const { stepLog } = await servingVerification(params.model, spec.hiddenSize)
-    mesh = await createMeshPeer({ node, model: params.model, numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, range: () => oracleAgent?.range(), stepTimeoutMs: 20_000, stepLog })
+    mesh = await createMeshPeer({ node, model: params.model, numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, range: () => oracleAgent?.range(), stepTimeoutMs: 20_000, stepLog, logger: consoleLogger })
     const multiaddrs = () => (node!.getMultiaddrs().length ? node!.getMultiaddrs().map(String) : relayed)
     oracleAgent = await startPageOracleAgent({
       oracle: params.oracle,

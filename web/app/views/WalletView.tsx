@@ -255,7 +255,10 @@ function Rewards({ pc, reader, connected, bookedUrl }: { pc: PageChain; reader: 
       return res.ok ? bookedWorkSchema.parse(await res.json()) : null
     },
   })
-  const bookedNow = booked.data?.epochs.find((e) => e.epoch === booked.data?.epoch)
+  // The newest epoch with work booked: the current one, or one that closed a moment ago and whose
+  // report is on its way (epochs are a few dozen blocks; the current one is often still empty).
+  const bookedNow = booked.data?.epochs.find((e) => e.tokens > 0) ?? booked.data?.epochs.find((e) => e.epoch === booked.data?.epoch)
+  const bookedEpoch = bookedNow?.epoch ?? booked.data?.epoch
 
   async function doClaim() {
     setClaim({ kind: 'wallet' })
@@ -303,7 +306,7 @@ function Rewards({ pc, reader, connected, bookedUrl }: { pc: PageChain; reader: 
           <dt>Booked by the Oracle</dt>
           <dd data-testid="booked" data-tokens={bookedNow?.tokens ?? 0}>
             {booked.data
-              ? `${bookedNow?.tokens ?? 0} tokens, ${Math.round(bookedNow?.uptimeSeconds ?? 0)} s uptime in its epoch ${booked.data.epoch}: reported to the RewardPool once that epoch closes`
+              ? `${bookedNow?.tokens ?? 0} tokens, ${Math.round(bookedNow?.uptimeSeconds ?? 0)} s uptime in epoch ${bookedEpoch}: ${bookedEpoch === booked.data.epoch ? 'reported to the RewardPool once this epoch closes' : `closed, reported to the RewardPool next (epoch ${booked.data.epoch} is under way)`}`
               : booked.isError || booked.data === null
                 ? 'the Oracle does not say (unreachable, or it books no rewards)'
                 : '…'}
