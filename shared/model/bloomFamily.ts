@@ -38,7 +38,7 @@ export function bloomFamily(spec: ModelSpec, has: (name: string) => boolean): Fa
 
     embed(ctx, inputIds, t) {
       const raw = t.get(`${P}word_embeddings.weight`)!
-      const x = ctx.g.op1('Gather', [ctx.weight('word_embeddings', toFloat32(raw), raw.info.shape), inputIds], { axis: 0 })
+      const x = ctx.g.op1('Gather', [ctx.tensor('word_embeddings', raw), inputIds], { axis: 0 })
       const [w, b] = both(`${P}word_embeddings_layernorm`).map((n) => [t.get(n)!])
       return ctx.layerNorm(x, ctx.vector('embed_ln.weight', w!), ctx.vector('embed_ln.bias', b!))
     },

@@ -31,7 +31,7 @@ export function gpt2Family(spec: ModelSpec, has: (name: string) => boolean): Fam
     embed(ctx, inputIds, t) {
       const table = (name: string) => {
         const raw = t.get(`${P}${name}.weight`)!
-        return ctx.weight(name, toFloat32(raw), raw.info.shape)
+        return ctx.tensor(name, raw)
       }
       const tokens = ctx.g.op1('Gather', [table('wte'), inputIds], { axis: 0 })
       const positions = ctx.g.op1('Gather', [table('wpe'), ctx.positions], { axis: 0 })

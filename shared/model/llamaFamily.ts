@@ -1,6 +1,6 @@
 import { ModelConfigError, type ModelSpec } from './modelSpec.ts'
 import { ropeCaches } from './rope.ts'
-import { toFloat32, type RawTensor } from './safetensors.ts'
+import type { RawTensor } from './safetensors.ts'
 import { float } from './onnxGraph.ts'
 import type { FamilyBuilder, ShardGraphContext } from './shardGraph.ts'
 
@@ -70,7 +70,7 @@ export function llamaFamily(spec: ModelSpec, has: (name: string) => boolean): Fa
 
     embed(ctx, inputIds, t) {
       const raw = t.get('model.embed_tokens.weight')!
-      const table = ctx.weight('embed_tokens', toFloat32(raw), raw.info.shape)
+      const table = ctx.tensor('embed_tokens', raw)
       const x = ctx.g.op1('Gather', [table, inputIds], { axis: 0 })
       if (spec.embeddingScale === null) return x
       return ctx.g.op1('Mul', [x, ctx.scalar(Math.fround(spec.embeddingScale))])

@@ -141,23 +141,25 @@ export async function readTensors(index: SafetensorsIndex, names: string[], sign
   return out
 }
 
+/** The 16-bit elements of an F16 or BF16 tensor: a view of its bytes when they are 2-aligned, else a copy. */
+export function halfBits(raw: RawTensor): Uint16Array {
+  const { bytes, info } = raw
+  if (info.dtype !== 'F16' && info.dtype !== 'BF16') throw new SafetensorsError(`tensor "${info.name}" is ${info.dtype}, not a 16-bit float tensor`)
+  return bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2) : new Uint16Array(bytes.slice().buffer)
+}
+
 /** Upcasts a floating-point tensor to float32 (copying; the result owns its buffer). */
 export function toFloat32(raw: RawTensor): Float32Array {
   const { bytes, info } = raw
-  const aligned = (n: number) => {
-    const copy = new Uint8Array(bytes.length)
-    copy.set(bytes)
-    return copy.buffer.slice(0, n)
-  }
   switch (info.dtype) {
     case 'F32':
-      return new Float32Array(aligned(bytes.length))
+      return new Float32Array(bytes.slice().buffer)
     case 'F16':
-      return float16ToFloat32(new Uint16Array(aligned(bytes.length)))
+      return float16ToFloat32(halfBits(raw))
     case 'BF16':
-      return bfloat16ToFloat32(new Uint16Array(aligned(bytes.length)))
+      return bfloat16ToFloat32(halfBits(raw))
     case 'F64':
-      return Float32Array.from(new Float64Array(aligned(bytes.length)))
+      return Float32Array.from(new Float64Array(bytes.slice().buffer))
     default:
       throw new SafetensorsError(`tensor "${info.name}" is ${info.dtype}, not a floating-point tensor`)
   }

@@ -2,7 +2,8 @@ import type { ModelSpec } from './modelSpec.ts'
 import { OnnxGraph, float } from './onnxGraph.ts'
 import { quantizeInt4 } from './quantizeInt4.ts'
 import { float32ToFloat16 } from './float16.ts'
-import { toFloat32, type RawTensor } from './safetensors.ts'
+import { halfBits, toFloat32, type RawTensor } from './safetensors.ts'
+import { transposeStacked } from './transposeStacked.ts'
 
 /**
  * How weights are stored and what the shard computes in: float32 (the reference); float16 weights,
@@ -142,7 +143,20 @@ export class ShardGraphContext {
 
   /** HF `nn.Linear` weights `[out, in]` (several are stacked along out) → a projection `[in] → [out]`. */
   linear(name: string, raws: RawTensor[]): Projection {
+    // A float16 checkpoint built into float16 weights: its bits are moved, never converted.
+    if (this.weightFormat === 'float16' && raws.every((r) => r.info.dtype === 'F16')) {
+      const mats = raws.map((r) => ({ data: halfBits(r), rows: r.info.shape[0]!, cols: r.info.shape[1]! }))
+      const K = mats[0]!.cols
+      const N = mats.reduce((a, m) => a + m.rows, 0)
+      return this.g.weight(name, 'float16', [K, N], transposeStacked(mats, new Uint16Array(K * N)))
+    }
     return this.linearFloat32(name, raws.map((r) => ({ data: toFloat32(r), rows: r.info.shape[0]!, cols: r.info.shape[1]! })))
+  }
+
+  /** A checkpoint tensor as a weight of its own shape (an embedding table), in the activation type. */
+  tensor(name: string, raw: RawTensor): string {
+    if (this.act === 'float16' && raw.info.dtype === 'F16') return this.g.weight(name, 'float16', raw.info.shape, halfBits(raw))
+    return this.weight(name, toFloat32(raw), raw.info.shape)
   }
 
   /** Row-major `[out, in]` matrices stacked along out → a projection, in the context's weight format. */
@@ -168,16 +182,7 @@ export class ShardGraphContext {
         N,
       }
     }
-    const t = new Float32Array(K * N)
-    let col = 0
-    for (const m of mats) {
-      for (let o = 0; o < m.rows; o++) {
-        const src = o * K
-        for (let i = 0; i < K; i++) t[i * N + col + o] = m.data[src + i]!
-      }
-      col += m.rows
-    }
-    return this.weight(name, t, [K, N])
+    return this.weight(name, transposeStacked(mats, new Float32Array(K * N)), [K, N])
   }
 
   /** A weight stored `[in, out]` (GPT-2's Conv1D) → a projection. */
