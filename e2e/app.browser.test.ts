@@ -190,6 +190,38 @@ describe('the contributor app on an npm start network', () => {
     assert.ok(Number.parseFloat(await page.getByTestId('network-served-total').innerText()) > 0)
   })
 
+  test('Network at phone width (390×844): the node table fits inside its card, nothing hidden off its edge; at 1280 it is a table', async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 } })
+    try {
+      const p = await phone.newPage()
+      await p.goto(new URL('#network', net.appUrl).href)
+      const card = p.getByTestId(`model-${MODEL}`)
+      await card.locator('tbody tr').first().waitFor({ timeout: 30_000 })
+      /** Widths in CSS px: what is laid out against what is shown (a scroller's hidden part counts as overflow). */
+      const measure = () =>
+        card.evaluate((c) => {
+          const wrap = c.querySelector('.table-wrap') as HTMLElement
+          const table = c.querySelector('table') as HTMLElement
+          const box = c.getBoundingClientRect()
+          const inner = box.right - Number.parseFloat(getComputedStyle(c).paddingRight)
+          const cellsRight = Math.max(...[...c.querySelectorAll('td, th')].filter((el) => (el as HTMLElement).offsetParent !== null).map((el) => el.getBoundingClientRect().right))
+          return { card: [c.scrollWidth, c.clientWidth], wrap: [wrap.scrollWidth, wrap.clientWidth], tableRight: table.getBoundingClientRect().right, cellsRight, inner, page: [document.documentElement.scrollWidth, window.innerWidth], thead: getComputedStyle(c.querySelector('thead')!).display }
+        })
+      const m = await measure()
+      const detail = JSON.stringify(m)
+      assert.ok(m.card[0]! <= m.card[1]!, `the card does not overflow: ${detail}`)
+      assert.ok(m.wrap[0]! <= m.wrap[1]!, `the table needs no hidden horizontal scrolling: ${detail}`)
+      assert.ok(m.tableRight <= m.inner + 0.5 && m.cellsRight <= m.inner + 0.5, `every cell ends inside the card's padding: ${detail}`)
+      assert.ok(m.page[0]! <= m.page[1]!, `the page does not scroll sideways: ${detail}`)
+      // Each value keeps its column's name at phone width (the header row is not shown there).
+      assert.match(await card.locator('tbody tr').first().locator('td[data-label="Layers"]').innerText(), /^\[\d+, \d+\)$/)
+      await p.setViewportSize({ width: 1280, height: 800 })
+      assert.equal((await measure()).thead, 'table-header-group', 'at 1280 px the header row is shown: a table as before')
+    } finally {
+      await phone.close()
+    }
+  })
+
   test('"Stop" leaves cleanly: the Oracle reassigns within 5 s (no silence window)', async () => {
     await page.getByRole('link', { name: 'Contribute' }).click()
     const t0 = Date.now()

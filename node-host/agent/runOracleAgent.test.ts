@@ -12,6 +12,7 @@ import { createOracle, type Oracle } from '../oracle/createOracle.ts'
 import { readModelInfo } from '../oracle/modelInfo.ts'
 import { createFakeNvidiaSmi } from '../../testing/fakeNvidiaSmi.ts'
 import { tapWebSocket } from '../../testing/tapWebSocket.ts'
+import { waitFor } from '../../testing/waitFor.ts'
 import { checkUpstreamFrame } from '../../testing/upstreamOrbanTypes.ts'
 import { parsePromText, promValue, type PromFamily } from '../../testing/promText.ts'
 import { formatEarnings } from '../cli/earningsCommand.ts'
@@ -32,16 +33,6 @@ type Running = Awaited<ReturnType<typeof runOracleAgent>>
 let running: Running | undefined
 const tap = tapWebSocket()
 const earningsPath = () => join(dataDir, 'earnings.json')
-
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
 
 async function startAgent(): Promise<Running> {
   const node = await createNodeLibp2p({ privateKey: key, listen: ['/ip4/127.0.0.1/tcp/0'], relay: false })

@@ -10,6 +10,7 @@ import { resolveModelSource } from '../model/resolveModelSource.ts'
 import { measureBenchmarkScore } from './benchmarkScore.ts'
 import type { EarningsStore } from './earningsStore.ts'
 import { createGpuTelemetry, type GpuTelemetry } from './gpuTelemetry.ts'
+import { createCoalescedReport } from './coalescedReport.ts'
 import { readHardwareProfile } from './hardwareProfile.ts'
 import { orbanGpuStatus, orbanTaskMetrics } from './orbanTelemetry.ts'
 import { topologySchema } from '../../shared/oracle/plumiseSchemas.ts'
@@ -35,6 +36,8 @@ export type OracleAgentInit = {
   metricsIntervalMs?: number
   /** TASK_PROGRESS with live metrics while serving. @default 10_000 */
   liveMetricsIntervalMs?: number
+  /** An extra TASK_PROGRESS soon after a served session ends, at most one per this many ms. @default 2000 */
+  servedReportGapMs?: number
   /** GPU readings (polled nvidia-smi). @default createGpuTelemetry() */
   telemetry?: GpuTelemetry
   /** @default globalThis.WebSocket */
@@ -72,6 +75,8 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
   let taskUtil: { sum: number; seconds: number } = { sum: 0, seconds: 0 }
   let taskPeakGb = 0
   let earnings = 0
+  /** Live metrics soon after a served session ends: a finished request reaches the Oracle's served counts in about a second, not up to a period later. */
+  const reportSoon = createCoalescedReport({ report: () => reportLive(), minGapMs: init.servedReportGapMs })
 
   const topologyAddresses = (model: string) => async (): Promise<string[]> => {
     const res = await fetch(new URL(`/api/v1/pipeline/topology?model=${encodeURIComponent(model)}`, init.oracle), { signal: AbortSignal.timeout(5000) })
@@ -91,8 +96,9 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
       const url = task.payload.model_url.startsWith('/models/') ? new URL(task.payload.model_url, init.oracle).href : task.payload.model_url
       const source = preferred && preferred.name === model ? preferred : resolveModelSource(url)
       if (source.name !== model) throw new Error(`the task's source ${task.payload.model_url} is "${source.name}", not "${model}"`)
-      host = await createNodeHost({ node, source, device: init.device, weights: init.weights, bootstrap: init.bootstrap, discover: topologyAddresses(model), apiPort: init.apiPort, apiHost: init.apiHost, logger: log, onGenerated: init.onGenerated, gpus: () => telemetry.latest(), energyKwh: () => telemetry.totalEnergyKwh(), verification: { signer: { peerId: node.peerId.toString(), sign: (d) => init.privateKey.sign(d) }, oracle: init.oracle } })
-      return host
+      const created = await createNodeHost({ node, source, device: init.device, weights: init.weights, bootstrap: init.bootstrap, discover: topologyAddresses(model), apiPort: init.apiPort, apiHost: init.apiHost, logger: log, onGenerated: init.onGenerated, gpus: () => telemetry.latest(), energyKwh: () => telemetry.totalEnergyKwh(), verification: { signer: { peerId: node.peerId.toString(), sign: (d) => init.privateKey.sign(d) }, oracle: init.oracle } })
+      created.service.onSessionEnd(() => reportSoon.request())
+      return (host = created)
     })()
     // A host that could not be set up (a model it cannot read, a port in use) is tried afresh by the next task.
     creating.catch(() => {
@@ -178,7 +184,7 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
   })
   // Live metrics every 10 s (the Orban cadence): the served range's TASK_PROGRESS carries the GPU's
   // readings and the tokens/s this host's shard computed since the last report.
-  const liveTimer = setInterval(() => {
+  function reportLive(): void {
     const h = host
     const serving = tasks.serving()
     if (!serving || !h) return
@@ -194,6 +200,10 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
     if (g?.powerDrawW != null) taskEnergyKwh += (g.powerDrawW * seconds) / 3_600_000
     const s = h.service.stats()
     serving.controller.progress({ progress: 1, stage: 'serving', metrics: orbanTaskMetrics(readings, serving.controller.gpu, rate), served: { tokens: s.processedTokens, steps: s.steps, sessions: s.sessions } })
+  }
+  const liveTimer = setInterval(() => {
+    reportSoon.reported()
+    reportLive()
   }, init.liveMetricsIntervalMs ?? 10_000)
   liveTimer.unref?.()
   // Aggregates every 5 minutes, as the Orban protocol asks: tasks ended, hours spent serving, and
@@ -233,6 +243,7 @@ export async function runOracleAgent(init: OracleAgentInit): Promise<{ agent: Or
     async stop() {
       clearInterval(metricsTimer)
       clearInterval(liveTimer)
+      reportSoon.stop()
       telemetry.stop()
       await agent.stop()
       await host?.stop()

@@ -101,6 +101,8 @@ export function createForwardServer(init: ForwardServerInit, io: ForwardStreams)
   const streamsPerPeer = createPeerLimit(init.maxStreamsPerPeer)
   /** Work this peer's shard did, cumulative since start (what metrics reports are made of). */
   const served: ForwardServiceStats = { processedTokens: 0, sessions: 0, steps: 0, computeMs: 0 }
+  /** Told when a served session ends (its work is then in `served`): a host reports it soon. */
+  const endListeners = new Set<() => void>()
 
   /**
    * One inbound stream from `remote` (the peer Noise authenticated): a session opened by the
@@ -272,6 +274,7 @@ export function createForwardServer(init: ForwardServerInit, io: ForwardStreams)
       shard.drop(key)
       close(down)
       close(up)
+      for (const l of endListeners) l()
     }
   }
 
@@ -328,6 +331,11 @@ export function createForwardServer(init: ForwardServerInit, io: ForwardStreams)
     activeSessions: () => active.size,
     /** What this peer's shard has served since start. */
     stats: (): ForwardServiceStats => ({ ...served }),
+    /** Calls `listener` each time a served session ends; returns the unsubscribe. */
+    onSessionEnd(listener: () => void): () => void {
+      endListeners.add(listener)
+      return () => void endListeners.delete(listener)
+    },
     /** The shard served now. */
     shard: () => current,
     /**

@@ -93,6 +93,7 @@ export function createForwardService(init: ForwardServiceInit) {
     /** This peer's load as the info protocol reports it. */
     load: () => load.report(server.activeSessions(), server.shard()?.waitingCalls?.()),
     stats: (): ForwardServiceStats => server.stats(),
+    onSessionEnd: server.onSessionEnd,
     shard: server.shard,
     setShard: server.setShard,
     generate: origin.generate,

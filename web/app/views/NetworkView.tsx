@@ -61,7 +61,7 @@ export function NetworkView({ net }: { net: NetworkSnapshot }) {
             </p>
             <Coverage t={t} />
             <div className="table-wrap">
-              <table>
+              <table className="nodes">
                 <thead>
                   <tr>
                     <th>Kind</th>
@@ -77,20 +77,20 @@ export function NetworkView({ net }: { net: NetworkSnapshot }) {
                 <tbody>
                   {t.nodes.map((n) => (
                     <tr key={n.nodeAddress} data-peer-id={n.peerId ?? ''}>
-                      <td>{isPageNode(n) ? 'page' : 'host'}</td>
-                      <td className="mono" title={n.peerId ?? n.nodeAddress}>
-                        {shortId(n.peerId ?? n.nodeAddress)}
+                      <td data-label="Kind">{isPageNode(n) ? 'page' : 'host'}</td>
+                      <td data-label="Peer id" title={n.peerId ?? n.nodeAddress}>
+                        <span className="mono">{shortId(n.peerId ?? n.nodeAddress)}</span>
                       </td>
-                      <td data-testid="served-tps" title={served.get(n.nodeAddress)?.wallet ? `credited to ${served.get(n.nodeAddress)!.wallet}` : undefined}>
+                      <td data-label="Served" data-testid="served-tps" title={served.get(n.nodeAddress)?.wallet ? `credited to ${served.get(n.nodeAddress)!.wallet}` : undefined}>
                         {served.has(n.nodeAddress) ? `${served.get(n.nodeAddress)!.tokensPerSecond.toFixed(1)} tokens/s` : '—'}
                       </td>
-                      <td>
+                      <td data-label="Layers">
                         [{n.layerStart}, {n.layerEnd})
                       </td>
-                      <td>{n.ready ? 'yes' : 'no'}</td>
-                      <td data-testid="served-tokens">{served.get(n.nodeAddress)?.tokens ?? 0}</td>
-                      <td title="benchmark tokens/s (capacity, not served)">{n.benchmarkTokPerSec.toFixed(1)}</td>
-                      <td>{formatDuration(Math.max(0, now - Date.parse(n.updatedAt)))} ago</td>
+                      <td data-label="Ready">{n.ready ? 'yes' : 'no'}</td>
+                      <td data-label="Tokens" data-testid="served-tokens">{served.get(n.nodeAddress)?.tokens ?? 0}</td>
+                      <td data-label="Score" title="benchmark tokens/s (capacity, not served)">{n.benchmarkTokPerSec.toFixed(1)}</td>
+                      <td data-label="Last seen">{formatDuration(Math.max(0, now - Date.parse(n.updatedAt)))} ago</td>
                     </tr>
                   ))}
                 </tbody>
