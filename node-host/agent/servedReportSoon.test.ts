@@ -57,7 +57,7 @@ after(async () => {
   await oracle?.close()
 })
 
-test('served tokens reach the Oracle within 3 s of a request ending, with the periodic report a minute apart', async (t) => {
+test('served tokens reach the Oracle within 5 s of a request ending, with the periodic report a minute apart', async (t) => {
   const agentId = running!.agent.agentId
   await waitFor('the host serving its range', () => (oracle.core.node(agentId)?.ready ? true : undefined))
   const host = running!.host()!
@@ -84,8 +84,9 @@ test('served tokens reach the Oracle within 3 s of a request ending, with the pe
     const ms = performance.now() - ended
     assert.equal(counted, served)
     t.diagnostic(`round ${round}: ${served} tokens counted ${Math.round(ms)} ms after the request ended`)
-    // The second round ends well inside 2 s of the first report: it waits out the gap, so ~2 s.
-    assert.ok(ms < 3000, `round ${round}: counted ${Math.round(ms)} ms after the request ended (the periodic report is 60 s apart)`)
+    // The second round ends well inside 2 s of the first report: it waits out the gap, so ~2 s
+    // (measured 1.8–2.0 s); 5 s leaves room for a loaded CI machine and is still far from 60 s.
+    assert.ok(ms < 5000, `round ${round}: counted ${Math.round(ms)} ms after the request ended (the periodic report is 60 s apart)`)
   }
   // One report per session end (coalesced), never one per token of the 12 generated.
   assert.equal(servingReports() - reportsBefore, 2)
