@@ -27,8 +27,8 @@ export type BuildShardGraphParameters = {
   /** @default 4 */
   int4AccuracyLevel?: Int4AccuracyLevel
   /**
-   * Takes the weight bytes built so far before each next piece is read (they are then dropped
-   * here): the builder holds one piece's weights, not the whole shard's. The artifact's `weights`
+   * Takes the weight bytes built so far before each next piece is built (they are then dropped
+   * here): the builder holds two pieces' weights (the one built, the next being read), not the whole shard's. The artifact's `weights`
    * keep only the bytes after the last call.
    */
   onWeights?: (chunks: Uint8Array[]) => Promise<void>
@@ -61,7 +61,8 @@ export function familyBuilder(spec: ModelSpec, index: SafetensorsIndex): FamilyB
 /**
  * Builds the ONNX model of layers `[start, end)`: the first shard embeds token ids, the last
  * applies the final norm and LM head; every shard takes the position offset and its layers'
- * past KV and returns the present KV. Reads only the tensors those layers need, one layer at a time.
+ * past KV and returns the present KV. Reads only the tensors those layers need, one layer at a time
+ * (the next while the current is built).
  */
 export async function buildShardGraph(params: BuildShardGraphParameters): Promise<ShardGraph> {
   const { spec, index, range, signal } = params
@@ -89,10 +90,19 @@ export async function buildShardGraph(params: BuildShardGraphParameters): Promis
   const kvHeads = spec.family === 'llama' ? spec.numKvHeads : spec.numHeads
   const layers: number[] = []
   let piece = 0
+  // The next piece is read while this one is built (reading and building take about as long).
+  const fetchPiece = (i: number) => {
+    const p = i < pieces.length ? readTensors(index, pieces[i]!, signal) : undefined
+    p?.catch(() => undefined) // awaited (and its error thrown) when its turn comes
+    return p
+  }
+  let ahead = fetchPiece(0)
   const read = async () => {
-    const names = pieces[piece++]!
+    const current = ahead!
+    piece++
+    ahead = fetchPiece(piece)
     if (params.onWeights) await params.onWeights(g.takeWeights())
-    const t = await readTensors(index, names, signal)
+    const t = await current
     params.onProgress?.(piece, pieces.length)
     return t
   }
