@@ -242,33 +242,42 @@ export function createHttpApi(init: HttpApiInit, components: HttpApiComponents):
     // A client may ask for a shorter deadline than the API's (`X-Deadline-Ms`), never a longer one.
     const asked = Number(req.headers['x-deadline-ms'])
     const ms = Number.isFinite(asked) && asked > 0 ? Math.min(asked, deadlineMs) : deadlineMs
-    const deadline = AbortSignal.timeout(ms)
+    // A timer cleared when the request ends: AbortSignal.timeout inside AbortSignal.any kept each
+    // request's signal chain alive for the whole deadline (5 min) after the request had ended.
+    const expiry = new AbortController()
+    const timer = setTimeout(() => expiry.abort(new DOMException(`the ${ms} ms deadline passed`, 'TimeoutError')), ms)
+    timer.unref()
+    const deadline = expiry.signal
     const left = new AbortController()
     res.once('close', () => res.writableFinished || left.abort(new Error('client closed the connection')))
     const signal = AbortSignal.any([deadline, left.signal])
     let release: () => void
-    if (maxQueued === 0) {
-      if (generating >= maxGenerations) throw new HttpError(503, `busy: ${generating} generations running; retry later`, { 'Retry-After': '1' })
-      release = () => undefined
-    } else {
-      try {
-        release = await queue.acquire(req.socket.remoteAddress ?? '', signal)
-      } catch (e) {
-        if (deadline.aborted) throw new SaturatedError(`saturated: no generation slot within the ${ms} ms deadline; retry later`, queue.retryAfterS())
-        throw e
-      }
-    }
-    generating++
-    components.metrics?.setActiveGenerations(generating)
     try {
-      await work(signal)
-    } catch (e) {
-      if (deadline.aborted) throw new HttpError(504, `the ${ms} ms deadline passed before the generation ended`)
-      throw e
-    } finally {
-      generating--
+      if (maxQueued === 0) {
+        if (generating >= maxGenerations) throw new HttpError(503, `busy: ${generating} generations running; retry later`, { 'Retry-After': '1' })
+        release = () => undefined
+      } else {
+        try {
+          release = await queue.acquire(req.socket.remoteAddress ?? '', signal)
+        } catch (e) {
+          if (deadline.aborted) throw new SaturatedError(`saturated: no generation slot within the ${ms} ms deadline; retry later`, queue.retryAfterS())
+          throw e
+        }
+      }
+      generating++
       components.metrics?.setActiveGenerations(generating)
-      release()
+      try {
+        await work(signal)
+      } catch (e) {
+        if (deadline.aborted) throw new HttpError(504, `the ${ms} ms deadline passed before the generation ended`)
+        throw e
+      } finally {
+        generating--
+        components.metrics?.setActiveGenerations(generating)
+        release()
+      }
+    } finally {
+      clearTimeout(timer)
     }
   }
 

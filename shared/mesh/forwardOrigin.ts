@@ -10,6 +10,7 @@ import { MeshError, frame, newSessionId, toWireSampling, type ForwardStreams, ty
 import { p2pAddresses, planDial, type DialPlan } from './peerAddress.ts'
 import { planRoute, type PeerShard } from './planRoute.ts'
 import { openDirectStream } from './openDirectStream.ts'
+import { createWaitDeadline } from './waitDeadline.ts'
 import { createRouteExclusions } from './routeExclusions.ts'
 import type { ShardLoad } from './shardLoad.ts'
 
@@ -188,12 +189,11 @@ export function createForwardOrigin(init: ForwardOriginInit, io: ForwardStreams)
           waiting.get(sessionId)?.push(frame({ case: 'error', value: { sessionId, code: ErrorCode.UNREACHABLE_NEXT_HOP, message: 'the first hop went away', peerId: route[0]!.peerId } }))
         })()
         const nextToken = async (): Promise<MeshToken> => {
-          const deadline = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(params.signal ? [params.signal] : [])])
-          while (inbox.length === 0) {
-            await new Promise<void>((resolve, reject) => {
-              wake = resolve
-              deadline.addEventListener('abort', () => reject(params.signal?.aborted ? params.signal.reason : new MeshError(ErrorCode.TIMEOUT, `no token within ${timeoutMs} ms`)), { once: true })
-            })
+          const deadline = createWaitDeadline(timeoutMs, params.signal, () => new MeshError(ErrorCode.TIMEOUT, `no token within ${timeoutMs} ms`))
+          try {
+            while (inbox.length === 0) await deadline.wait((w) => (wake = w))
+          } finally {
+            deadline.dispose()
           }
           const f = inbox.shift()!
           if (f.kind.case === 'error') throw new MeshError(f.kind.value.code, f.kind.value.message, f.kind.value.peerId)

@@ -1,5 +1,4 @@
 import { create } from '@bufbuild/protobuf'
-import { bytesToHex } from '@noble/hashes/utils.js'
 import { AuditAnswerSchema, StepInputSchema, type AuditAnswer, type Forward, type StepInput } from '../../proto/gen/mesh_pb.js'
 import type { ShardOutput } from '../engine/shardSession.ts'
 import type { LayerRange } from '../model/shardGraph.ts'
@@ -32,7 +31,15 @@ export type ServedStep = {
   start: boolean
 }
 
-type Entry = { digest: string; commitment: () => Uint8Array; input: StepInput; output: Float32Array }
+/** A retained step; its signed form is made from `meta` only when audited. */
+type Entry = { digest: string; meta: StepMeta; input: StepInput; output: Float32Array }
+
+/**
+ * Heap a retained step takes besides its input and output data (objects, typed-array headers,
+ * digest, meta), measured by stepLog.memory.test.ts: counted with the data, so `maxBytes` bounds
+ * the memory the log really holds.
+ */
+export const STEP_OVERHEAD_BYTES = 1280
 type Session = { entries: Entry[]; bytes: number; closedAt: number | null; touched: number }
 
 /** Logits a last shard commits to: the top ones (ids and values), not the whole vocabulary row. */
@@ -75,6 +82,30 @@ export function committedRow(out: ShardOutput, hiddenSize: number): { row: Float
     row[k + j] = vals[j]!
   }
   return { row, kind: 'top-logits' }
+}
+
+const HEX = '0123456789abcdef'
+/**
+ * Hex of a digest as one flat string (80 bytes of heap): bytesToHex builds it by concatenation, a
+ * rope of ~30 pieces (800 bytes) that a retained step would keep; a Uint8Array costs ~230.
+ */
+function flatHex(bytes: Uint8Array): string {
+  const codes = new Array<number>(bytes.length * 2)
+  for (let i = 0; i < bytes.length; i++) {
+    codes[2 * i] = HEX.charCodeAt(bytes[i]! >> 4)
+    codes[2 * i + 1] = HEX.charCodeAt(bytes[i]! & 15)
+  }
+  return String.fromCharCode(...codes)
+}
+
+/**
+ * The frame's input with its tensor bytes in a buffer of their own: decoded from a frame, they
+ * are a view into the whole received chunk, which a retained step would keep alive with them.
+ */
+function ownBytes(input: Forward['input']): Forward['input'] {
+  if (input.case !== 'hidden') return input
+  const data = input.value.data
+  return data.byteLength === data.buffer.byteLength ? input : { case: 'hidden', value: { ...input.value, data: data.slice() } }
 }
 
 /** The last position's row of a step's output: the hidden state, or the logits on the last shard. */
@@ -140,7 +171,7 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
       if (!session) sessions.set(k, (session = { entries: [], bytes: 0, closedAt: null, touched: now() }))
       const t0 = performance.now()
       // The frame's input oneof is the StepInput's (same cases, same messages): passed through.
-      const input = create(StepInputSchema, { step: s.step, chunkIndex: s.chunkIndex, input: s.input })
+      const input = create(StepInputSchema, { step: s.step, chunkIndex: s.chunkIndex, input: ownBytes(s.input) })
       const { row: output, kind } = committedRow(s.output, init.hiddenSize)
       const meta: StepMeta = {
         peer: init.signer.peerId,
@@ -157,10 +188,8 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
         ...(init.weights && init.weights !== DEFAULT_WEIGHTS ? { weights: init.weights } : {}),
       }
       const digest = stepDigest(meta, input, output)
-      // The signed form is made only when audited.
-      const commitment = () => encodeCommitment({ v: 1, ...meta, digest: bytesToHex(digest) })
-      const bytes = (input.input.case === 'hidden' ? input.input.value.data.byteLength : (input.input.value?.ids.length ?? 0) * 4) + output.byteLength + 256
-      session.entries.push({ digest: bytesToHex(digest), commitment, input, output })
+      const bytes = (input.input.case === 'hidden' ? input.input.value.data.byteLength : (input.input.value?.ids.length ?? 0) * 4) + output.byteLength + STEP_OVERHEAD_BYTES
+      session.entries.push({ digest: flatHex(digest), meta, input, output })
       session.bytes += bytes
       session.touched = now()
       total += bytes
@@ -178,12 +207,13 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
     async audit(requester: string, sessionId: string, digest: Uint8Array): Promise<AuditAnswer> {
       trim()
       const s = sessions.get(key(requester, sessionId))
-      const want = bytesToHex(digest)
+      const want = flatHex(digest)
       const at = s?.entries.findIndex((e) => e.digest === want) ?? -1
       if (!s || at < 0) return create(AuditAnswerSchema, { error: `that step of session "${sessionId}" is not retained here` })
       s.touched = now()
       const e = s.entries[at]!
-      const commitment = e.commitment()
+      // The signed form is made only when audited.
+      const commitment = encodeCommitment({ v: 1, ...e.meta, digest: e.digest })
       return create(AuditAnswerSchema, {
         inputs: s.entries.slice(0, at + 1).map((x) => x.input),
         output: new Uint8Array(e.output.buffer.slice(e.output.byteOffset, e.output.byteOffset + e.output.byteLength)),
