@@ -1,19 +1,23 @@
-import { GENERATE_USAGE, parseGenerateArgs, runGenerate } from './generateCommand.ts'
 import { UsageError } from './usageError.ts'
 import { takeLogLevel } from './logLevelOption.ts'
 import { takeThreads } from './threadsOption.ts'
-import { SERVE_USAGE, parseServeArgs, runServe } from './serveCommand.ts'
-import { START_USAGE, parseStartArgs, runStart } from './startCommand.ts'
-import { LOCAL_USAGE, runLocalNetwork } from './localNetwork.ts'
-import { ORACLE_USAGE, parseOracleArgs, runOracle } from './oracleCommand.ts'
-import { DEVNET_USAGE, parseDevnetArgs, runDevnet } from '../chain/devnetCommand.ts'
-import { APP_USAGE, parseAppArgs, runApp } from '../app/appCommand.ts'
-import { EARNINGS_USAGE, parseEarningsArgs, runEarnings } from './earningsCommand.ts'
-import { REWARDS_USAGE, parseClaimArgs, parseRewardsArgs, runClaim, runRewards } from '../chain/rewardsCommand.ts'
-import { FARM_USAGE, runFarmCommand } from '../farm/farmCommand.ts'
-import { ORIGIN_USAGE, parseOriginArgs, runOrigin } from './originCommand.ts'
 
-const USAGE = `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
+/** The whole usage text: every command's module is imported for it. */
+async function usage(): Promise<string> {
+  const [g, sv, st, or, ora, lo, dv, ap, ea, rw, fa] = await Promise.all([
+    import('./generateCommand.ts'),
+    import('./serveCommand.ts'),
+    import('./startCommand.ts'),
+    import('./originCommand.ts'),
+    import('./oracleCommand.ts'),
+    import('./localNetwork.ts'),
+    import('../chain/devnetCommand.ts'),
+    import('../app/appCommand.ts'),
+    import('./earningsCommand.ts'),
+    import('../chain/rewardsCommand.ts'),
+    import('../farm/farmCommand.ts'),
+  ])
+  return `shardmesh: LLM inference over shards of layers on ONNX Runtime, peer to peer.
 
 commands:
   generate   run a prompt through a model's shards in this process
@@ -29,67 +33,94 @@ commands:
   claim      claim the configured wallet's pending reward
   farm       run many headless contributor pages on this machine, supervised (Chromium via Playwright)
 
-${GENERATE_USAGE}
-${SERVE_USAGE}
-${START_USAGE}
-${ORIGIN_USAGE}
-${ORACLE_USAGE}
-${LOCAL_USAGE}
-${DEVNET_USAGE}
-${APP_USAGE}
-${EARNINGS_USAGE}
-${REWARDS_USAGE}
-${FARM_USAGE}
+${g.GENERATE_USAGE}
+${sv.SERVE_USAGE}
+${st.START_USAGE}
+${or.ORIGIN_USAGE}
+${ora.ORACLE_USAGE}
+${lo.LOCAL_USAGE}
+${dv.DEVNET_USAGE}
+${ap.APP_USAGE}
+${ea.EARNINGS_USAGE}
+${rw.REWARDS_USAGE}
+${fa.FARM_USAGE}
 
 every command: --log-level fatal|error|warn|info|debug|trace|silent (or LOG_LEVEL; default info). Logs go to
 stderr as pino JSON lines, pretty-printed when stdout is a terminal (LOG_FORMAT=json|pretty decides instead).
 every command that runs the engine: --threads <n> (or SHARDMESH_THREADS): ONNX Runtime threads per shard session
 (default: every core; host processes that a command starts inherit it).`
+}
 
+// Each command's module is imported when that command runs: a host process does not load the
+// farm's Playwright, the Oracle's SQLite or the app server (seconds of start-up and tens of MB each).
 async function main(args: string[]): Promise<number> {
   const argv = takeThreads(takeLogLevel(args))
   const [command, ...rest] = argv
   switch (command) {
-    case 'generate':
+    case 'generate': {
+      const { runGenerate, parseGenerateArgs } = await import('./generateCommand.ts')
       await runGenerate(parseGenerateArgs(rest))
       return 0
-    case 'serve':
+    }
+    case 'serve': {
+      const { runServe, parseServeArgs } = await import('./serveCommand.ts')
       await runServe(parseServeArgs(rest))
       return new Promise<number>(() => {}) // runs until a signal stops it
-    case 'local':
+    }
+    case 'local': {
+      const { runLocalNetwork } = await import('./localNetwork.ts')
       await runLocalNetwork(rest)
       return 0
-    case 'start':
+    }
+    case 'start': {
+      const { runStart, parseStartArgs } = await import('./startCommand.ts')
       await runStart(parseStartArgs(rest))
       return new Promise<number>(() => {})
-    case 'origin':
+    }
+    case 'origin': {
+      const { runOrigin, parseOriginArgs } = await import('./originCommand.ts')
       await runOrigin(parseOriginArgs(rest))
       return new Promise<number>(() => {})
-    case 'oracle':
+    }
+    case 'oracle': {
+      const { runOracle, parseOracleArgs } = await import('./oracleCommand.ts')
       await runOracle(parseOracleArgs(rest))
       return new Promise<number>(() => {})
-    case 'app':
+    }
+    case 'app': {
+      const { runApp, parseAppArgs } = await import('../app/appCommand.ts')
       await runApp(parseAppArgs(rest))
       return new Promise<number>(() => {})
-    case 'earnings':
+    }
+    case 'earnings': {
+      const { runEarnings, parseEarningsArgs } = await import('./earningsCommand.ts')
       await runEarnings(parseEarningsArgs(rest))
       return 0
-    case 'rewards':
+    }
+    case 'rewards': {
+      const { runRewards, parseRewardsArgs } = await import('../chain/rewardsCommand.ts')
       await runRewards(parseRewardsArgs(rest))
       return 0
-    case 'claim':
+    }
+    case 'claim': {
+      const { runClaim, parseClaimArgs } = await import('../chain/rewardsCommand.ts')
       await runClaim(parseClaimArgs(rest))
       return 0
-    case 'farm':
+    }
+    case 'farm': {
+      const { runFarmCommand } = await import('../farm/farmCommand.ts')
       return runFarmCommand(rest)
-    case 'devnet':
+    }
+    case 'devnet': {
+      const { runDevnet, parseDevnetArgs } = await import('../chain/devnetCommand.ts')
       await runDevnet(parseDevnetArgs(rest))
       return 0
+    }
     case undefined:
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(`${USAGE}\n`)
+      process.stdout.write(`${await usage()}\n`)
       return 0
     default:
       throw new UsageError(`unknown command "${command}"`)
@@ -98,10 +129,10 @@ async function main(args: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
-  (e: unknown) => {
+  async (e: unknown) => {
     const err = e as Error
     process.stderr.write(`shardmesh: ${err.message}\n`)
-    if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') process.stderr.write(`${USAGE}\n`)
+    if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') process.stderr.write(`${await usage()}\n`)
     process.exit(err instanceof UsageError ? 2 : 1)
   },
 )
