@@ -4,17 +4,13 @@ import type { AddressInfo } from 'node:net'
 import { after, before, test } from 'node:test'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { loadShards } from '../../shared/engine/loadShards.ts'
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
-import { createTextGenerator, stagesRunner, type TextGenerator } from '../../shared/engine/textGenerator.ts'
+import type { TextGenerator } from '../../shared/engine/textGenerator.ts'
 import { silentLogger } from '../../shared/logger.ts'
-import { loadTokenizer } from '../../shared/model/tokenizer.ts'
-import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { createLogger } from '../logger.ts'
-import { fileModelSource } from '../model/fileModelSource.ts'
-import { DEFAULT_MODEL_DIR } from '../model/resolveModelSource.ts'
 import { answerClientErrors } from '../net/guardListener.ts'
 import { createHttpApi } from './httpApi.ts'
+import { defaultModelGenerator } from '../../testing/defaultModelGenerator.ts'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
@@ -26,19 +22,12 @@ let server: Server
 const signals: WeakRef<AbortSignal>[] = []
 
 before(async () => {
-  const source = fileModelSource(DEFAULT_MODEL_DIR)
-  ;({ shards } = await loadShards({ source, runtime: nodeRuntime(), device: 'cpu', ranges: [{ start: 0, end: 8 }] }))
-  const run = stagesRunner(() => shards)
-  generator = createTextGenerator({
-    tokenizer: await loadTokenizer(source),
-    eosTokenIds: [0],
-    run: (params) => {
-      signals.push(new WeakRef(params.signal!))
-      // As consumers of the signal do (libp2p dials, the mesh origin): combined with others.
-      const combined = AbortSignal.any([params.signal!])
-      return run({ ...params, signal: combined })
-    },
-  })
+  ;({ shards, generator } = await defaultModelGenerator((run) => (params) => {
+    signals.push(new WeakRef(params.signal!))
+    // As consumers of the signal do (libp2p dials, the mesh origin): combined with others.
+    const combined = AbortSignal.any([params.signal!])
+    return run({ ...params, signal: combined })
+  }))
   server = createServer(createHttpApi({ model: 'm', address: 'local', layers: { start: 0, end: 8, total: 8 } }, { logger: createLogger('test', 'silent'), generator: () => generator }))
   answerClientErrors(server, silentLogger)
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))

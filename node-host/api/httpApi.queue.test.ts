@@ -2,17 +2,13 @@ import assert from 'node:assert/strict'
 import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { loadShards } from '../../shared/engine/loadShards.ts'
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
-import { createTextGenerator, stagesRunner, type TextGenerator } from '../../shared/engine/textGenerator.ts'
+import type { TextGenerator } from '../../shared/engine/textGenerator.ts'
 import { silentLogger } from '../../shared/logger.ts'
-import { loadTokenizer } from '../../shared/model/tokenizer.ts'
-import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { createLogger } from '../logger.ts'
-import { fileModelSource } from '../model/fileModelSource.ts'
-import { DEFAULT_MODEL_DIR } from '../model/resolveModelSource.ts'
 import { answerClientErrors } from '../net/guardListener.ts'
 import { createHttpApi, type HttpApiInit } from './httpApi.ts'
+import { defaultModelGenerator } from '../../testing/defaultModelGenerator.ts'
 
 type Answer = { status: number; retryAfter: string | undefined; body: string }
 
@@ -41,23 +37,16 @@ describe('host API: a fair queue per client, 429 with Retry-After when saturated
   const servers: Server[] = []
 
   before(async () => {
-    const source = fileModelSource(DEFAULT_MODEL_DIR)
-    ;({ shards } = await loadShards({ source, runtime: nodeRuntime(), device: 'cpu', ranges: [{ start: 0, end: 8 }] }))
-    const run = stagesRunner(() => shards)
-    generator = createTextGenerator({
-      tokenizer: await loadTokenizer(source),
-      eosTokenIds: [0],
-      run: async (params) => {
-        await Promise.race([
-          gate,
-          new Promise((_, reject) => {
-            params.signal?.throwIfAborted()
-            params.signal?.addEventListener('abort', () => reject(params.signal!.reason), { once: true })
-          }),
-        ])
-        return run(params)
-      },
-    })
+    ;({ shards, generator } = await defaultModelGenerator((run) => async (params) => {
+      await Promise.race([
+        gate,
+        new Promise((_, reject) => {
+          params.signal?.throwIfAborted()
+          params.signal?.addEventListener('abort', () => reject(params.signal!.reason), { once: true })
+        }),
+      ])
+      return run(params)
+    }))
     // The prompt a generation was asked for, seen as it starts.
     const generateText = generator.generateText.bind(generator)
     generator = { ...generator, generateText: (req) => (started.push(req.prompt), generateText(req)) }

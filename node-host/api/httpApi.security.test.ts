@@ -2,18 +2,14 @@ import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { loadShards } from '../../shared/engine/loadShards.ts'
 import type { ShardSession } from '../../shared/engine/shardSession.ts'
-import { createTextGenerator, stagesRunner, type TextGenerator } from '../../shared/engine/textGenerator.ts'
+import type { TextGenerator } from '../../shared/engine/textGenerator.ts'
 import { silentLogger } from '../../shared/logger.ts'
 import { createLogger } from '../logger.ts'
-import { loadTokenizer } from '../../shared/model/tokenizer.ts'
-import { nodeRuntime } from '../engine/nodeRuntime.ts'
-import { fileModelSource } from '../model/fileModelSource.ts'
-import { DEFAULT_MODEL_DIR } from '../model/resolveModelSource.ts'
 import { answerClientErrors } from '../net/guardListener.ts'
 import { rawGet, rawRequest } from '../../testing/rawHttp.ts'
 import { createHttpApi, type HttpApiComponents, type HttpApiInit } from './httpApi.ts'
+import { defaultModelGenerator } from '../../testing/defaultModelGenerator.ts'
 
 async function startApi(init: Partial<HttpApiInit>, components: Partial<HttpApiComponents> = {}): Promise<{ server: Server; url: string }> {
   const server = createServer(
@@ -55,17 +51,10 @@ describe('host API: secret, content type, Host, concurrency and size limits over
   let api: { server: Server; url: string }
 
   before(async () => {
-    const source = fileModelSource(DEFAULT_MODEL_DIR)
-    ;({ shards } = await loadShards({ source, runtime: nodeRuntime(), device: 'cpu', ranges: [{ start: 0, end: 8 }] }))
-    const run = stagesRunner(() => shards)
-    generator = createTextGenerator({
-      tokenizer: await loadTokenizer(source),
-      eosTokenIds: [0],
-      run: async (params) => {
-        await gate
-        return run(params)
-      },
-    })
+    ;({ shards, generator } = await defaultModelGenerator((run) => async (params) => {
+      await gate
+      return run(params)
+    }))
     api = await startApi({ apiSecret: SECRET, maxBodyBytes: 4096, maxConcurrentGenerations: 1 }, { generator: () => generator })
   })
   after(async () => {
