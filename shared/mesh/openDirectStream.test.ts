@@ -85,7 +85,7 @@ describe('openDirectStream: a peer first reached over a limited relay circuit', 
     const second = await circuitDialUnderWay()
     const logged: string[] = []
     const logger = { ...silentLogger, info: (_: object, msg?: string) => void logged.push(msg ?? '') }
-    const stream = await openDirectStream(a, plan, PROTOCOL, { signal: AbortSignal.timeout(15_000), logger })
+    const stream = await openDirectStream(a, plan, PROTOCOL, { signal: AbortSignal.timeout(30_000), logger })
     assert.deepEqual(logged, ['peer reached only over a limited relay circuit; dialling its /webrtc address'])
     assert.ok((await second.dial).limits != null, 'this time too the circuit dial was under way')
     assert.equal(await echo(stream, 'hidden state'), 'hidden state')

@@ -3,8 +3,12 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from '../logger.ts'
 import type { DialPlan } from './peerAddress.ts'
 
-/** Longest wait for a direct (WebRTC) connection once a peer was reached only over a relay. @default 5000 */
-export const DIRECT_WAIT_MS = 5000
+/**
+ * Longest wait for a direct (WebRTC) connection once a peer was reached only over a relay; the
+ * caller's signal bounds it too. One WebRTC dial between two Node peers on a loaded 2-core CI
+ * machine once took over 5 s. @default 15000
+ */
+export const DIRECT_WAIT_MS = 15_000
 
 /**
  * Longest one dial attempt may take before it is abandoned and made again. WebRTC's ICE now and
@@ -78,15 +82,18 @@ export async function openDirectStream(
   let lastError: unknown
   // A dial may join one already under way for the peer and so return the limited connection
   // again: dialled again until the deadline, a direct connection from anyone's dial being taken.
-  while (!deadline.aborted) {
+  // An attempt that stalls (ICE) is abandoned after attemptMs, as above.
+  for (let attempt = 1; !deadline.aborted; attempt++) {
     const ready = unlimited(node, plan.peerId)
     if (ready) return ready.newStream(protocol, { signal: opts.signal })
+    const stalled = AbortSignal.timeout(attemptMs)
     try {
-      const conn = await node.dial(webrtc, { signal: deadline })
+      const conn = await node.dial(webrtc, { signal: AbortSignal.any([deadline, stalled]) })
       if (conn.limits == null) return await conn.newStream(protocol, { signal: opts.signal })
     } catch (e) {
       lastError = e
       if (deadline.aborted) break
+      if (stalled.aborted) opts.logger.warn({ peer, attempt, attemptMs }, 'a WebRTC dial stalled; dialling again')
     }
     await new Promise((r) => setTimeout(r, 100))
   }
