@@ -4,7 +4,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { topologySchema, type Topology } from '../shared/oracle/plumiseSchemas.ts'
 import { SERVED_PATH, servedSnapshotSchema } from '../shared/oracle/servedThroughput.ts'
 import { loadFixture, type Fixture, type FixturePrompt } from '../testing/fixtures.ts'
-import { CHROMIUM_PATH } from './launchChromium.ts'
+import { CHROMIUM_PATH, MESH_PAGE_ARGS } from './launchChromium.ts'
 import { startAppNetwork, type AppNetwork } from './startAppNetwork.ts'
 
 // The contributor app against ONE real `npm start` network (`shardmesh local --hosts 1`: devnet,
@@ -12,7 +12,6 @@ import { startAppNetwork, type AppNetwork } from './startAppNetwork.ts'
 // cannot hold every layer, so once a page contributes, every completion needs the page's layers.
 
 const MODEL = 'docs-llama-7m'
-const ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--allow-loopback-in-peer-connection', '--use-fake-ui-for-media-stream']
 
 const expected = (p: FixturePrompt) => {
   const eos = p.greedy_new_ids.indexOf(0)
@@ -41,7 +40,7 @@ describe('the contributor app on an npm start network', () => {
     fixture = await loadFixture(MODEL)
     net = await startAppNetwork({ hosts: 1 })
     // No --enable-unsafe-webgpu: headless Chromium then has navigator.gpu but no adapter, so the page runs the wasm backend.
-    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS })
+    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: MESH_PAGE_ARGS })
     context = await browser.newContext()
     page = await context.newPage()
     page.on('pageerror', (e) => pageErrors.push(e.message))
@@ -66,7 +65,7 @@ describe('the contributor app on an npm start network', () => {
   })
 
   test('with WebGPU (SwiftShader here) the capability check names the adapter, shader-f16 and its largest buffer, and picks WebGPU', async () => {
-    const gpuBrowser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: [...ARGS, '--enable-unsafe-webgpu'] })
+    const gpuBrowser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: [...MESH_PAGE_ARGS, '--enable-unsafe-webgpu'] })
     try {
       const gpuPage = await gpuBrowser.newPage()
       await gpuPage.goto(net.appUrl)

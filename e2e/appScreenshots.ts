@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { chromium } from 'playwright-core'
 import { REPO_ROOT } from '../testing/fixtures.ts'
-import { CHROMIUM_PATH } from './launchChromium.ts'
+import { CHROMIUM_PATH, MESH_PAGE_ARGS } from './launchChromium.ts'
 import { startAppNetwork, type AppNetwork } from './startAppNetwork.ts'
 import { installTestWallet } from './testWallet.ts'
 import { generatePrivateKey } from 'viem/accounts'
@@ -20,7 +20,7 @@ const out = values.out ?? join(REPO_ROOT, '.cache', 'screenshots')
 await mkdir(out, { recursive: true })
 let net: AppNetwork | undefined
 const appUrl = values.app ?? (net = await startAppNetwork({ hosts: 1 })).appUrl
-const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: ['--no-sandbox', '--disable-background-networking', '--no-first-run', '--allow-loopback-in-peer-connection', '--use-fake-ui-for-media-stream'] })
+const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: MESH_PAGE_ARGS })
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
   const page = await context.newPage()

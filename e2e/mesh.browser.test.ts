@@ -25,7 +25,7 @@ import { createNodeLibp2p, type NodeLibp2p } from '../node-host/mesh/createNodeL
 import { fileModelSource } from '../node-host/model/fileModelSource.ts'
 import { loadFixture, type Fixture, type FixturePrompt } from '../testing/fixtures.ts'
 import type { MeshPeerInfo } from '../testing/pages/meshPeerPage.ts'
-import { CHROMIUM_PATH } from './launchChromium.ts'
+import { CHROMIUM_PATH, MESH_PAGE_ARGS } from './launchChromium.ts'
 import { startWebServer, type WebServer, type WebServerMode } from './startWebServer.ts'
 
 // Pages as peers of the mesh: a page serving docs-llama-7m's middle layers [3, 6) in its engine
@@ -121,7 +121,7 @@ describe('mesh: a Chromium page serving layers [3, 6) of docs-llama-7m', () => {
     await origin.start()
     browser = await chromium.launch({
       executablePath: CHROMIUM_PATH,
-      args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--allow-loopback-in-peer-connection', '--use-fake-ui-for-media-stream'],
+      args: MESH_PAGE_ARGS,
     })
   })
 

@@ -16,7 +16,7 @@ import { contributionFromMetrics } from '../shared/chain/rewardFormula.ts'
 import { transact, type ChainClient } from '../shared/chain/transact.ts'
 import { SERVED_PATH, servedSnapshotSchema } from '../shared/oracle/servedThroughput.ts'
 import { pageChainOf } from '../web/wallet/pageChain.ts'
-import { CHROMIUM_PATH } from './launchChromium.ts'
+import { CHROMIUM_PATH, MESH_PAGE_ARGS } from './launchChromium.ts'
 import { startAppNetwork, type AppNetwork } from './startAppNetwork.ts'
 import { installTestWallet, type TestWallet } from './testWallet.ts'
 
@@ -25,7 +25,6 @@ import { installTestWallet, type TestWallet } from './testWallet.ts'
 // the key in Node). The epoch is closed within the test: the pool's owner (anvil's account 0, the
 // devnet's deployer) lends the oracle role to a key of the test for one report, then gives it back.
 
-const ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
 const DEPLOYER_KEY: Hex = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80' // anvil's well-known account 0
 
 describe('the Wallet view on an npm start network', () => {
@@ -43,7 +42,7 @@ describe('the Wallet view on an npm start network', () => {
     assert.ok(c, 'the network has a chain')
     chain = defineChain({ id: c.id, name: 'devnet', nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 }, rpcUrls: { default: { http: [c.rpcUrl] } } })
     reader = createPublicClient({ chain, transport: chainHttp(c.rpcUrl), pollingInterval: 100 }) as ChainClient
-    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS })
+    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: MESH_PAGE_ARGS })
     page = await (await browser.newContext()).newPage()
     page.on('pageerror', (e) => pageErrors.push(e.message))
     if (process.env.DEBUG_APP) page.on('console', (m) => console.log(`[page] ${m.text()}`))
