@@ -65,7 +65,7 @@ export type SoakReport = {
    * mostly the GC's sawtooth); `lowsGrowthMbPerHour`: the slope of each minute's lowest sample after
    * warm-up, what stays resident across collections (null under three minutes).
    */
-  rss: Array<{ process: string; firstMb: number; lastMb: number; maxMb: number; growthMbPerHour: number | null; lowsGrowthMbPerHour: number | null; samples: number }>
+  rss: Array<{ process: string; firstMb: number | null; lastMb: number; maxMb: number; growthMbPerHour: number | null; lowsGrowthMbPerHour: number | null; samples: number }>
   chain: { transactions: number; proofTransactions: number; generations: number; perGeneration: number; proofsPerGeneration: number }
 }
 
@@ -342,7 +342,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         const after = s.samples.filter(([t]) => t >= s.samples[0]![0] + warm)
         const mbs = s.samples.map(([, mb]) => mb)
         const lows = slopePerHour(windowLows(after, 60))
-        return { process: s.name, firstMb: Math.round(after[0]?.[1] ?? mbs[0] ?? 0), lastMb: Math.round(mbs.at(-1) ?? 0), maxMb: Math.round(Math.max(...mbs)), growthMbPerHour: after.length >= 3 ? Math.round(slopePerHour(after)!) : null, lowsGrowthMbPerHour: lows === null ? null : Math.round(lows), samples: s.samples.length }
+        // A process that did not outlive the warm-up has no RSS after it.
+        return { process: s.name, firstMb: after[0] ? Math.round(after[0][1]) : null, lastMb: Math.round(mbs.at(-1) ?? 0), maxMb: Math.round(Math.max(...mbs)), growthMbPerHour: after.length >= 3 ? Math.round(slopePerHour(after)!) : null, lowsGrowthMbPerHour: lows === null ? null : Math.round(lows), samples: s.samples.length }
       }),
       chain: { transactions, proofTransactions, generations: ok.length, perGeneration: ok.length ? transactions / ok.length : 0, proofsPerGeneration: ok.length ? proofTransactions / ok.length : 0 },
     }
@@ -378,7 +379,7 @@ export function formatSoakTable(r: SoakReport): string {
     '',
     `RSS after a warm-up of ${r.warmupSec} s per process:`,
     'process | RSS after warm-up (MB) | last | max | growth after warm-up MB/h | growth of minute lows MB/h | samples',
-    ...r.rss.map((p) => `${p.process} | ${p.firstMb} | ${p.lastMb} | ${p.maxMb} | ${p.growthMbPerHour ?? '-'} | ${p.lowsGrowthMbPerHour ?? '-'} | ${p.samples}`),
+    ...r.rss.map((p) => `${p.process} | ${p.firstMb ?? '-'} | ${p.lastMb} | ${p.maxMb} | ${p.growthMbPerHour ?? '-'} | ${p.lowsGrowthMbPerHour ?? '-'} | ${p.samples}`),
     '',
     `chain: ${r.chain.transactions} transactions (${r.chain.proofTransactions} verifyInference) for ${r.chain.generations} generations: ${r.chain.perGeneration.toFixed(3)} per generation (${r.chain.proofsPerGeneration.toFixed(3)} proofs)`,
   ]
