@@ -11,6 +11,7 @@ import { UnplannedAddressError, planDial, type DialPlan } from './peerAddress.ts
 import { createPeerLimit } from './peerLimits.ts'
 import { MeshError, frame, fromWireSampling, stepSeed, type ForwardStreams, type Lp } from './forwardStreams.ts'
 import type { ShardLoad } from './shardLoad.ts'
+import { withTimeout } from './waitDeadline.ts'
 
 /** Served-work counters of one peer's shard, cumulative since the service started. */
 export type ForwardServiceStats = {
@@ -120,7 +121,7 @@ export function createForwardServer(init: ForwardServerInit, io: ForwardStreams)
       }
       let first: Frame | null
       try {
-        first = await readFrame(lp, AbortSignal.timeout(timeoutMs))
+        first = await withTimeout(timeoutMs, (signal) => readFrame(lp, signal))
       } catch (e) {
         const code = e instanceof MeshError ? e.code : ErrorCode.MALFORMED_FRAME
         logger.warn({ remote, err: (e as Error).message }, 'refused a stream: bad first frame')
@@ -209,7 +210,7 @@ export function createForwardServer(init: ForwardServerInit, io: ForwardStreams)
     served.sessions++
     try {
       for (;;) {
-        const f = await readFrame(up, AbortSignal.timeout(idleMs)).catch((e: Error) => {
+        const f = await withTimeout(idleMs, (signal) => readFrame(up, signal)).catch((e: Error) => {
           if (e.name === 'TimeoutError' || e.name === 'AbortError') throw new MeshError(ErrorCode.TIMEOUT, `session idle for ${idleMs} ms`)
           throw e
         })

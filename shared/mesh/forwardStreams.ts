@@ -9,6 +9,7 @@ import type { Logger } from '../logger.ts'
 import { FORWARD_PROTOCOL, decodeFrame, encodeFrame } from './frames.ts'
 import { openDirectStream } from './openDirectStream.ts'
 import type { DialPlan } from './peerAddress.ts'
+import { withTimeout } from './waitDeadline.ts'
 
 /** An open connection to a peer; its remote peer id is the one Noise authenticated. */
 export type MeshConnection = {
@@ -109,7 +110,7 @@ export function createForwardStreams(init: ForwardStreamsInit) {
     return lpStream(stream, lpOpts)
   }
 
-  const send = (lp: Lp, f: Frame) => lp.write(encodeFrame(f), { signal: AbortSignal.timeout(timeoutMs) })
+  const send = (lp: Lp, f: Frame) => withTimeout(timeoutMs, (signal) => lp.write(encodeFrame(f), { signal }))
   const sendError = (lp: Lp, sessionId: string, code: ErrorCode, message: string, peerId = self) =>
     send(lp, frame({ case: 'error', value: { sessionId, code, message, peerId } })).catch(() => undefined)
 

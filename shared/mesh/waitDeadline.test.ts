@@ -3,7 +3,7 @@ import { getEventListeners } from 'node:events'
 import { test } from 'node:test'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { createWaitDeadline } from './waitDeadline.ts'
+import { createWaitDeadline, withTimeout } from './waitDeadline.ts'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
@@ -58,4 +58,16 @@ test('a finished wait keeps nothing alive: a generation\'s per-step waits on its
   }
   const alive = refs.filter((r) => r.deref() !== undefined).length
   assert.equal(alive, 0, `${alive} of 200 finished steps still reachable`)
+})
+
+test('withTimeout: the signal aborts with a TimeoutError at the deadline, and never once the run has settled', async () => {
+  const slow = withTimeout(30, (signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })))
+  await assert.rejects(slow, (e: Error) => e.name === 'TimeoutError')
+
+  const seen: AbortSignal[] = []
+  assert.equal(await withTimeout(30, async (signal) => (seen.push(signal), 'frame')), 'frame')
+  await assert.rejects(withTimeout(30, async (signal) => (seen.push(signal), Promise.reject(new RangeError('stream reset')))), RangeError)
+  await new Promise((r) => setTimeout(r, 80))
+  // AbortSignal.timeout(30) would have fired here, its timer and signal alive until then.
+  assert.deepEqual(seen.map((s) => s.aborted), [false, false], 'the timers were cleared when the runs settled')
 })

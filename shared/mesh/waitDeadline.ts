@@ -45,3 +45,21 @@ export function createWaitDeadline(ms: number, signal: AbortSignal | undefined, 
     },
   }
 }
+
+/**
+ * Runs `run` with a signal that aborts with a `TimeoutError` after `ms`; the timer is cleared as
+ * soon as `run` settles. For per-frame reads and writes: `AbortSignal.timeout(ms)` stays alive
+ * (signal and timer) until it fires, so a host forwarding a hundred frames a second with a 120 s
+ * idle limit kept some 12,000 of them.
+ */
+export async function withTimeout<T>(ms: number, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(new DOMException(`timed out after ${ms} ms`, 'TimeoutError')), ms)
+  // As AbortSignal.timeout's: a pending read does not keep a stopping Node process alive.
+  ;(timer as { unref?: () => void }).unref?.()
+  try {
+    return await run(controller.signal)
+  } finally {
+    clearTimeout(timer)
+  }
+}
