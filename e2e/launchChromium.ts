@@ -6,23 +6,8 @@ export const CHROMIUM_PATH = process.env.SHARDMESH_CHROMIUM ?? '/usr/bin/chromiu
 /** Headless and quiet: no background traffic, so tests stay on loopback. */
 const BASE_ARGS = ['--no-sandbox', '--disable-gpu-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
 
-/**
- * A browser whose pages are mesh peers: pages reach each other over WebRTC on this machine. By
- * default Chromium hides a page's addresses behind mDNS names (`<uuid>.local`), and two pages that
- * offer only such candidates connect only once multicast DNS resolves them: on a loaded CI machine
- * an ICE check then stalled for 8 s and the retry failed. With the real host addresses the check
- * runs at once.
- */
-export const MESH_PAGE_ARGS = [
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--allow-loopback-in-peer-connection',
-  '--use-fake-ui-for-media-stream',
-  '--disable-features=WebRtcHideLocalIpsWithMdns',
-]
+/** A browser whose pages are mesh peers: the farm's flags (their WebRTC candidates carry real addresses). */
+export { MESH_PAGE_ARGS } from '../node-host/farm/meshPageArgs.ts'
 
 export type LaunchChromiumOptions = {
   /**

@@ -1,6 +1,7 @@
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { z } from 'zod'
 import { forgetDevtoolsEndpoint, readDevtoolsEndpoint } from './devtoolsEndpoint.ts'
+import { MESH_PAGE_ARGS } from './meshPageArgs.ts'
 
 /** How a worker's Chromium offers WebGPU: `auto` the machine's GPU, `swiftshader` the software adapter, `off` the wasm backend. */
 export type FarmGpu = 'auto' | 'swiftshader' | 'off'
@@ -51,21 +52,8 @@ export type FarmPage = {
 
 const bindingSchema = z.object({ peerId: z.string().min(1), signature: z.string().regex(/^0x[0-9a-fA-F]{128}$/).transform((s) => s as `0x${string}`) })
 
-// The pages' real addresses in their WebRTC candidates, not mDNS names (a privacy measure for people
-// browsing, which here only makes two pages of one farm depend on multicast DNS to reach each other).
-const BASE_ARGS = [
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--allow-loopback-in-peer-connection',
-  '--use-fake-ui-for-media-stream',
-  '--disable-features=WebRtcHideLocalIpsWithMdns',
-  '--disable-renderer-backgrounding',
-  '--disable-background-timer-throttling',
-  '--disable-backgrounding-occluded-windows',
-]
+// Pages in the background keep their timers and rendering: they serve while nobody looks.
+const BASE_ARGS = [...MESH_PAGE_ARGS, '--disable-renderer-backgrounding', '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows']
 const GPU_ARGS: Record<FarmGpu, string[]> = {
   auto: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--ignore-gpu-blocklist'],
   swiftshader: ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--disable-gpu-sandbox'],
