@@ -10,6 +10,7 @@ import { rangeBytes } from '../../shared/oracle/assignLayers.ts'
 import { buildApp } from '../app/buildApp.ts'
 import { createAppServer, type AppServer } from '../app/createAppServer.ts'
 import { networkAppConfig } from '../app/networkAppConfig.ts'
+import { SERVER_NODE_FLAGS } from './serverNodeFlags.ts'
 
 export const LOCAL_USAGE = `usage: shardmesh local [--model <folder|url|owner/name>] [--hosts 3] [--api-port 31331] [--oracle-port 3100] [--app-port 5173] [--device cpu] [--no-chain] [--keep-history]
        A whole network on this machine: a devnet (anvil with the contracts), the Oracle, and node hosts that
@@ -70,7 +71,7 @@ export async function runLocalNetwork(argv: string[]): Promise<void> {
   process.once('SIGTERM', () => void stopAll())
   const spawnCli = (args: string[], env: NodeJS.ProcessEnv = {}) => {
     if (stopping) return undefined
-    const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env } })
+    const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, MAIN, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env } })
     children.push(child)
     child.once('exit', (code, signal) => {
       if (!stopping && signal === null && code !== 0) {

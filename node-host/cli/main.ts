@@ -1,6 +1,7 @@
 import { UsageError } from './usageError.ts'
 import { takeLogLevel } from './logLevelOption.ts'
 import { takeThreads } from './threadsOption.ts'
+import { reexecWithServerFlags, SERVER_COMMANDS } from './serverNodeFlags.ts'
 
 /** The whole usage text: every command's module is imported for it. */
 async function usage(): Promise<string> {
@@ -56,6 +57,7 @@ every command that runs the engine: --threads <n> (or SHARDMESH_THREADS): ONNX R
 async function main(args: string[]): Promise<number> {
   const argv = takeThreads(takeLogLevel(args))
   const [command, ...rest] = argv
+  if (command && SERVER_COMMANDS.has(command)) reexecWithServerFlags()
   switch (command) {
     case 'generate': {
       const { runGenerate, parseGenerateArgs } = await import('./generateCommand.ts')

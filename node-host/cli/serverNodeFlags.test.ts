@@ -1,0 +1,25 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+import { missingNodeFlags, SERVER_NODE_FLAGS } from './serverNodeFlags.ts'
+
+test('a flag given on the command line or in NODE_OPTIONS, with either spelling, is not missing', () => {
+  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, [], undefined), ['--max-semi-space-size=16'])
+  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, ['--max-semi-space-size=8'], undefined), [])
+  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, [], '--import x.mjs --max_semi_space_size=32'), [])
+  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, ['--max-old-space-size=4096'], '--import x.mjs'), ['--max-semi-space-size=16'])
+})
+
+test('a server command runs under the server flags, in the process it was started as', () => {
+  // `oracle --help`-like: an unknown option fails after the re-exec, so the child's execArgv is what
+  // the re-executed process saw; NODE_DEBUG-free probe through a preload that prints it.
+  const probe = join(import.meta.dirname, '..', '..', 'testing', 'printExecArgv.mjs')
+  const r = spawnSync(process.execPath, ['--import', probe, join(import.meta.dirname, 'main.ts'), 'oracle', '--no-such-option'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } })
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { pid: number; execArgv: string[] })
+  assert.equal(lines.length, 2, r.stdout + r.stderr)
+  assert.equal(lines[0]!.pid, lines[1]!.pid)
+  assert.ok(!lines[0]!.execArgv.includes('--max-semi-space-size=16'))
+  assert.ok(lines[1]!.execArgv.includes('--max-semi-space-size=16'))
+  assert.notEqual(r.status, 0)
+})
