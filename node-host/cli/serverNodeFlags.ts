@@ -26,11 +26,16 @@ export function missingNodeFlags(flags: readonly string[], execArgv: readonly st
 
 /**
  * Replaces this process (same pid, stdio and environment) by one started with the missing server
- * flags. Returns when nothing is missing, or where `process.execve` is not available (Windows,
- * Node < 22.15): the process then runs on with Node's defaults.
+ * flags. Returns when nothing is missing, where `process.execve` is not available (Windows,
+ * Node < 22.15) or where the exec fails: the process then runs on with Node's defaults.
  */
 export function reexecWithServerFlags(): void {
   const missing = missingNodeFlags(SERVER_NODE_FLAGS, process.execArgv, process.env.NODE_OPTIONS)
   if (missing.length === 0 || typeof process.execve !== 'function') return
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...missing, ...process.argv.slice(1)], process.env)
+  try {
+    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...missing, ...process.argv.slice(1)], process.env)
+  } catch (e) {
+    // The exec call itself failed (a sandbox that forbids it): run on in this process.
+    process.stderr.write(`shardmesh: running without ${missing.join(' ')} (${(e as Error).message})\n`)
+  }
 }
