@@ -1,10 +1,11 @@
 import { chromium, type Browser } from 'playwright-core'
+import { QUIET_CHROMIUM_ARGS } from '../node-host/farm/meshPageArgs.ts'
 
 /** Debian's Chromium; never a downloaded browser. */
 export const CHROMIUM_PATH = process.env.SHARDMESH_CHROMIUM ?? '/usr/bin/chromium'
 
-/** Headless and quiet: no background traffic, so tests stay on loopback. */
-const BASE_ARGS = ['--no-sandbox', '--disable-gpu-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
+/** The quiet flags, and a GPU process that runs unsandboxed like the renderers. */
+const BASE_ARGS = [...QUIET_CHROMIUM_ARGS, '--disable-gpu-sandbox']
 
 /** A browser whose pages are mesh peers: the farm's flags (their WebRTC candidates carry real addresses). */
 export { MESH_PAGE_ARGS } from '../node-host/farm/meshPageArgs.ts'

@@ -12,8 +12,8 @@ test('a flag given on the command line or in NODE_OPTIONS, with either spelling,
 })
 
 test('a server command runs under the server flags, in the process it was started as', () => {
-  // `oracle --help`-like: an unknown option fails after the re-exec, so the child's execArgv is what
-  // the re-executed process saw; NODE_DEBUG-free probe through a preload that prints it.
+  // An unknown option makes `oracle` fail after the re-exec. A preload prints the pid and execArgv of
+  // every process it starts in, so the output shows what the re-executed process ran with.
   const probe = join(import.meta.dirname, '..', '..', 'testing', 'printExecArgv.mjs')
   const r = spawnSync(process.execPath, ['--import', probe, join(import.meta.dirname, 'main.ts'), 'oracle', '--no-such-option'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } })
   const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { pid: number; execArgv: string[] })

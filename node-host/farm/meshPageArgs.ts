@@ -1,3 +1,12 @@
+/** Headless and quiet: no sandbox (root in CI) and no background traffic, so tests stay on loopback. */
+export const QUIET_CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+]
+
 /**
  * Chromium flags for a browser whose pages are mesh peers (the farm's, and the tests'): quiet (no
  * background traffic), loopback allowed in peer connections, and the pages' real addresses in their
@@ -6,11 +15,7 @@
  * resolves those names: on a loaded CI machine an ICE check then stalled for 8 s and the retry failed.
  */
 export const MESH_PAGE_ARGS = [
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
+  ...QUIET_CHROMIUM_ARGS,
   '--allow-loopback-in-peer-connection',
   '--use-fake-ui-for-media-stream',
   '--disable-features=WebRtcHideLocalIpsWithMdns',
