@@ -23,7 +23,7 @@ const USAGE = `usage:
   npm run bench -- scan [--threads N]
   npm run bench -- farm [--workers 3] [--gpu off|swiftshader|auto] [--completions 3] [--tokens 32] [--json]
   npm run bench -- chain [--json]
-  npm run bench -- verify [--rounds 6] [--tokens 48] [--rate 0.03] [--json]
+  npm run bench -- verify [--model docs-llama-7m|tinyllama-1.1b] [--weights float32|int4] [--rounds 6] [--tokens 48] [--rate 0.03] [--json]
   npm run bench -- oracle [--agents 1000] [--events N] [--seed N] [--replicas 2] [--json]
   npm run bench -- soak [--minutes 15] [--clients 4] [--kill-every 90] [--replace-after S] [--hosts 4] [--replicas 2] [--warmup 60] [--keep-history] [--json]
   npm run bench -- synth --preset ${Object.keys(LLAMA_PRESETS).join('|')} --out DIR [--dtype float16|float32] [--seed N]
@@ -144,10 +144,12 @@ async function chain(args: string[]): Promise<void> {
 
 /** Spot checks: added latency and compute at the rate, side by side with unchecked generations; detection per cheater. */
 async function verify(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { rounds: { type: 'string' }, tokens: { type: 'string' }, rate: { type: 'string' }, json: { type: 'boolean', default: false } } })
+  const { values } = parseArgs({ args, options: { model: { type: 'string' }, weights: { type: 'string' }, rounds: { type: 'string' }, tokens: { type: 'string' }, rate: { type: 'string' }, json: { type: 'boolean', default: false } } })
   const rate = values.rate === undefined ? undefined : Number(values.rate)
   if (rate !== undefined && !(rate > 0 && rate <= 1)) throw new Error(`--rate must be in (0, 1], got "${values.rate}"`)
-  const report = await runVerifyBench({ rounds: positiveInt(values.rounds, 'rounds'), tokens: positiveInt(values.tokens, 'tokens'), rate, log: (line) => process.stderr.write(line + '\n') })
+  const weights = values.weights ?? 'float32'
+  if (!isWeightFormat(weights)) throw new Error(`--weights must be one of ${WEIGHT_FORMATS.join(', ')}, got "${weights}"`)
+  const report = await runVerifyBench({ model: values.model, weights, rounds: positiveInt(values.rounds, 'rounds'), tokens: positiveInt(values.tokens, 'tokens'), rate, log: (line) => process.stderr.write(line + '\n') })
   if (!values.json) process.stdout.write(formatVerifyTable(report) + '\n\n')
   process.stdout.write(JSON.stringify(report) + '\n')
 }

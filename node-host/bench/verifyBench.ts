@@ -10,6 +10,10 @@ import { createStepLog, type StepLog } from '../../shared/verify/stepLog.ts'
 import { DEFAULT_TOLERANCE } from '../../shared/verify/tolerance.ts'
 import { createVerifyService } from '../../shared/verify/verifyProtocol.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
+import { nodeSha256 } from '../host/nodeSha256.ts'
+import { prepareModel } from './engineBench.ts'
+import { parseModelConfig } from '../../shared/model/modelSpec.ts'
+import type { WeightFormat } from '../../shared/model/shardGraph.ts'
 import { createNodeLibp2p, type NodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
 import { noisyShard, replayingShard, shortShard } from '../../testing/cheatingShards.ts'
@@ -33,6 +37,7 @@ export type VerifyBenchCheater = { cheater: string; steps: number; checks: numbe
 export type VerifyBenchReport = {
   bench: 'verify'
   model: string
+  weights: WeightFormat
   rate: number
   tolerance: number
   tokens: number
@@ -56,25 +61,29 @@ export type VerifyBenchReport = {
 }
 
 type Range = { start: number; end: number }
-const MODEL = 'docs-llama-7m'
-const H = 256
+const DOCS_MODEL = 'docs-llama-7m'
 
 /**
- * The cost of spot checks on docs-llama-7m over libp2p on loopback (one process): three origins
+ * The cost of spot checks on a model (docs-llama-7m, or a synthesized preset such as
+ * tinyllama-1.1b) over libp2p on loopback (one process): three origins
  * over the same shards, interleaved generation by generation so load affects them alike: plain
  * hops (no commitments), committing hops, and committing hops checked at `rate` by the origin.
  * Then each cheater (test-only wrappers) on a route at the same rate: share of its checked steps
  * that fail, and the step of the first failure.
  */
-export async function runVerifyBench(opts: { rounds?: number; tokens?: number; rate?: number; log?: (line: string) => void } = {}): Promise<VerifyBenchReport> {
+export async function runVerifyBench(opts: { model?: string; weights?: WeightFormat; rounds?: number; tokens?: number; rate?: number; log?: (line: string) => void } = {}): Promise<VerifyBenchReport> {
   const rounds = opts.rounds ?? 6
   const tokens = opts.tokens ?? 48
   const rate = opts.rate ?? 0.03
+  const weights = opts.weights ?? 'float32'
   const log = opts.log ?? (() => undefined)
-  const fixture = await loadFixture(MODEL)
-  const source = fileModelSource(fixture.dir)
+  const MODEL = opts.model ?? DOCS_MODEL
+  const source = fileModelSource(await prepareModel(MODEL, { log }))
+  const spec = parseModelConfig(JSON.parse(await source.readText('config.json')))
+  const L = spec.numLayers
+  const H = spec.hiddenSize
   const nodes: NodeLibp2p[] = []
-  const shardOf = async (range: Range): Promise<ShardSession> => (await loadShards({ source, runtime: nodeRuntime({ spinning: false }), device: 'cpu', ranges: [range] })).shards[0]!
+  const shardOf = async (range: Range): Promise<ShardSession> => (await loadShards({ source, runtime: nodeRuntime({ spinning: false }), device: 'cpu', ranges: [range], weights })).shards[0]!
   const forwards: Array<{ service: ForwardService; committed: boolean }> = []
   const verifiers: Array<ReturnType<typeof createVerifyService>> = []
   const stepLogs: StepLog[] = []
@@ -83,17 +92,17 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
     const privateKey = await generateKeyPair('Ed25519')
     const node = await createNodeLibp2p({ privateKey })
     nodes.push(node)
-    const stepLog = committed ? createStepLog({ signer: { peerId: node.peerId.toString(), sign: (d) => privateKey.sign(d) }, model: MODEL, hiddenSize: H }) : undefined
+    const stepLog = committed ? createStepLog({ signer: { peerId: node.peerId.toString(), sign: (d) => privateKey.sign(d) }, model: MODEL, hiddenSize: H, weights, sha256: nodeSha256 }) : undefined
     if (stepLog) stepLogs.push(stepLog)
     const service = createForwardService({ node, model: MODEL, hiddenSize: H, shard, stepLog, stepTimeoutMs: 60_000 })
     await service.start()
     forwards.push({ service, committed })
     if (stepLog) {
-      const v = createVerifyService({ node, model: MODEL, log: stepLog, shard: () => shard })
+      const v = createVerifyService({ node, model: MODEL, log: stepLog, shard: () => shard, weights })
       await v.start()
       verifiers.push(v)
     }
-    return { peerId: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String), ...shard.range, latencyMs }
+    return { peerId: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String), ...shard.range, latencyMs, weights }
   }
   async function origin(checker?: (node: NodeLibp2p) => SpotChecker): Promise<{ service: ForwardService; checker?: SpotChecker }> {
     const node = await createNodeLibp2p({ privateKey: await generateKeyPair('Ed25519'), relay: false })
@@ -109,9 +118,20 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
 
   try {
     log('loading shards')
-    const ranges: Range[] = [{ start: 0, end: 3 }, { start: 3, end: 6 }, { start: 6, end: 8 }]
-    const shards = await Promise.all(ranges.map(shardOf))
-    const replicas = await Promise.all(ranges.map(shardOf))
+    const ranges: Range[] = [{ start: 0, end: Math.round(L * 0.375) }, { start: Math.round(L * 0.375), end: Math.round(L * 0.75) }, { start: Math.round(L * 0.75), end: L }]
+    // The fixture's prompts on docs-llama-7m; fixed pseudo-random ids (16–40 tokens) on a synthesized model.
+    const prompts: number[][] =
+      MODEL === DOCS_MODEL
+        ? (await loadFixture(DOCS_MODEL)).prompts.map((p) => p.input_ids)
+        : Array.from({ length: 4 }, (_, i) => {
+            const rng = createRng(1000 + i)
+            return Array.from({ length: 16 + 8 * i }, () => Math.floor(rng() * spec.vocabSize))
+          })
+    const shards: ShardSession[] = []
+    const replicas: ShardSession[] = []
+    // One at a time: a cold build of a large model uses every core.
+    for (const r of ranges) shards.push(await shardOf(r))
+    for (const r of ranges) replicas.push(await shardOf(r))
     // The plain and committed networks run the same shard objects (each its own sessions), so compute is alike.
     const plain: PeerShard[] = []
     const committed: PeerShard[] = []
@@ -131,7 +151,7 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
     const MODES = ['plain', 'committed', 'checked', 'checked-after'] as const
     for (const mode of MODES) configs.set(mode, { mode, generations: 0, msPerToken: 0, routeComputeMs: 0, recomputeMs: 0, checks: 0, commitMsPerToken: 0, ms: 0, tokens: 0 })
     // A warm-up generation each, not counted.
-    for (const mode of MODES) await origins[mode].service.generate({ peers: () => peersOf[mode], numLayers: 8, inputIds: fixture.prompts[0]!.input_ids, maxNewTokens: 4 })
+    for (const mode of MODES) await origins[mode].service.generate({ peers: () => peersOf[mode], numLayers: L, inputIds: prompts[0]!, maxNewTokens: 4 })
     origins['checked-after'].checker!.flush()
     await origins.checked.checker!.settled()
     await origins['checked-after'].checker!.settled()
@@ -140,9 +160,9 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
       const order = MODES.map((_, i, a) => a[(i + r) % a.length]!)
       for (const mode of order) {
         const c = configs.get(mode)!
-        const p = fixture.prompts[r % fixture.prompts.length]!
+        const p = prompts[r % prompts.length]!
         const [rc0, rr0, rec0] = [routeCompute(), recompute(), recordMs()]
-        const g = await origins[mode].service.generate({ peers: () => peersOf[mode], numLayers: 8, inputIds: p.input_ids, maxNewTokens: tokens })
+        const g = await origins[mode].service.generate({ peers: () => peersOf[mode], numLayers: L, inputIds: p, maxNewTokens: tokens })
         // 'checked' runs its checks beside the generation, 'checked-after' once it is done (as a node host does);
         // either way their cost is counted once they are done, before the next generation starts.
         origins[mode].checker?.flush()
@@ -169,7 +189,7 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
     const kinds: Array<[string, () => Promise<ShardSession>]> = [
       ['noise 10 % RMS', async () => noisyShard(await shardOf(ranges[1]!), 0.1)],
       ['replayed answer', async () => replayingShard(await shardOf(ranges[1]!))],
-      ['fewer layers ([3,5) as [3,6))', async () => shortShard(await shardOf({ start: 3, end: 5 }), ranges[1]!)],
+      [`fewer layers ([${ranges[1]!.start},${ranges[1]!.end - 1}) as [${ranges[1]!.start},${ranges[1]!.end}))`, async () => shortShard(await shardOf({ start: ranges[1]!.start, end: ranges[1]!.end - 1 }), ranges[1]!)],
     ]
     for (const [name, make] of kinds) {
       const bad = await peer(await make(), true, 0)
@@ -177,11 +197,10 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
       const o = await origin((node) => createSpotChecker({ node, model: MODEL, sampler: sampler(100 + cheaters.length), maxInFlight: 8, onResult: (x) => void results.push(x) }))
       let steps = 0
       for (let r = 0; r < rounds; r++) {
-        const p = fixture.prompts[r % fixture.prompts.length]!
         await o.service.generate({
           peers: () => [...committed, bad],
-          numLayers: 8,
-          inputIds: p.input_ids,
+          numLayers: L,
+          inputIds: prompts[r % prompts.length]!,
           maxNewTokens: tokens,
           onToken: (_id, _i, timings) => void (steps += timings.filter((x) => x.peerId === bad.peerId).length),
         })
@@ -198,6 +217,7 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
     return {
       bench: 'verify',
       model: MODEL,
+      weights,
       rate,
       tolerance: DEFAULT_TOLERANCE,
       tokens,
@@ -219,7 +239,7 @@ export async function runVerifyBench(opts: { rounds?: number; tokens?: number; r
 export function formatVerifyTable(r: VerifyBenchReport): string {
   const pct = (x: number) => `${(x * 100).toFixed(1)} %`
   const lines = [
-    `spot checks, ${r.model}, rate ${pct(r.rate)}, tolerance ${r.tolerance}, ${r.rounds} generations × ${r.tokens} tokens per mode (interleaved)`,
+    `spot checks, ${r.model} (${r.weights}), rate ${pct(r.rate)}, tolerance ${r.tolerance}, ${r.rounds} generations × ${r.tokens} tokens per mode (interleaved)`,
     '',
     '| mode | ms/token | route compute ms | recompute ms | checks | commit ms/token |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',

@@ -6,6 +6,7 @@ import { createSampler, type SamplerInit } from '../../shared/verify/sampler.ts'
 import { createSpotChecker, type CheckResult } from '../../shared/verify/spotChecker.ts'
 import { createServingVerification } from '../../shared/verify/servingVerification.ts'
 import type { Logger } from '../logger.ts'
+import { nodeSha256 } from './nodeSha256.ts'
 
 export type HostVerificationOptions = {
   /** The host's peer key: signs its commitments. */
@@ -24,7 +25,7 @@ export type HostVerificationOptions = {
  * generation, and sends each failure's evidence to the Oracle (which checks it itself).
  */
 export function createHostVerification(init: HostVerificationOptions & { node: Libp2p; model: string; hiddenSize: number; shard: () => ShardSession | undefined; weights?: string; logger: Logger }) {
-  const serving = createServingVerification({ node: init.node, signer: init.signer, model: init.model, hiddenSize: init.hiddenSize, shard: init.shard, weights: init.weights, logger: init.logger })
+  const serving = createServingVerification({ node: init.node, signer: init.signer, model: init.model, hiddenSize: init.hiddenSize, shard: init.shard, weights: init.weights, logger: init.logger, sha256: nodeSha256 })
   const sampleEveryMs = init.sampleEveryMs ?? 60_000
   /** When a pass of each peer was last sent: the Oracle needs one per peer and epoch, not every pass. */
   const lastSample = new Map<string, number>()

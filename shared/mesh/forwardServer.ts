@@ -236,12 +236,14 @@ export function createForwardServer(init: ForwardServerInit, io: ForwardStreams)
         // Counted before the call: a shard in a worker may take the input's buffer (transferred, not copied).
         const positions = input.tokens ? input.tokens.length : input.hidden!.length / init.hiddenSize
         const run = shard.forward(key, input, { reset: start, owner: remote })
+        // The commitment's input half is hashed while the shard computes.
+        const commitment = init.stepLog?.begin({ origin: route.origin, sessionId, range: shard.range, step: fw.step, chunkIndex: fw.chunkIndex, input: fw.input, start })
         const out = await (init.load ? init.load.step(run) : run)
         const computeMs = performance.now() - t0
         served.processedTokens += positions
         served.steps++
         served.computeMs += computeMs
-        const commit = init.stepLog?.record({ origin: route.origin, sessionId, range: shard.range, step: fw.step, chunkIndex: fw.chunkIndex, input: fw.input, output: out, start })
+        const commit = commitment?.commit(out)
         const timings = [...fw.timings, create(HopTimingSchema, { peerId: self, computeMs, totalMs: 0, ...commit })]
         const lastChunk = fw.chunkCount <= 1 || fw.chunkIndex === fw.chunkCount - 1
         if (!isLast) {

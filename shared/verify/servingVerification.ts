@@ -1,7 +1,7 @@
 import type { ShardSession } from '../engine/shardSession.ts'
 import type { Logger } from '../logger.ts'
 import type { MeshNode } from '../mesh/forwardService.ts'
-import type { CommitmentSigner } from './commitment.ts'
+import type { CommitmentSigner, Sha256Factory } from './commitment.ts'
 import { createStepLog } from './stepLog.ts'
 import { createVerifyService } from './verifyProtocol.ts'
 
@@ -16,6 +16,8 @@ export type ServingVerificationInit = {
   /** The weight format the shard runs. @default 'float32' */
   weights?: string
   logger?: Logger
+  /** The commitments' SHA-256 (a Node host passes node:crypto's). @default noble's */
+  sha256?: Sha256Factory
 }
 
 /**
@@ -26,7 +28,7 @@ export type ServingVerificationInit = {
  * be sampled, so an Oracle that pays sampled work only does not pay it.
  */
 export function createServingVerification(init: ServingVerificationInit) {
-  const stepLog = createStepLog({ signer: init.signer, model: init.model, hiddenSize: init.hiddenSize, weights: init.weights })
+  const stepLog = createStepLog({ signer: init.signer, model: init.model, hiddenSize: init.hiddenSize, weights: init.weights, sha256: init.sha256 })
   const service = createVerifyService({ node: init.node, model: init.model, log: stepLog, shard: init.shard, weights: init.weights, logger: init.logger })
   return { stepLog, start: () => service.start(), stop: () => service.stop(), stats: () => ({ ...service.stats(), retainedBytes: stepLog.bytes() }) }
 }

@@ -3,7 +3,7 @@ import { AuditAnswerSchema, StepInputSchema, type AuditAnswer, type Forward, typ
 import type { ShardOutput } from '../engine/shardSession.ts'
 import type { LayerRange } from '../model/shardGraph.ts'
 import { DEFAULT_WEIGHTS } from './weightFormat.ts'
-import { encodeCommitment, stepDigest, type CommitmentSigner, type StepMeta } from './commitment.ts'
+import { encodeCommitment, finishStepDigest, startStepDigest, type CommitmentSigner, type Sha256Factory, type StepMeta } from './commitment.ts'
 
 export type StepLogInit = {
   signer: CommitmentSigner
@@ -16,20 +16,24 @@ export type StepLogInit = {
   weights?: string
   /** Clock, ms. @default Date.now */
   now?: () => number
+  /** The digests' SHA-256 (a Node host passes node:crypto's). @default noble's */
+  sha256?: Sha256Factory
 }
 
-/** One served step, as the forward service reports it. */
-export type ServedStep = {
+/** One step as the forward service receives it (before its compute). */
+export type ServingStep = {
   origin: string
   sessionId: string
   range: LayerRange
   step: bigint
   chunkIndex: number
   input: Forward['input']
-  output: ShardOutput
   /** The session (re)started with this step. */
   start: boolean
 }
+
+/** One served step, as the forward service reports it. */
+export type ServedStep = ServingStep & { output: ShardOutput }
 
 /** A retained step; its signed form is made from `meta` only when audited. */
 type Entry = { digest: string; meta: StepMeta; input: StepInput; output: Float32Array }
@@ -137,6 +141,7 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
   let total = 0
   let recorded = 0
   let recordMs = 0
+  let beginMs = 0
   const key = (origin: string, sessionId: string) => `${origin}/${sessionId}`
 
   const forget = (k: string) => {
@@ -162,41 +167,59 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
     }
   }
 
+  /**
+   * Starts committing to a step whose compute is under way: hashes its input now, while the
+   * shard runs (the forward service calls this after starting the step, before awaiting it).
+   * `commit` with the output returns the digest that goes into the step's HopTiming and keeps
+   * the step auditable.
+   */
+  const begin = (s: ServingStep): { commit(output: ShardOutput): { commitment: Uint8Array } } => {
+    const t0 = performance.now()
+    const k = key(s.origin, s.sessionId)
+    if (s.start) forget(k)
+    // The frame's input oneof is the StepInput's (same cases, same messages): passed through.
+    const input = create(StepInputSchema, { step: s.step, chunkIndex: s.chunkIndex, input: ownBytes(s.input) })
+    const pending = startStepDigest(input, init.sha256)
+    beginMs += performance.now() - t0
+    return {
+      commit: (out) => {
+        const t1 = performance.now()
+        let session = sessions.get(k)
+        if (!session) sessions.set(k, (session = { entries: [], bytes: 0, closedAt: null, touched: now() }))
+        const { row: output, kind } = committedRow(out, init.hiddenSize)
+        const meta: StepMeta = {
+          peer: init.signer.peerId,
+          session: s.sessionId,
+          origin: s.origin,
+          model: init.model,
+          step: Number(s.step),
+          chunk: s.chunkIndex,
+          start: s.range.start,
+          end: s.range.end,
+          length: out.length,
+          row: kind,
+          // Left out for float32, the default (the digest must not depend on how the meta was written).
+          ...(init.weights && init.weights !== DEFAULT_WEIGHTS ? { weights: init.weights } : {}),
+        }
+        const digest = finishStepDigest(pending, meta, output)
+        const bytes = (input.input.case === 'hidden' ? input.input.value.data.byteLength : (input.input.value?.ids.length ?? 0) * 4) + output.byteLength + STEP_OVERHEAD_BYTES
+        session.entries.push({ digest: flatHex(digest), meta, input, output })
+        session.bytes += bytes
+        session.touched = now()
+        total += bytes
+        trim()
+        recorded++
+        recordMs += performance.now() - t1
+        return { commitment: digest }
+      },
+    }
+  }
+
   return {
-    /** Records a step; returns the commitment digest that goes into the step's HopTiming. */
+    begin,
+    /** Records a step served already (begin and commit in one). */
     record(s: ServedStep): { commitment: Uint8Array } {
-      const k = key(s.origin, s.sessionId)
-      if (s.start) forget(k)
-      let session = sessions.get(k)
-      if (!session) sessions.set(k, (session = { entries: [], bytes: 0, closedAt: null, touched: now() }))
-      const t0 = performance.now()
-      // The frame's input oneof is the StepInput's (same cases, same messages): passed through.
-      const input = create(StepInputSchema, { step: s.step, chunkIndex: s.chunkIndex, input: ownBytes(s.input) })
-      const { row: output, kind } = committedRow(s.output, init.hiddenSize)
-      const meta: StepMeta = {
-        peer: init.signer.peerId,
-        session: s.sessionId,
-        origin: s.origin,
-        model: init.model,
-        step: Number(s.step),
-        chunk: s.chunkIndex,
-        start: s.range.start,
-        end: s.range.end,
-        length: s.output.length,
-        row: kind,
-        // Left out for float32, so float32 commitments are byte for byte the older builds' ones.
-        ...(init.weights && init.weights !== DEFAULT_WEIGHTS ? { weights: init.weights } : {}),
-      }
-      const digest = stepDigest(meta, input, output)
-      const bytes = (input.input.case === 'hidden' ? input.input.value.data.byteLength : (input.input.value?.ids.length ?? 0) * 4) + output.byteLength + STEP_OVERHEAD_BYTES
-      session.entries.push({ digest: flatHex(digest), meta, input, output })
-      session.bytes += bytes
-      session.touched = now()
-      total += bytes
-      trim()
-      recorded++
-      recordMs += performance.now() - t0
-      return { commitment: digest }
+      return begin(s).commit(s.output)
     },
     /** The session ended here: its steps stay auditable for `retainMs`. */
     closed(origin: string, sessionId: string): void {
@@ -213,7 +236,7 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
       s.touched = now()
       const e = s.entries[at]!
       // The signed form is made only when audited.
-      const commitment = encodeCommitment({ v: 1, ...e.meta, digest: e.digest })
+      const commitment = encodeCommitment({ v: 2, ...e.meta, digest: e.digest })
       return create(AuditAnswerSchema, {
         inputs: s.entries.slice(0, at + 1).map((x) => x.input),
         output: new Uint8Array(e.output.buffer.slice(e.output.byteOffset, e.output.byteOffset + e.output.byteLength)),
@@ -223,8 +246,11 @@ export function createStepLog(init: StepLogInit & { hiddenSize: number }) {
     },
     /** Bytes retained now. */
     bytes: () => total,
-    /** Steps recorded, and the time recording took (on the step's critical path). */
-    stats: () => ({ recorded, recordMs }),
+    /**
+     * Steps recorded; the time committing took after each step's compute (on its critical path),
+     * and the time hashing inputs took while the compute ran.
+     */
+    stats: () => ({ recorded, recordMs, beginMs }),
   }
 }
 
