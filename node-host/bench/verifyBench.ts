@@ -46,6 +46,12 @@ export type VerifyBenchReport = {
   /** checked vs plain, side by side in one run: checks beside the generation, and held until it is done. */
   addedLatency: number
   addedLatencyAfter: number
+  /**
+   * Median over rounds of each mode's ms/token over plain's in the same round, minus one: the
+   * generations of one round run back to back, so a slow stretch of the shared machine cancels
+   * out of the ratio (the means above carry it).
+   */
+  pairedAddedLatency: { committed: number; checked: number; 'checked-after': number }
   /** Recomputation ms per ms of route compute, at the rate. */
   extraComputeShare: number
   /** committed vs plain: signing and retaining every step. */
@@ -155,6 +161,7 @@ export async function runVerifyBench(opts: { model?: string; weights?: WeightFor
     origins['checked-after'].checker!.flush()
     await origins.checked.checker!.settled()
     await origins['checked-after'].checker!.settled()
+    const perRound = new Map<VerifyBenchConfig['mode'], number[]>(MODES.map((m) => [m, []]))
     for (let r = 0; r < rounds; r++) {
       // Order rotates each round, so no mode always runs first.
       const order = MODES.map((_, i, a) => a[(i + r) % a.length]!)
@@ -168,6 +175,7 @@ export async function runVerifyBench(opts: { model?: string; weights?: WeightFor
         origins[mode].checker?.flush()
         await origins[mode].checker?.settled()
         c.generations++
+        perRound.get(mode)!.push(g.decodeMsPerToken)
         c.ms += g.decodeMsPerToken * Math.max(0, g.outputIds.length - 1)
         c.tokens += Math.max(0, g.outputIds.length - 1)
         c.routeComputeMs += routeCompute() - rc0
@@ -183,6 +191,12 @@ export async function runVerifyBench(opts: { model?: string; weights?: WeightFor
     }
     const out: VerifyBenchConfig[] = [...configs.values()].map(({ ms, tokens: n, ...c }) => ({ ...c, msPerToken: n ? ms / n : 0, commitMsPerToken: n ? c.commitMsPerToken / n : 0 }))
     const by = (m: VerifyBenchConfig['mode']) => out.find((c) => c.mode === m)!
+    const paired = (m: VerifyBenchConfig['mode']) => {
+      const plain = perRound.get('plain')!
+      const ratios = perRound.get(m)!.map((x, i) => x / plain[i]!).sort((a, b) => a - b)
+      const mid = ratios.length >> 1
+      return ratios.length ? (ratios.length % 2 ? ratios[mid]! : (ratios[mid - 1]! + ratios[mid]!) / 2) - 1 : 0
+    }
     const checked = by('checked')
 
     const cheaters: VerifyBenchCheater[] = []
@@ -225,6 +239,7 @@ export async function runVerifyBench(opts: { model?: string; weights?: WeightFor
       configs: out,
       addedLatency: by('plain').msPerToken ? checked.msPerToken / by('plain').msPerToken - 1 : 0,
       addedLatencyAfter: by('plain').msPerToken ? by('checked-after').msPerToken / by('plain').msPerToken - 1 : 0,
+      pairedAddedLatency: { committed: paired('committed'), checked: paired('checked'), 'checked-after': paired('checked-after') },
       extraComputeShare: checked.routeComputeMs ? checked.recomputeMs / checked.routeComputeMs : 0,
       commitLatency: by('plain').msPerToken ? by('committed').msPerToken / by('plain').msPerToken - 1 : 0,
       commitShare: by('plain').msPerToken ? (by('committed').commitMsPerToken + checked.commitMsPerToken + by('checked-after').commitMsPerToken) / 3 / by('plain').msPerToken : 0,
@@ -245,7 +260,8 @@ export function formatVerifyTable(r: VerifyBenchReport): string {
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...r.configs.map((c) => `| ${c.mode} | ${c.msPerToken.toFixed(2)} | ${c.routeComputeMs.toFixed(0)} | ${c.recomputeMs.toFixed(0)} | ${c.checks} | ${c.commitMsPerToken.toFixed(3)} |`),
     '',
-    `added latency vs plain: checks beside the generation ${pct(r.addedLatency)}, checks after it (node hosts) ${pct(r.addedLatencyAfter)}; commitments alone (committed vs plain): ${pct(r.commitLatency)}, measured in the hops (commit ms/token over plain ms/token): ${pct(r.commitShare)}; extra compute (recompute / route compute): ${pct(r.extraComputeShare)}`,
+    `added latency vs plain, median of each round's ratio: commitments ${pct(r.pairedAddedLatency.committed)}, checks after the generation (node hosts) ${pct(r.pairedAddedLatency['checked-after'])}, checks beside it ${pct(r.pairedAddedLatency.checked)}`,
+    `added latency vs plain, means: checks beside the generation ${pct(r.addedLatency)}, checks after it (node hosts) ${pct(r.addedLatencyAfter)}; commitments alone (committed vs plain): ${pct(r.commitLatency)}, measured in the hops (commit ms/token over plain ms/token): ${pct(r.commitShare)}; extra compute (recompute / route compute): ${pct(r.extraComputeShare)}`,
     '',
     '| cheater | its steps | checked | failed | detection rate | first failure at its step | honest hops accused |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',

@@ -236,7 +236,7 @@ export function createForwardServer(init: ForwardServerInit, io: ForwardStreams)
         // Counted before the call: a shard in a worker may take the input's buffer (transferred, not copied).
         const positions = input.tokens ? input.tokens.length : input.hidden!.length / init.hiddenSize
         const run = shard.forward(key, input, { reset: start, owner: remote })
-        // The commitment's input half is hashed while the shard computes.
+        // The commitment's input half is hashed now (beside the compute where the shard runs in a worker).
         const commitment = init.stepLog?.begin({ origin: route.origin, sessionId, range: shard.range, step: fw.step, chunkIndex: fw.chunkIndex, input: fw.input, start })
         const out = await (init.load ? init.load.step(run) : run)
         const computeMs = performance.now() - t0

@@ -37,7 +37,7 @@ test('a step digest changes with every part it binds: the input header, each inp
   assert.equal(bytesToHex(stepDigest({ ...meta, weights: 'float32' }, hidden(), row)), base)
 })
 
-test("the hop's two halves (input first, while the shard computes) give the one-call digest, with noble's or node:crypto's SHA-256", () => {
+test("the hop's two halves (the input first, the output once computed) give the one-call digest, with noble's or node:crypto's SHA-256", () => {
   for (const input of [hidden(), tokens([5, 6, 7])]) {
     const whole = bytesToHex(stepDigest(meta, input, row))
     assert.equal(bytesToHex(finishStepDigest(startStepDigest(input), meta, row)), whole)

@@ -74,8 +74,8 @@ export type PendingDigest = { readonly hash: Sha256 }
 
 /**
  * The first part of a step's digest: its input, as a small JSON header (step, chunk, the tensor's
- * dtype, shape and byte count, or the token count) and the raw values. A hop starts it when the
- * input arrives, so hashing the input overlaps the shard's compute instead of following it.
+ * dtype, shape and byte count, or the token count) and the raw values. A hop starts it as the
+ * step's compute starts: in a page, whose shard runs in a worker, the two overlap.
  */
 export function startStepDigest(input: StepInput, createHash: Sha256Factory = nobleSha256): PendingDigest {
   const hash = createHash()
