@@ -23,7 +23,7 @@ const USAGE = `usage:
   npm run bench -- scan [--threads N]
   npm run bench -- farm [--workers 3] [--gpu off|swiftshader|auto] [--completions 3] [--tokens 32] [--json]
   npm run bench -- chain [--json]
-  npm run bench -- verify [--model docs-llama-7m|tinyllama-1.1b] [--weights float32|int4] [--rounds 6] [--tokens 48] [--rate 0.03] [--json]
+  npm run bench -- verify [--model docs-llama-7m|tinyllama-1.1b] [--weights float32|int4] [--rounds 40] [--tokens 48] [--rate 0.03] [--json]
   npm run bench -- oracle [--agents 1000] [--events N] [--seed N] [--replicas 2] [--json]
   npm run bench -- soak [--minutes 15] [--clients 4] [--kill-every 90] [--replace-after S] [--hosts 4] [--replicas 2] [--warmup 60] [--keep-history] [--json]
   npm run bench -- synth --preset ${Object.keys(LLAMA_PRESETS).join('|')} --out DIR [--dtype float16|float32] [--seed N]

@@ -78,7 +78,7 @@ const DOCS_MODEL = 'docs-llama-7m'
  * that fail, and the step of the first failure.
  */
 export async function runVerifyBench(opts: { model?: string; weights?: WeightFormat; rounds?: number; tokens?: number; rate?: number; log?: (line: string) => void } = {}): Promise<VerifyBenchReport> {
-  const rounds = opts.rounds ?? 6
+  const rounds = opts.rounds ?? 40
   const tokens = opts.tokens ?? 48
   const rate = opts.rate ?? 0.03
   const weights = opts.weights ?? 'float32'
