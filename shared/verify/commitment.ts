@@ -64,7 +64,7 @@ const ZERO = new Uint8Array([0])
 export type Sha256 = { update(data: Uint8Array): Sha256; digest(): Uint8Array }
 /**
  * Where a step digest's SHA-256 comes from: noble's everywhere (synchronous, as WebCrypto's is
- * not); a Node host passes node:crypto's, about 3× faster on a step's bytes.
+ * not); a Node host passes node:crypto's (see node-host/host/nodeSha256.ts).
  */
 export type Sha256Factory = () => Sha256
 export const nobleSha256: Sha256Factory = () => sha256.create()
