@@ -53,10 +53,13 @@ export class CommitmentError extends Error {
   }
 }
 
+/** One encoder for every digest (a hop builds two per served step). */
+const UTF8 = new TextEncoder()
+
 /** The step's identity in a fixed field order (the digest must not depend on how an object was built). */
 // float32, the default, is left out: an absent format and 'float32' name the same step.
 const metaBytes = (m: StepMeta) =>
-  new TextEncoder().encode(JSON.stringify([m.peer, m.session, m.origin, m.model, m.step, m.chunk, m.start, m.end, m.length, m.row, ...(m.weights && m.weights !== DEFAULT_WEIGHTS ? [m.weights] : [])]))
+  UTF8.encode(JSON.stringify([m.peer, m.session, m.origin, m.model, m.step, m.chunk, m.start, m.end, m.length, m.row, ...(m.weights && m.weights !== DEFAULT_WEIGHTS ? [m.weights] : [])]))
 
 const ZERO = new Uint8Array([0])
 
@@ -80,13 +83,12 @@ export type PendingDigest = { readonly hash: Sha256 }
 export function startStepDigest(input: StepInput, createHash: Sha256Factory = nobleSha256): PendingDigest {
   const hash = createHash()
   const head = [String(input.step), input.chunkIndex]
-  const enc = new TextEncoder()
   if (input.input.case === 'hidden') {
     const t = input.input.value
-    hash.update(enc.encode(JSON.stringify([...head, 'hidden', t.dtype, t.shape, t.data.byteLength]))).update(ZERO).update(t.data)
+    hash.update(UTF8.encode(JSON.stringify([...head, 'hidden', t.dtype, t.shape, t.data.byteLength]))).update(ZERO).update(t.data)
   } else {
     const ids = Uint32Array.from(input.input.value?.ids ?? [])
-    hash.update(enc.encode(JSON.stringify([...head, 'tokens', ids.length]))).update(ZERO).update(new Uint8Array(ids.buffer))
+    hash.update(UTF8.encode(JSON.stringify([...head, 'tokens', ids.length]))).update(ZERO).update(new Uint8Array(ids.buffer))
   }
   return { hash }
 }
@@ -110,7 +112,7 @@ export const matchesCommitment = (c: Commitment, input: StepInput, output: Float
 
 /** The bytes a hop signs when audited (their digest went to the origin with the step). */
 export function encodeCommitment(c: Commitment): Uint8Array {
-  return new TextEncoder().encode(DOMAIN + JSON.stringify(c))
+  return UTF8.encode(DOMAIN + JSON.stringify(c))
 }
 
 /** Parses commitment bytes (untrusted: from any peer). */
