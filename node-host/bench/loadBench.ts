@@ -33,6 +33,11 @@ export type LoadBenchOptions = {
   /** Prompt tokens per client. @default 16 */
   promptTokens?: number
   weights?: WeightFormat
+  /**
+   * Measurements of each client count, interleaved (1, 4, 16, 1, 4, 16, …): on a shared machine
+   * the speed drifts between minutes, so ratios are taken within a repeat. @default 1
+   */
+  repeats?: number
   log?: (line: string) => void
 }
 
@@ -44,6 +49,8 @@ export type LoadBenchRow = {
   hosts: number
   pipelines: number
   clients: number
+  /** Which of the interleaved repeats (0-based). */
+  repeat: number
   /** Tokens all clients received, over the wall time from the first request to the last token. */
   tokensPerSecond: number
   wallMs: number
@@ -154,6 +161,7 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
           const run = (k: number, n: number, onToken?: (i: number) => void) =>
             service.generate({ peers: onPipeline(k), numLayers: spec.numLayers, inputIds: prompt(k), maxNewTokens: n, maxFailovers: 0, onToken: (_id, i) => void onToken?.(i) })
           await Promise.all(pipelines.map((_, k) => run(k, 2)))
+          for (let repeat = 0; repeat < (options.repeats ?? 1); repeat++)
           for (const clients of clientCounts) {
             const t0 = performance.now()
             const ttft: number[] = []
@@ -184,6 +192,7 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
               hosts: pipelines.length * ranges.length,
               pipelines: pipelines.length,
               clients,
+              repeat,
               tokensPerSecond: (total / wallMs) * 1000,
               wallMs,
               ttftMs: percentiles(ttft),
@@ -205,22 +214,47 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
   return rows
 }
 
+const median = (values: number[]): number => {
+  const s = [...values].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+
+/**
+ * One line per model, mode, hosts and clients: medians over the repeats, and `× 1 client` as the
+ * median of each repeat's ratio to the single client of the same repeat (measured minutes apart
+ * at most); `range` gives that ratio's lowest and highest.
+ */
 export function formatLoadTable(rows: LoadBenchRow[]): string {
-  const head = ['model', 'hosts', 'clients', 'mode', 'tok/s', '× 1 client', 'TTFT p50 ms', 'TTFT p95 ms', 'ms/tok p50', 'ms/tok p95', 'same ids']
-  const base = (r: LoadBenchRow) => rows.find((b) => b.model === r.model && b.mode === r.mode && b.hosts === r.hosts && b.clients === 1)
-  const body = rows.map((r) => [
-    r.model,
-    String(r.hosts),
-    String(r.clients),
-    r.mode,
-    r.tokensPerSecond.toFixed(2),
-    base(r) ? (r.tokensPerSecond / base(r)!.tokensPerSecond).toFixed(2) : '',
-    r.ttftMs.p50.toFixed(0),
-    r.ttftMs.p95.toFixed(0),
-    r.perTokenMs.p50.toFixed(1),
-    r.perTokenMs.p95.toFixed(1),
-    String(r.sameIds),
-  ])
+  const head = ['model', 'hosts', 'clients', 'mode', 'repeats', 'tok/s', '× 1 client', 'range', 'TTFT p50 ms', 'TTFT p95 ms', 'ms/tok p50', 'ms/tok p95', 'same ids']
+  const same = (a: LoadBenchRow, b: LoadBenchRow) => a.model === b.model && a.mode === b.mode && a.hosts === b.hosts
+  const groups: LoadBenchRow[][] = []
+  for (const r of rows) {
+    const g = groups.find((x) => same(x[0]!, r) && x[0]!.clients === r.clients)
+    if (g) g.push(r)
+    else groups.push([r])
+  }
+  const body = groups.map((g) => {
+    const r = g[0]!
+    const ratios = g.flatMap((x) => {
+      const base = rows.find((b) => same(b, x) && b.repeat === x.repeat && b.clients === 1)
+      return base ? [x.tokensPerSecond / base.tokensPerSecond] : []
+    })
+    return [
+      r.model,
+      String(r.hosts),
+      String(r.clients),
+      r.mode,
+      String(g.length),
+      median(g.map((x) => x.tokensPerSecond)).toFixed(2),
+      ratios.length ? median(ratios).toFixed(2) : '',
+      ratios.length > 1 ? `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}` : '',
+      median(g.map((x) => x.ttftMs.p50)).toFixed(0),
+      median(g.map((x) => x.ttftMs.p95)).toFixed(0),
+      median(g.map((x) => x.perTokenMs.p50)).toFixed(1),
+      median(g.map((x) => x.perTokenMs.p95)).toFixed(1),
+      String(g.every((x) => x.sameIds)),
+    ]
+  })
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)))
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n')

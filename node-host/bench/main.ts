@@ -17,7 +17,7 @@ const USAGE = `usage:
   npm run bench -- engine [--models docs-llama-7m,tinyllama-1.1b] [--devices cpu[,webgpu]] [--weights float32,float16,int4,int4-f16] [--tokens N]
                           [--prompt N] [--runs N] [--threads N] [--synth-dtype float16|float32] [--json]
   npm run bench -- mesh [--models docs-llama-7m,tinyllama-1.1b] [--hosts 3] [--tokens N] [--prompt N] [--weights float32|int4] [--json]
-  npm run bench -- load [--models docs-llama-7m,tinyllama-1.1b] [--clients 1,4,16] [--pipelines 1,2] [--modes unbatched,batched]
+  npm run bench -- load [--models docs-llama-7m,tinyllama-1.1b] [--clients 1,4,16] [--pipelines 1,2] [--modes unbatched,batched] [--repeats N] [--tokens N] [--prompt N]
                         [--tokens 16] [--prompt 16] [--weights float32|int4] [--json]
   npm run bench -- grpc [--models docs-llama-7m] [--contexts 32,256] [--tokens N] [--dtype float32|float16|bfloat16] [--json]
   npm run bench -- scan [--threads N]
@@ -35,7 +35,8 @@ engine: devices default to cpu, plus webgpu when a hardware adapter looks presen
         prints the JSON only. Progress goes to stderr.
 load:   concurrent clients through three host processes per pipeline on loopback (one pipeline, then two:
         six hosts), with continuous batching off (SHARDMESH_MAX_BATCH=1) and on (16) side by side:
-        aggregate tokens/s, p50/p95 time to first token and per-token latency.
+        aggregate tokens/s, p50/p95 time to first token and per-token latency. --repeats N measures
+        each client count N times, interleaved, and gives the ratio to one client per repeat (median).
 soak:   the network of npm start (anvil, Oracle, hosts as processes), clients looping greedy completions,
         a non-origin host SIGKILLed every --kill-every s and a new one started --replace-after s later
         (default min(30, kill-every / 2)); prints success rates, recovery after each kill, latency, RSS per
@@ -100,6 +101,7 @@ async function mesh(args: string[]): Promise<void> {
       tokens: { type: 'string' },
       prompt: { type: 'string' },
       weights: { type: 'string', default: 'float32' },
+      repeats: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
@@ -249,6 +251,7 @@ async function load(args: string[]): Promise<void> {
       tokens: { type: 'string' },
       prompt: { type: 'string' },
       weights: { type: 'string', default: 'float32' },
+      repeats: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
@@ -263,6 +266,7 @@ async function load(args: string[]): Promise<void> {
     tokens: positiveInt(values.tokens, 'tokens'),
     promptTokens: positiveInt(values.prompt, 'prompt'),
     weights: values.weights,
+    repeats: positiveInt(values.repeats, 'repeats'),
     log: (line) => process.stderr.write(line + '\n'),
   })
   if (!values.json) process.stdout.write(formatLoadTable(rows) + '\n\n')

@@ -216,3 +216,56 @@ describe('continuous batching: what a shard reports as waiting', () => {
     assert.equal(stage.cachedLength('a'), p.input_ids.length + 2)
   })
 })
+
+describe('continuous batching: prompts that arrive together share a run', () => {
+  let fixture: Fixture
+  let stage: ShardSession
+  let alone: ShardSession
+  const runs: RunLog = []
+  before(async () => {
+    fixture = await loadFixture('docs-llama-7m')
+    const L = parseModelConfig(await fileModelSource(fixture.dir).readText('config.json')).numLayers
+    stage = await openStage(fixture, { start: 0, end: L }, { maxBatch: 16, onRun: (rows, positions) => runs.push({ rows, positions }) })
+    alone = await openStage(fixture, { start: 0, end: L }, { maxBatch: 1, onRun: () => undefined })
+  })
+  after(async () => {
+    await stage.dispose()
+    await alone.dispose()
+  })
+
+  test('new sessions whose prompts arrive together run as one, each with the logits it gets alone', async () => {
+    const p0 = fixture.prompts[0]!
+    const p1 = fixture.prompts[1]!
+    runs.length = 0
+    // X wants every position's logits, Y only the last one's.
+    const firstX = p0.input_ids.slice(0, 6)
+    const firstY = p1.input_ids.slice(0, 6)
+    const [bx, by] = await Promise.all([stage.forward('X', { tokens: firstX }, { reset: true, allLogits: true }), stage.forward('Y', { tokens: firstY }, { reset: true })])
+    assert.deepEqual(runs, [{ rows: 2, positions: 6 }], 'one run of two rows of six positions')
+    const ax = await alone.forward('X', { tokens: firstX }, { reset: true, allLogits: true })
+    const ay = await alone.forward('Y', { tokens: firstY }, { reset: true })
+    assert.equal(bx.logitRows, 6)
+    assert.equal(by.logitRows, 1)
+    assert.ok(maxAbsDiff(bx.logits!, ax.logits!) < 1e-4, `X: logits differ from alone by ${maxAbsDiff(bx.logits!, ax.logits!)}`)
+    assert.ok(maxAbsDiff(by.logits!, ay.logits!) < 1e-4, `Y: logits differ from alone by ${maxAbsDiff(by.logits!, ay.logits!)}`)
+    // Their caches came back out of the run intact: a decode step each, then the rest of X's prompt
+    // (a session with a past runs alone, beside a new session's prompt), match too.
+    runs.length = 0
+    const [cx, cy] = await Promise.all([stage.forward('X', { tokens: [7] }), stage.forward('Y', { tokens: [9] })])
+    const [rx, z] = await Promise.all([stage.forward('X', { tokens: p0.input_ids.slice(6) }), stage.forward('Z', { tokens: p0.input_ids.slice(6) }, { reset: true })])
+    assert.deepEqual(runs, [{ rows: 2, positions: 1 }, { rows: 1, positions: p0.input_ids.length - 6 }, { rows: 1, positions: p0.input_ids.length - 6 }])
+    const dx = await alone.forward('X', { tokens: [7] })
+    const dy = await alone.forward('Y', { tokens: [9] })
+    const ex = await alone.forward('X', { tokens: p0.input_ids.slice(6) })
+    const ez = await alone.forward('Z', { tokens: p0.input_ids.slice(6) }, { reset: true })
+    for (const [label, b, a] of [['X step', cx, dx], ['Y step', cy, dy], ['X rest', rx, ex], ['Z', z, ez]] as const) {
+      assert.ok(maxAbsDiff(b.logits!, a.logits!) < 1e-4, `${label}: logits differ from alone by ${maxAbsDiff(b.logits!, a.logits!)}`)
+    }
+  })
+
+  test('prompts of different lengths do not share a run', async () => {
+    runs.length = 0
+    await Promise.all([stage.forward('U', { tokens: [1, 2, 3] }, { reset: true }), stage.forward('V', { tokens: [4, 5, 6, 7, 8] }, { reset: true })])
+    assert.deepEqual(runs, [{ rows: 1, positions: 3 }, { rows: 1, positions: 5 }])
+  })
+})

@@ -249,20 +249,82 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     return io.output === 'logits' ? { logits: data, logitRows: allLogits ? seqLen : 1, seqLen, length: entry.length } : { hidden: data, seqLen, length: entry.length }
   }
 
+  type StackedRow = { sessionId: string; entry: CacheEntry; input: ShardInput; allLogits: boolean }
+
   /**
-   * Decode steps of several cached sessions as one run: their caches padded to the longest and
+   * The next `n` positions of several sessions as one run: their caches padded to the longest and
    * stacked along the batch dimension, each row at its own position; each row's present KV is cut
-   * back out into its session's cache.
+   * back out into its session's cache. Throws (settling nothing) when the run fails.
    */
+  const runStacked = async (rows: StackedRow[], n: number): Promise<ShardOutput[]> => {
+    const B = rows.length
+    const feeds: Record<string, ort.Tensor> = {}
+    if (io.input === 'input_ids') {
+      feeds.input_ids = new Tensor('int64', BigInt64Array.from(rows.flatMap((r) => (r.input as { tokens: number[] }).tokens), BigInt), [B, n])
+    } else {
+      const hidden = new Float32Array(B * n * H)
+      rows.forEach((r, b) => hidden.set((r.input as { hidden: Float32Array }).hidden, b * n * H))
+      feeds.hidden_states = new Tensor('float32', hidden, [B, n, H])
+    }
+    feeds[POSITION_OFFSET] = new Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.entry.length)), [B])
+    const allLogits = rows.some((r) => r.allLogits)
+    if (io.output === 'logits') feeds[LOGITS_FROM] = new Tensor('int64', BigInt64Array.of(allLogits ? 0n : -1n), [1])
+    const shape = { heads: io.kvHeads, headDim: io.headDim }
+    const none = new Float32Array(0)
+    let padded = 0
+    for (const name of kvNames) {
+      const stacked = stackKv(rows.map((r) => ({ data: (r.entry.tensors.get(name)?.data as Float32Array | undefined) ?? none, length: r.entry.length })), shape)
+      padded = stacked.padded
+      feeds[`past_${name}`] = new Tensor('float32', stacked.data, [B, io.kvHeads, padded, io.headDim])
+    }
+    for (const r of rows) r.entry.busy = true
+    let results: ort.InferenceSession.ReturnType
+    try {
+      results = await session.run(feeds)
+    } finally {
+      for (const r of rows) r.entry.busy = false
+    }
+    onRun?.(B, n)
+    const now = performance.now()
+    const fresh = rows.map(() => new Map<string, ort.Tensor>())
+    for (const name of kvNames) {
+      const present = results[`present_${name}`]!
+      const data = present.data as Float32Array
+      rows.forEach((r, b) => {
+        const row = unstackKv(data, present.dims[2]!, { index: b, past: r.entry.length, added: n }, padded, io.presentLayout, shape)
+        fresh[b]!.set(name, new Tensor('float32', row, [1, io.kvHeads, r.entry.length + n, io.headDim]))
+      })
+      present.dispose()
+    }
+    rows.forEach((r, b) => {
+      for (const t of r.entry.tensors.values()) t.dispose()
+      r.entry.tensors = fresh[b]!
+      r.entry.length += n
+      r.entry.lastUsed = now
+      r.entry.bytes = bytesPerPosition * r.entry.length
+    })
+    evict(rows[0]!.sessionId)
+    const out = results[io.output]!
+    const data = (await out.getData(true)) as Float32Array
+    const X = data.length / B
+    return rows.map((r, b) => {
+      if (io.output !== 'logits') return { hidden: data.slice(b * X, (b + 1) * X), seqLen: n, length: r.entry.length }
+      // With allLogits on any row every row has n logits rows; the others keep their last one.
+      const rowsOut = allLogits && !r.allLogits ? 1 : X / spec.vocabSize
+      return { logits: data.slice((b + 1) * X - rowsOut * spec.vocabSize, (b + 1) * X), logitRows: rowsOut, seqLen: n, length: r.entry.length }
+    })
+  }
+
+  /** Decode steps of several cached sessions as one run (alone when only one is left to run). */
   const runBatch = async (jobs: Job[]): Promise<void> => {
-    const rows: Array<{ job: Job; entry: CacheEntry }> = []
+    const rows: Array<StackedRow & { job: Job }> = []
     for (const job of jobs) {
       try {
         const entry = cache.get(job.sessionId)
         if (!entry) throw new UnknownSessionError(job.sessionId)
         inputLength(job.input)
         checkRoom(job.sessionId, entry.length, 1)
-        rows.push({ job, entry })
+        rows.push({ job, entry, sessionId: job.sessionId, input: job.input, allLogits: false })
       } catch (e) {
         job.fail(e)
       }
@@ -271,72 +333,29 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       for (const { job } of rows) await run(job.sessionId, job.input, false, job.owner, job.allLogits).then(job.resolve, job.fail)
       return
     }
-    const B = rows.length
-    const feeds: Record<string, ort.Tensor> = {}
-    if (io.input === 'input_ids') {
-      feeds.input_ids = new Tensor('int64', BigInt64Array.from(rows, (r) => BigInt((r.job.input as { tokens: number[] }).tokens[0]!)), [B, 1])
-    } else {
-      const hidden = new Float32Array(B * H)
-      rows.forEach((r, b) => hidden.set((r.job.input as { hidden: Float32Array }).hidden, b * H))
-      feeds.hidden_states = new Tensor('float32', hidden, [B, 1, H])
-    }
-    feeds[POSITION_OFFSET] = new Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.entry.length)), [B])
-    // One position per row: its logits row is the last (and only) one.
-    if (io.output === 'logits') feeds[LOGITS_FROM] = new Tensor('int64', BigInt64Array.of(-1n), [1])
-    const shape = { heads: io.kvHeads, headDim: io.headDim }
-    let padded = 0
-    for (const name of kvNames) {
-      const stacked = stackKv(rows.map((r) => ({ data: r.entry.tensors.get(name)!.data as Float32Array, length: r.entry.length })), shape)
-      padded = stacked.padded
-      feeds[`past_${name}`] = new Tensor('float32', stacked.data, [B, io.kvHeads, padded, io.headDim])
-    }
-    for (const r of rows) r.entry.busy = true
-    let results: ort.InferenceSession.ReturnType
+    let outs: ShardOutput[]
     try {
-      results = await session.run(feeds)
+      outs = await runStacked(rows, 1)
     } catch (e) {
-      for (const r of rows) {
-        r.entry.busy = false
-        r.job.fail(e)
-      }
+      for (const r of rows) r.job.fail(e)
       return
     }
-    onRun?.(B, 1)
-    const now = performance.now()
-    const fresh = rows.map(() => new Map<string, ort.Tensor>())
-    for (const name of kvNames) {
-      const present = results[`present_${name}`]!
-      const data = present.data as Float32Array
-      rows.forEach((r, b) => {
-        const row = unstackKv(data, present.dims[2]!, { index: b, past: r.entry.length, added: 1 }, padded, io.presentLayout, shape)
-        fresh[b]!.set(name, new Tensor('float32', row, [1, io.kvHeads, r.entry.length + 1, io.headDim]))
-      })
-      present.dispose()
-    }
-    rows.forEach((r, b) => {
-      for (const t of r.entry.tensors.values()) t.dispose()
-      r.entry.tensors = fresh[b]!
-      r.entry.length += 1
-      r.entry.lastUsed = now
-      r.entry.bytes = bytesPerPosition * r.entry.length
-    })
-    evict(rows[0]!.job.sessionId)
-    for (const r of rows) r.entry.busy = false
-    const out = results[io.output]!
-    const data = (await out.getData(true)) as Float32Array
-    const X = data.length / B
-    rows.forEach((r, b) => {
-      const part = data.slice(b * X, (b + 1) * X)
-      r.job.resolve(io.output === 'logits' ? { logits: part, logitRows: 1, seqLen: 1, length: r.entry.length } : { hidden: part, seqLen: 1, length: r.entry.length })
-    })
+    rows.forEach((r, b) => r.job.resolve(outs[b]!))
   }
 
-  /** The next slice of a prompt (the whole of it when batching is off); the session's output once all have run. */
-  const runPrefillSlice = async (job: Job): Promise<boolean> => {
-    const total = inputLength(job.input)
-    if (job.done === 0) checkRoom(job.sessionId, job.reset ? 0 : cache.get(job.sessionId)?.length ?? 0, total)
-    const n = maxBatch > 1 ? Math.min(prefillChunk, total - job.done) : total
-    const out = await run(job.sessionId, n === total ? job.input : slice(job.input, job.done, job.done + n), job.reset && job.done === 0, job.owner, job.allLogits)
+  /** Positions of a prefill job's next slice (the whole prompt when batching is off). */
+  const nextSlice = (job: Job): number => {
+    const total = 'tokens' in job.input ? job.input.tokens.length : Math.floor(job.input.hidden.length / H)
+    return maxBatch > 1 ? Math.min(prefillChunk, total - job.done) : total
+  }
+  /**
+   * Only the first slices of new sessions share a run: GroupQueryAttention runs several positions
+   * of several rows only when no row has a past.
+   */
+  const prefillSlice = (job: Job) => ({ positions: nextSlice(job), batchable: job.done === 0 && (job.reset || !cache.has(job.sessionId)) })
+
+  /** A prefill's slice ran: keeps its output; settles the job after its last slice. True once it has. */
+  const sliceDone = (job: Job, out: ShardOutput, n: number, total: number): boolean => {
     // Without allLogits only the last slice's logits row is wanted: earlier slices' rows are dropped.
     if (io.output === 'logits' && !job.allLogits) job.parts = [out.logits!]
     else job.parts.push((out.hidden ?? out.logits)!)
@@ -347,12 +366,63 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     return true
   }
 
-  const scheduler = createBatchScheduler<Job>({ runDecode: runBatch, runPrefillSlice, maxBatch })
+  /**
+   * The next slice of each prefill (all of one length, from the scheduler) as one run, or alone;
+   * resolves with the jobs that ended (their last slice ran, or they failed).
+   */
+  const runPrefill = async (jobs: Job[]): Promise<Job[]> => {
+    const ended: Job[] = []
+    const rows: Array<StackedRow & { job: Job; total: number }> = []
+    let n = 0
+    for (const job of jobs) {
+      try {
+        const total = inputLength(job.input)
+        const before = job.done === 0 && job.reset ? 0 : cache.get(job.sessionId)?.length ?? 0
+        if (job.done === 0) checkRoom(job.sessionId, before, total)
+        n = nextSlice(job)
+        const input = n === total ? job.input : slice(job.input, job.done, job.done + n)
+        if (jobs.length === 1) {
+          const out = await run(job.sessionId, input, job.reset && job.done === 0, job.owner, job.allLogits)
+          if (sliceDone(job, out, n, total)) ended.push(job)
+          return ended
+        }
+        if (job.done === 0 && job.reset) drop(job.sessionId)
+        let entry = cache.get(job.sessionId)
+        if (!entry) {
+          if (!(job.done === 0 && job.reset)) throw new UnknownSessionError(job.sessionId)
+          entry = { owner: job.owner, length: 0, tensors: new Map(), lastUsed: 0, bytes: 0, busy: false }
+          cache.set(job.sessionId, entry)
+        }
+        rows.push({ job, total, entry, sessionId: job.sessionId, input, allLogits: job.allLogits })
+      } catch (e) {
+        job.fail(e)
+        ended.push(job)
+      }
+    }
+    if (!rows.length) return ended
+    let outs: ShardOutput[]
+    try {
+      outs = await runStacked(rows, n)
+    } catch (e) {
+      for (const r of rows) {
+        r.job.fail(e)
+        ended.push(r.job)
+      }
+      return ended
+    }
+    rows.forEach((r, b) => {
+      if (sliceDone(r.job, outs[b]!, n, r.total)) ended.push(r.job)
+    })
+    return ended
+  }
+
+  const scheduler = createBatchScheduler<Job>({ runDecode: runBatch, runPrefill, prefillSlice, maxBatch, maxPrefillPositions: 4 * prefillChunk })
 
   const drop = (sessionId: string) => {
     const e = cache.get(sessionId)
     if (e) release(e)
     cache.delete(sessionId)
+    scheduler.forget(sessionId)
   }
 
   if (device === 'webgpu') {

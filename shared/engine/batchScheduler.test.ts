@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createBatchScheduler, type BatchJob } from './batchScheduler.ts'
+
+type Job = BatchJob & { resolve(): void }
+
+/**
+ * Sessions stepping through a shard as through one stage of a pipeline: each run takes `runMs`;
+ * after its step a session comes back `awayMs` later (the other stages). Returns the rows of every
+ * decode run.
+ */
+async function pipeline(opts: { gatherShare: number; groups: Array<{ keys: string[]; startMs: number }>; runMs: number; awayMs: number; steps: number }): Promise<number[]> {
+  const widths: number[] = []
+  const scheduler = createBatchScheduler<Job>({
+    gatherShare: opts.gatherShare,
+    async runDecode(jobs) {
+      widths.push(jobs.length)
+      await sleep(opts.runMs)
+      for (const j of jobs) j.resolve()
+    },
+    async runPrefill(jobs) {
+      return jobs
+    },
+  })
+  const session = async (key: string, startMs: number) => {
+    await sleep(startMs)
+    for (let i = 0; i < opts.steps; i++) {
+      await new Promise<void>((resolve, reject) => scheduler.submit({ key, decode: true, fail: reject, resolve }))
+      await sleep(opts.awayMs)
+    }
+    scheduler.forget(key)
+  }
+  await Promise.all(opts.groups.flatMap((g) => g.keys.map((k) => session(k, g.startMs))))
+  return widths
+}
+
+describe('batch scheduler: gathering the steps that are due', () => {
+  // Two groups of sessions, the second arriving while the first one's run is running: left alone
+  // they stay two groups, each paying a run, in every round.
+  const groups = [
+    { keys: ['a', 'b', 'c'], startMs: 0 },
+    { keys: ['d', 'e'], startMs: 40 },
+  ]
+
+  test('a group one run behind another is merged with it, and they then share every run', async () => {
+    const widths = await pipeline({ gatherShare: 1.5, groups, runMs: 60, awayMs: 120, steps: 12 })
+    assert.deepEqual(widths.slice(-6), [5, 5, 5, 5, 5, 5], `the last rounds run all five sessions together: ${widths.join(',')}`)
+  })
+
+  test('without gathering the two groups stay apart', async () => {
+    const widths = await pipeline({ gatherShare: 0, groups, runMs: 60, awayMs: 120, steps: 12 })
+    assert.ok(widths.slice(-6).every((w) => w < 5), `runs stay split: ${widths.join(',')}`)
+  })
+
+  test('a session due much later is not waited for', async () => {
+    // One session every 60 ms run + 600 ms away, another started 300 ms later: waiting for it would
+    // cost more than the window allows, so each runs alone, at once.
+    const started: number[] = []
+    const t0 = performance.now()
+    const widths = await pipeline({
+      gatherShare: 1.5,
+      groups: [
+        { keys: ['x'], startMs: 0 },
+        { keys: ['y'], startMs: 300 },
+      ],
+      runMs: 20,
+      awayMs: 600,
+      steps: 4,
+    })
+    started.push(performance.now() - t0)
+    assert.deepEqual(widths, [1, 1, 1, 1, 1, 1, 1, 1])
+    // 4 steps of (20 ms run + 600 ms away) plus y's 300 ms start: no run waited the window.
+    assert.ok(started[0]! < 4 * 620 + 300 + 250, `took ${started[0]} ms`)
+  })
+})
