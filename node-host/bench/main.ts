@@ -101,7 +101,6 @@ async function mesh(args: string[]): Promise<void> {
       tokens: { type: 'string' },
       prompt: { type: 'string' },
       weights: { type: 'string', default: 'float32' },
-      repeats: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })

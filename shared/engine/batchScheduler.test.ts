@@ -3,19 +3,29 @@ import { describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createBatchScheduler, type BatchJob } from './batchScheduler.ts'
 
-type Job = BatchJob & { resolve(): void }
+type Job = BatchJob & { resolve(): void; at: number }
 
 /**
  * Sessions stepping through a shard as through one stage of a pipeline: each run takes `runMs`;
  * after its step a session comes back `awayMs` later (the other stages). Returns the rows of every
  * decode run.
  */
-async function pipeline(opts: { gatherShare: number; groups: Array<{ keys: string[]; startMs: number }>; runMs: number; awayMs: number; steps: number }): Promise<number[]> {
+async function pipeline(opts: {
+  gatherShare: number
+  /** `steps` overrides the common count; `forget: false` stops without telling the scheduler (as a cached session that went quiet). */
+  groups: Array<{ keys: string[]; startMs: number; steps?: number; forget?: boolean }>
+  runMs: number
+  awayMs: number
+  steps: number
+  /** Each run's rows and how long its last-arrived job waited for it, ms. */
+  onRun?: (rows: number, waitedMs: number) => void
+}): Promise<number[]> {
   const widths: number[] = []
   const scheduler = createBatchScheduler<Job>({
     gatherShare: opts.gatherShare,
     async runDecode(jobs) {
       widths.push(jobs.length)
+      opts.onRun?.(jobs.length, performance.now() - Math.max(...jobs.map((j) => j.at)))
       await sleep(opts.runMs)
       for (const j of jobs) j.resolve()
     },
@@ -23,15 +33,15 @@ async function pipeline(opts: { gatherShare: number; groups: Array<{ keys: strin
       return jobs
     },
   })
-  const session = async (key: string, startMs: number) => {
-    await sleep(startMs)
-    for (let i = 0; i < opts.steps; i++) {
-      await new Promise<void>((resolve, reject) => scheduler.submit({ key, decode: true, fail: reject, resolve }))
+  const session = async (key: string, g: (typeof opts.groups)[number]) => {
+    await sleep(g.startMs)
+    for (let i = 0; i < (g.steps ?? opts.steps); i++) {
+      await new Promise<void>((resolve, reject) => scheduler.submit({ key, decode: true, fail: reject, resolve, at: performance.now() }))
       await sleep(opts.awayMs)
     }
-    scheduler.forget(key)
+    if (g.forget !== false) scheduler.forget(key)
   }
-  await Promise.all(opts.groups.flatMap((g) => g.keys.map((k) => session(k, g.startMs))))
+  await Promise.all(opts.groups.flatMap((g) => g.keys.map((k) => session(k, g))))
   return widths
 }
 
@@ -72,5 +82,26 @@ describe('batch scheduler: gathering the steps that are due', () => {
     assert.deepEqual(widths, [1, 1, 1, 1, 1, 1, 1, 1])
     // 4 steps of (20 ms run + 600 ms away) plus y's 300 ms start: no run waited the window.
     assert.ok(started[0]! < 4 * 620 + 300 + 250, `took ${started[0]} ms`)
+  })
+
+  test('a session that went quiet without ending costs at most one wait', async () => {
+    // a and b step together; b stops after 4 steps but stays known (its cache kept, say): a's
+    // later rounds must not each wait the window (1.5 runs, 60 ms) for it.
+    const waits: number[] = []
+    await pipeline({
+      gatherShare: 1.5,
+      groups: [
+        { keys: ['a'], startMs: 0 },
+        { keys: ['b'], startMs: 0, steps: 4, forget: false },
+      ],
+      runMs: 40,
+      awayMs: 80,
+      steps: 14,
+      onRun: (rows, waitedMs) => {
+        if (rows === 1) waits.push(waitedMs)
+      },
+    })
+    const long = waits.filter((w) => w > 30)
+    assert.ok(long.length <= 1, `a waited for b in ${long.length} rounds: ${waits.map((w) => w.toFixed(0)).join(',')}`)
   })
 })

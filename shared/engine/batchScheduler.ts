@@ -9,8 +9,11 @@ export type BatchJob = {
 }
 
 export type BatchSchedulerInit<J extends BatchJob> = {
-  /** Runs decode jobs of distinct sessions as one step (one ONNX Runtime run), and settles each. */
-  runDecode(jobs: J[]): Promise<void>
+  /**
+   * Runs decode jobs of distinct sessions as one step (one ONNX Runtime run), and settles each;
+   * false when nothing ran (every job failed before the run), so its time says nothing of a run's.
+   */
+  runDecode(jobs: J[]): Promise<boolean | void>
   /**
    * Runs the next slice of each prefill job (of distinct sessions, one run when there are several)
    * and settles each after its last slice; resolves with the jobs that finished.
@@ -129,13 +132,14 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
         if (decodes.length) {
           for (const j of decodes) remove(j)
           const started = now()
+          let ran: boolean | void = true
           try {
-            await init.runDecode(decodes)
+            ran = await init.runDecode(decodes)
           } catch (e) {
             for (const j of decodes) j.fail(e)
           }
           const ms = now() - started
-          runMs = runMs === undefined ? ms : 0.8 * runMs + 0.2 * ms
+          if (ran !== false) runMs = runMs === undefined ? ms : 0.8 * runMs + 0.2 * ms
         }
         if (prefills.length) {
           let finished = prefills
@@ -155,15 +159,19 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
     }
   }
 
-  /** Sessions not waiting now whose next decode step is predicted before `until`. */
-  const dueBefore = (until: number): string[] => {
+  /**
+   * Sessions not waiting now whose next decode step is predicted before `until`. A session late by
+   * more than `window` has stopped sending steps (it ended, paused, or was evicted): it is no longer
+   * expected, so it costs at most one wait.
+   */
+  const dueBefore = (until: number, window: number): string[] => {
     const queued = new Set(queue.map((j) => j.key))
     const due: string[] = []
+    const t = now()
     for (const [key, a] of arrivals) {
       if (a.interval === undefined || queued.has(key)) continue
       const next = a.at + a.interval
-      // A session far past its prediction has stopped sending steps (or was dropped elsewhere).
-      if (now() > a.at + 4 * a.interval + 1000) arrivals.delete(key)
+      if (t > next + window) arrivals.delete(key)
       else if (next <= until) due.push(key)
     }
     return due
@@ -172,12 +180,13 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
   /** Waits while a round has room and a session's step is due within the window, until it arrives or the window ends. */
   const gather = async () => {
     if (maxBatch <= 1 || !gatherShare || runMs === undefined) return
-    const deadline = now() + gatherShare * runMs
+    const window = gatherShare * runMs
+    const deadline = now() + window
     for (;;) {
       const { decodes } = pick()
       if (!decodes.length || decodes.length >= maxBatch) return
       const left = deadline - now()
-      if (left <= 0 || !dueBefore(deadline).length) return
+      if (left <= 0 || !dueBefore(deadline, window).length) return
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, left)
         function done() {
@@ -193,7 +202,7 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
   return {
     submit(job) {
       queue.push(job)
-      if (job.decode) {
+      if (maxBatch > 1 && job.decode) {
         const t = now()
         const last = arrivals.get(job.key)
         const gap = last ? t - last.at : undefined

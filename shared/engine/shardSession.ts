@@ -277,12 +277,14 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       padded = stacked.padded
       feeds[`past_${name}`] = new Tensor('float32', stacked.data, [B, io.kvHeads, padded, io.headDim])
     }
+    // Busy until evict below has run: the rows' own growth must not evict one of them.
     for (const r of rows) r.entry.busy = true
     let results: ort.InferenceSession.ReturnType
     try {
       results = await session.run(feeds)
-    } finally {
+    } catch (e) {
       for (const r of rows) r.entry.busy = false
+      throw e
     }
     onRun?.(B, n)
     const now = performance.now()
@@ -304,6 +306,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       r.entry.bytes = bytesPerPosition * r.entry.length
     })
     evict(rows[0]!.sessionId)
+    for (const r of rows) r.entry.busy = false
     const out = results[io.output]!
     const data = (await out.getData(true)) as Float32Array
     const X = data.length / B
@@ -315,8 +318,8 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     })
   }
 
-  /** Decode steps of several cached sessions as one run (alone when only one is left to run). */
-  const runBatch = async (jobs: Job[]): Promise<void> => {
+  /** Decode steps of several cached sessions as one run (alone when only one is left to run); false when none ran. */
+  const runBatch = async (jobs: Job[]): Promise<boolean> => {
     const rows: Array<StackedRow & { job: Job }> = []
     for (const job of jobs) {
       try {
@@ -331,16 +334,17 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     }
     if (rows.length <= 1) {
       for (const { job } of rows) await run(job.sessionId, job.input, false, job.owner, job.allLogits).then(job.resolve, job.fail)
-      return
+      return rows.length === 1
     }
     let outs: ShardOutput[]
     try {
       outs = await runStacked(rows, 1)
     } catch (e) {
       for (const r of rows) r.job.fail(e)
-      return
+      return true
     }
     rows.forEach((r, b) => r.job.resolve(outs[b]!))
+    return true
   }
 
   /** Positions of a prefill job's next slice (the whole prompt when batching is off). */
