@@ -14,6 +14,7 @@ import { createNodeLibp2p } from '../mesh/createNodeLibp2p.ts'
 import { fileModelSource } from '../model/fileModelSource.ts'
 import { freePort } from '../net/freePort.ts'
 import { prepareModel } from './engineBench.ts'
+import { median } from './stats.ts'
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../cli/main.ts')
 
@@ -161,8 +162,9 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
           const run = (k: number, n: number, onToken?: (i: number) => void) =>
             service.generate({ peers: onPipeline(k), numLayers: spec.numLayers, inputIds: prompt(k), maxNewTokens: n, maxFailovers: 0, onToken: (_id, i) => void onToken?.(i) })
           await Promise.all(pipelines.map((_, k) => run(k, 2)))
-          for (let repeat = 0; repeat < (options.repeats ?? 1); repeat++)
-          for (const clients of clientCounts) {
+          // Every client count once per repeat, interleaved: 1, 4, 16, 1, 4, 16, …
+          const schedule = Array.from({ length: options.repeats ?? 1 }, (_, repeat) => clientCounts.map((clients) => ({ repeat, clients }))).flat()
+          for (const { repeat, clients } of schedule) {
             const t0 = performance.now()
             const ttft: number[] = []
             const gaps: number[] = []
@@ -212,11 +214,6 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
     }
   }
   return rows
-}
-
-const median = (values: number[]): number => {
-  const s = [...values].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 
 /**

@@ -12,6 +12,7 @@ import { createVerifyService } from '../../shared/verify/verifyProtocol.ts'
 import { nodeRuntime } from '../engine/nodeRuntime.ts'
 import { nodeSha256 } from '../host/nodeSha256.ts'
 import { prepareModel } from './engineBench.ts'
+import { median } from './stats.ts'
 import { parseModelConfig } from '../../shared/model/modelSpec.ts'
 import type { WeightFormat } from '../../shared/model/shardGraph.ts'
 import { createNodeLibp2p, type NodeLibp2p } from '../mesh/createNodeLibp2p.ts'
@@ -193,9 +194,8 @@ export async function runVerifyBench(opts: { model?: string; weights?: WeightFor
     const by = (m: VerifyBenchConfig['mode']) => out.find((c) => c.mode === m)!
     const paired = (m: VerifyBenchConfig['mode']) => {
       const plain = perRound.get('plain')!
-      const ratios = perRound.get(m)!.map((x, i) => x / plain[i]!).sort((a, b) => a - b)
-      const mid = ratios.length >> 1
-      return ratios.length ? (ratios.length % 2 ? ratios[mid]! : (ratios[mid - 1]! + ratios[mid]!) / 2) - 1 : 0
+      const ratios = perRound.get(m)!.map((x, i) => x / plain[i]!)
+      return ratios.length ? median(ratios) - 1 : 0
     }
     const checked = by('checked')
 

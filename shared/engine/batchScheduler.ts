@@ -127,8 +127,7 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
         // Sessions whose step just ended (or whose frame just arrived) submit their next one first,
         // so it shares this round rather than waiting for the next.
         await nextMacrotask()
-        await gather()
-        const { decodes, prefills } = pick()
+        const { decodes, prefills } = await gather()
         if (decodes.length) {
           for (const j of decodes) remove(j)
           const started = now()
@@ -160,33 +159,34 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
   }
 
   /**
-   * Sessions not waiting now whose next decode step is predicted before `until`. A session late by
-   * more than `window` has stopped sending steps (it ended, paused, or was evicted): it is no longer
-   * expected, so it costs at most one wait.
+   * Whether a session not waiting now has its next decode step predicted before `until`. A session
+   * late by more than `window` has stopped sending steps (it ended, paused, or was evicted): it is
+   * no longer expected, so it costs at most one wait.
    */
-  const dueBefore = (until: number, window: number): string[] => {
+  const someDue = (until: number, window: number): boolean => {
     const queued = new Set(queue.map((j) => j.key))
-    const due: string[] = []
     const t = now()
     for (const [key, a] of arrivals) {
       if (a.interval === undefined || queued.has(key)) continue
       const next = a.at + a.interval
       if (t > next + window) arrivals.delete(key)
-      else if (next <= until) due.push(key)
+      else if (next <= until) return true
     }
-    return due
+    return false
   }
 
-  /** Waits while a round has room and a session's step is due within the window, until it arrives or the window ends. */
-  const gather = async () => {
-    if (maxBatch <= 1 || !gatherShare || runMs === undefined) return
+  /**
+   * The round's jobs (pick), after waiting while it has room and a session's step is due within
+   * the window, until that step arrives or the window ends.
+   */
+  const gather = async (): Promise<ReturnType<typeof pick>> => {
+    let picked = pick()
+    if (maxBatch <= 1 || !gatherShare || runMs === undefined) return picked
     const window = gatherShare * runMs
     const deadline = now() + window
-    for (;;) {
-      const { decodes } = pick()
-      if (!decodes.length || decodes.length >= maxBatch) return
+    while (picked.decodes.length && picked.decodes.length < maxBatch) {
       const left = deadline - now()
-      if (left <= 0 || !dueBefore(deadline, window).length) return
+      if (left <= 0 || !someDue(deadline, window)) break
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, left)
         function done() {
@@ -196,7 +196,9 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
         }
         onArrival = done
       })
+      picked = pick()
     }
+    return picked
   }
 
   return {
@@ -205,8 +207,9 @@ export function createBatchScheduler<J extends BatchJob>(init: BatchSchedulerIni
       if (maxBatch > 1 && job.decode) {
         const t = now()
         const last = arrivals.get(job.key)
-        const gap = last ? t - last.at : undefined
-        arrivals.set(job.key, { at: t, interval: gap === undefined ? undefined : last!.interval === undefined ? gap : 0.5 * last!.interval + 0.5 * gap })
+        // The interval between arrivals, smoothed: half the last gap, half the interval before it.
+        const interval = last && (last.interval === undefined ? t - last.at : (last.interval + t - last.at) / 2)
+        arrivals.set(job.key, { at: t, interval })
       } else arrivals.delete(job.key)
       onArrival?.()
       if (active) return

@@ -211,6 +211,13 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     }
   }
 
+  /** An empty cache entry for a session starting here. */
+  const newEntry = (sessionId: string, owner: string): CacheEntry => {
+    const entry = { owner, length: 0, tensors: new Map(), lastUsed: 0, bytes: 0, busy: false }
+    cache.set(sessionId, entry)
+    return entry
+  }
+
   const run = async (sessionId: string, input: ShardInput, reset: boolean, owner: string, allLogits = false): Promise<ShardOutput> => {
     if (reset) drop(sessionId)
     else if (!cache.has(sessionId)) throw new UnknownSessionError(sessionId)
@@ -219,11 +226,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     if ('tokens' in input) feeds.input_ids = new Tensor('int64', BigInt64Array.from(input.tokens, BigInt), [1, seqLen])
     else feeds.hidden_states = new Tensor('float32', input.hidden, [1, seqLen, H])
     checkRoom(sessionId, cache.get(sessionId)?.length ?? 0, seqLen)
-    let entry = cache.get(sessionId)
-    if (!entry) {
-      entry = { owner, length: 0, tensors: new Map(), lastUsed: 0, bytes: 0, busy: false }
-      cache.set(sessionId, entry)
-    }
+    const entry = cache.get(sessionId) ?? newEntry(sessionId, owner)
     feeds[POSITION_OFFSET] = new Tensor('int64', BigInt64Array.of(BigInt(entry.length)), [1])
     if (io.output === 'logits') feeds[LOGITS_FROM] = new Tensor('int64', BigInt64Array.of(allLogits ? 0n : -1n), [1])
     for (const name of kvNames) {
@@ -352,11 +355,13 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     const total = 'tokens' in job.input ? job.input.tokens.length : Math.floor(job.input.hidden.length / H)
     return maxBatch > 1 ? Math.min(prefillChunk, total - job.done) : total
   }
+  /** A prefill's first slice of a session it starts (over): the slice has no past. */
+  const startsSession = (job: Job) => job.reset && job.done === 0
   /**
    * Only the first slices of new sessions share a run: GroupQueryAttention runs several positions
    * of several rows only when no row has a past.
    */
-  const prefillSlice = (job: Job) => ({ positions: nextSlice(job), batchable: job.done === 0 && (job.reset || !cache.has(job.sessionId)) })
+  const prefillSlice = (job: Job) => ({ positions: nextSlice(job), batchable: startsSession(job) })
 
   /** A prefill's slice ran: keeps its output; settles the job after its last slice. True once it has. */
   const sliceDone = (job: Job, out: ShardOutput, n: number, total: number): boolean => {
@@ -371,42 +376,43 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
   }
 
   /**
-   * The next slice of each prefill (all of one length, from the scheduler) as one run, or alone;
-   * resolves with the jobs that ended (their last slice ran, or they failed).
+   * The next slice of each prefill (new sessions' first slices of one length, from the scheduler)
+   * as one run, or alone; resolves with the jobs that ended (their last slice ran, or they failed).
    */
   const runPrefill = async (jobs: Job[]): Promise<Job[]> => {
     const ended: Job[] = []
-    const rows: Array<StackedRow & { job: Job; total: number }> = []
-    let n = 0
+    const rows: Array<{ job: Job; total: number; n: number; input: ShardInput }> = []
     for (const job of jobs) {
       try {
         const total = inputLength(job.input)
-        const before = job.done === 0 && job.reset ? 0 : cache.get(job.sessionId)?.length ?? 0
-        if (job.done === 0) checkRoom(job.sessionId, before, total)
-        n = nextSlice(job)
+        if (job.done === 0) checkRoom(job.sessionId, startsSession(job) ? 0 : cache.get(job.sessionId)?.length ?? 0, total)
+        const n = nextSlice(job)
         const input = n === total ? job.input : slice(job.input, job.done, job.done + n)
-        if (jobs.length === 1) {
-          const out = await run(job.sessionId, input, job.reset && job.done === 0, job.owner, job.allLogits)
-          if (sliceDone(job, out, n, total)) ended.push(job)
-          return ended
-        }
-        if (job.done === 0 && job.reset) drop(job.sessionId)
-        let entry = cache.get(job.sessionId)
-        if (!entry) {
-          if (!(job.done === 0 && job.reset)) throw new UnknownSessionError(job.sessionId)
-          entry = { owner: job.owner, length: 0, tensors: new Map(), lastUsed: 0, bytes: 0, busy: false }
-          cache.set(job.sessionId, entry)
-        }
-        rows.push({ job, total, entry, sessionId: job.sessionId, input, allLogits: job.allLogits })
+        rows.push({ job, total, n, input })
       } catch (e) {
         job.fail(e)
         ended.push(job)
       }
     }
+    if (rows.length === 1) {
+      const { job, input, n, total } = rows[0]!
+      try {
+        if (sliceDone(job, await run(job.sessionId, input, startsSession(job), job.owner, job.allLogits), n, total)) ended.push(job)
+      } catch (e) {
+        job.fail(e)
+        ended.push(job)
+      }
+      return ended
+    }
     if (!rows.length) return ended
+    // Several rows are first slices of sessions starting (over), as prefillSlice lets share a run: each gets a new entry.
+    const stacked = rows.map(({ job, input }) => {
+      drop(job.sessionId)
+      return { sessionId: job.sessionId, entry: newEntry(job.sessionId, job.owner), input, allLogits: job.allLogits }
+    })
     let outs: ShardOutput[]
     try {
-      outs = await runStacked(rows, n)
+      outs = await runStacked(stacked, rows[0]!.n)
     } catch (e) {
       for (const r of rows) {
         r.job.fail(e)
@@ -415,7 +421,7 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
       return ended
     }
     rows.forEach((r, b) => {
-      if (sliceDone(r.job, outs[b]!, n, r.total)) ended.push(r.job)
+      if (sliceDone(r.job, outs[b]!, r.n, r.total)) ended.push(r.job)
     })
     return ended
   }
