@@ -17,15 +17,15 @@ async function pipeline(opts: {
   runMs: number
   awayMs: number
   steps: number
-  /** Each run's rows and how long its last-arrived job waited for it, ms. */
-  onRun?: (rows: number, waitedMs: number) => void
+  /** Each run's sessions and how long its last-arrived job waited for it, ms. */
+  onRun?: (keys: string[], waitedMs: number) => void
 }): Promise<number[]> {
   const widths: number[] = []
   const scheduler = createBatchScheduler<Job>({
     gatherShare: opts.gatherShare,
     async runDecode(jobs) {
       widths.push(jobs.length)
-      opts.onRun?.(jobs.length, performance.now() - Math.max(...jobs.map((j) => j.at)))
+      opts.onRun?.(jobs.map((j) => j.key), performance.now() - Math.max(...jobs.map((j) => j.at)))
       await sleep(opts.runMs)
       for (const j of jobs) j.resolve()
     },
@@ -55,7 +55,10 @@ describe('batch scheduler: gathering the steps that are due', () => {
 
   test('a group one run behind another is merged with it, and they then share every run', async () => {
     const widths = await pipeline({ gatherShare: 1.5, groups, runMs: 60, awayMs: 120, steps: 12 })
-    assert.deepEqual(widths.slice(-6), [5, 5, 5, 5, 5, 5], `the last rounds run all five sessions together: ${widths.join(',')}`)
+    // Once merged they stay merged; the group that started later may have one step left alone at the end.
+    const merged = widths.indexOf(5)
+    assert.ok(merged >= 0 && merged <= widths.length - 4, `the five sessions merged with rounds to spare: ${widths.join(',')}`)
+    assert.ok(widths.slice(merged, -1).every((w) => w === 5), `and then shared every run: ${widths.join(',')}`)
   })
 
   test('without gathering the two groups stay apart', async () => {
@@ -85,8 +88,9 @@ describe('batch scheduler: gathering the steps that are due', () => {
 
   test('a session that went quiet without ending costs at most one wait', async () => {
     // a and b step together; b stops after 4 steps but stays known (its cache kept, say): a's
-    // later rounds must not each wait the window (1.5 runs, 60 ms) for it.
-    const waits: number[] = []
+    // rounds after b's last step must not each wait the window (1.5 runs, 60 ms) for it. (Before
+    // that, on a loaded machine, one may wait for the other while both still step: that is the point.)
+    let waits: number[] = []
     await pipeline({
       gatherShare: 1.5,
       groups: [
@@ -96,8 +100,9 @@ describe('batch scheduler: gathering the steps that are due', () => {
       runMs: 40,
       awayMs: 80,
       steps: 14,
-      onRun: (rows, waitedMs) => {
-        if (rows === 1) waits.push(waitedMs)
+      onRun: (keys, waitedMs) => {
+        if (keys.includes('b')) waits = []
+        else waits.push(waitedMs)
       },
     })
     const long = waits.filter((w) => w > 30)
