@@ -4,6 +4,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { topologySchema, type Topology } from '../shared/oracle/plumiseSchemas.ts'
 import { SERVED_PATH, servedSnapshotSchema } from '../shared/oracle/servedThroughput.ts'
 import { loadFixture, type Fixture, type FixturePrompt } from '../testing/fixtures.ts'
+import { waitFor } from '../testing/waitFor.ts'
 import { CHROMIUM_PATH, MESH_PAGE_ARGS } from './launchChromium.ts'
 import { startAppNetwork, type AppNetwork } from './startAppNetwork.ts'
 
@@ -178,8 +179,17 @@ describe('the contributor app on an npm start network', () => {
     assert.match(await card.getByTestId('network-tps').innerText(), /tokens\/s/)
     // What the page served (the completion and the chat above went through it), as the Oracle
     // counted it from the page's TASK_PROGRESS reports: in its API, and in the view, per node and in total.
-    const served = servedSnapshotSchema.parse(await (await fetch(`${net.oracleUrl}${SERVED_PATH}`)).json())
-    const mine = served.nodes.find((n) => n.peerId === pagePeerId)
+    // The page reports every 5 s: the work of the tests just before may not be counted yet.
+    let served = servedSnapshotSchema.parse(await (await fetch(`${net.oracleUrl}${SERVED_PATH}`)).json())
+    const mine = await waitFor(
+      "the Oracle's count of the page's work",
+      async () => {
+        served = servedSnapshotSchema.parse(await (await fetch(`${net.oracleUrl}${SERVED_PATH}`)).json())
+        return served.nodes.find((n) => n.peerId === pagePeerId && n.tokens > 0)
+      },
+      15_000,
+      250,
+    ).catch(() => served.nodes.find((n) => n.peerId === pagePeerId))
     assert.ok(mine && mine.kind === 'page' && mine.tokens > 0 && mine.steps > 0 && mine.sessions >= 1, `the Oracle counted the page's work: ${JSON.stringify(mine)}`)
     assert.ok(mine.tokensPerSecond > 0 && served.totalTokensPerSecond >= mine.tokensPerSecond, `served tokens/s: ${JSON.stringify(served)}`)
     const row = card.locator(`tr[data-peer-id="${pagePeerId}"]`)
