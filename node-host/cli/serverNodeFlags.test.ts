@@ -5,10 +5,10 @@ import { join } from 'node:path'
 import { missingNodeFlags, SERVER_NODE_FLAGS } from './serverNodeFlags.ts'
 
 test('a flag given on the command line or in NODE_OPTIONS, with either spelling, is not missing', () => {
-  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, [], undefined), ['--max-semi-space-size=16'])
-  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, ['--max-semi-space-size=8'], undefined), [])
-  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, [], '--import x.mjs --max_semi_space_size=32'), [])
-  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, ['--max-old-space-size=4096'], '--import x.mjs'), ['--max-semi-space-size=16'])
+  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, [], undefined), ['--max-semi-space-size=16', '--heap-growing-percent=300'])
+  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, ['--max-semi-space-size=8', '--heap-growing-percent=0'], undefined), [])
+  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, ['--heap_growing_percent=100'], '--import x.mjs --max_semi_space_size=32'), [])
+  assert.deepEqual(missingNodeFlags(SERVER_NODE_FLAGS, ['--max-old-space-size=4096'], '--import x.mjs'), ['--max-semi-space-size=16', '--heap-growing-percent=300'])
 })
 
 test('a server command runs under the server flags, in the process it was started as', () => {
@@ -21,5 +21,6 @@ test('a server command runs under the server flags, in the process it was starte
   assert.equal(lines[0]!.pid, lines[1]!.pid)
   assert.ok(!lines[0]!.execArgv.includes('--max-semi-space-size=16'))
   assert.ok(lines[1]!.execArgv.includes('--max-semi-space-size=16'))
+  assert.ok(lines[1]!.execArgv.includes('--heap-growing-percent=300'))
   assert.notEqual(r.status, 0)
 })
