@@ -168,6 +168,8 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
   /** The stack buffer of a KV tensor with room for `rows` caches of `positions`; a new one has room for maxBatch rows and KV_GROWTH more positions. */
   const stackBuffer = (name: string, rows: number, positions: number): Float32Array => {
     const size = rows * io.kvHeads * positions * io.headDim
+    // New sessions' prompts stack no past.
+    if (size === 0) return new Float32Array(0)
     const kept = stackBuffers.get(name)
     if (kept && kept.length >= size) return kept
     const room = Math.max(rows, maxBatch) * io.kvHeads * (Math.floor(positions / KV_GROWTH) + 1) * KV_GROWTH * io.headDim
