@@ -161,8 +161,8 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
   const shape = { heads: io.kvHeads, headDim: io.headDim }
   /**
    * The stacked past of a batched run, per KV tensor, reused run after run (the scheduler runs one
-   * call at a time): a batch of 16 on a 1.1 B model's 8 layers stacks 8 MB a step, and allocating
-   * that anew each step had V8 collecting the old generation about once a step.
+   * call at a time): a batch of 16 on a 1.1 B model's 8 layers stacks 8 MB a step. With that and
+   * the copies back out allocated anew each step, V8 ran a full collection about every second step.
    */
   const stackBuffers = new Map<string, Float32Array>()
   /** The stack buffer of a KV tensor with room for `rows` caches of `positions`; a new one has room for maxBatch rows and KV_GROWTH more positions. */
