@@ -40,11 +40,6 @@ export function stackKv(rows: KvSource[], shape: KvShape, into?: Float32Array): 
   return { data: out, padded: P }
 }
 
-/** Where row `index`'s T new positions sit in a `present_*`: right after its past (`packed`), or after the padded past P (`appended`). */
-function newPositionsAt(layout: ShardIO['presentLayout'], past: number, padded: number): number {
-  return layout === 'packed' ? past : padded
-}
-
 /**
  * Row `index` of a batch's `present_*` into a session's KvRows: only its T new positions are
  * copied when `rows` has room for them (its past is already there); otherwise a new KvRows of
@@ -63,7 +58,8 @@ export function appendKv(
   const { heads, headDim: D } = shape
   const S = presentLength
   const length = row.past + row.added
-  const newAt = newPositionsAt(layout, row.past, padded)
+  // Row `index`'s new positions sit right after its past (`packed`), or after the padded past P (`appended`).
+  const newAt = layout === 'packed' ? row.past : padded
   if (newAt + row.added > S) throw new RangeError(`present of ${S} positions has no room for row ${row.index}'s ${row.added} new positions at ${newAt}`)
   const inPlace = rows !== undefined && rows.capacity >= length
   const cap = inPlace ? rows.capacity : Math.max(capacity, length)

@@ -324,14 +324,13 @@ export async function createShardSession(init: ShardSessionInit): Promise<ShardS
     }
     onRun?.(B, n)
     const now = performance.now()
+    // Room for KV_GROWTH more positions at a time (never past the model's), so most steps only write their new one.
+    const capacities = rows.map((r) => Math.min(spec.maxPositions, Math.ceil((r.entry.length + n + 1) / KV_GROWTH) * KV_GROWTH))
     for (const name of kvNames) {
       const present = results[`present_${name}`]!
       const data = present.data as Float32Array
       rows.forEach((r, b) => {
-        const past = r.entry.length
-        // Room for KV_GROWTH more positions at a time (never past the model's), so most steps only write their new one.
-        const capacity = Math.min(spec.maxPositions, Math.ceil((past + n + 1) / KV_GROWTH) * KV_GROWTH)
-        r.entry.rows.set(name, appendKv(data, present.dims[2]!, { index: b, past, added: n }, padded, io.presentLayout, shape, r.entry.rows.get(name), capacity))
+        r.entry.rows.set(name, appendKv(data, present.dims[2]!, { index: b, past: r.entry.length, added: n }, padded, io.presentLayout, shape, r.entry.rows.get(name), capacities[b]!))
       })
       present.dispose()
     }
